@@ -1,0 +1,74 @@
+"""Reading and writing audio files with clear errors.
+
+Decoding goes through libsndfile (the `soundfile` wheel bundles 1.2+, which reads
+WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF and more) and resampling through soxr, the
+same resampler librosa >= 0.10 uses by default.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from deepfake_audio.errors import AudioError
+
+SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+MAX_FILE_SECONDS = 30 * 60
+
+
+def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """Decode an audio file to mono float32 in [-1, 1] at its native rate.
+
+    Returns `(wav, sample_rate)` with wav of shape (samples,). Multi-channel audio is
+    averaged to mono (as librosa does). PCM16 samples come out as k / 32768.
+    Raises `AudioError` for a missing, unsupported, corrupt, empty or over-long file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"Audio file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise AudioError(f"Unsupported audio format '{suffix or path.name}': use one of "
+                         f"{', '.join(e.lstrip('.') for e in SUPPORTED_EXTENSIONS)} "
+                         "(convert with e.g. `ffmpeg -i input output.wav`).")
+    try:
+        info = sf.info(str(path))
+        if info.frames > MAX_FILE_SECONDS * info.samplerate:
+            raise AudioError(f"{path.name} is {info.frames / info.samplerate / 60:.0f} minutes long; "
+                             f"use a recording shorter than {MAX_FILE_SECONDS // 60} minutes.")
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except Exception as exc:  # libsndfile reports corrupt data with several exception types
+        raise AudioError(f"Could not decode {path.name}: the file is corrupt or not "
+                         f"{suffix.lstrip('.').upper()} audio ({str(exc).strip()[:120]}).") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path.name} contains no audio samples.")
+    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if not np.all(np.isfinite(wav)):
+        raise AudioError(f"{path.name} contains invalid (NaN or infinite) samples.")
+    return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def resample(wav: np.ndarray, source_sr: int, target_sr: int) -> np.ndarray:
+    """Resample float32 audio with soxr's high-quality filter (librosa's default)."""
+    if source_sr == target_sr:
+        return wav
+    import librosa
+    return librosa.resample(wav, orig_sr=source_sr, target_sr=target_sr).astype(np.float32, copy=False)
+
+
+def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
+    """Decode `path` to mono float32 at `sample_rate` Hz, shape (samples,)."""
+    wav, sr = read_audio(path)
+    return resample(wav, sr, sample_rate)
+
+
+def write_wav(path: Path | str, wav: np.ndarray, sample_rate: int) -> Path:
+    """Write `wav` (float, nominally [-1, 1]) as 16-bit PCM WAV, clipping anything outside."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = np.clip(np.asarray(wav, dtype=np.float64), -1.0, 1.0)
+    sf.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
+    return path

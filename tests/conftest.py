@@ -1,0 +1,31 @@
+"""Shared fixtures: the seed-1 checkpoints the reference vectors were made with."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS.parent))
+
+import weights  # noqa: E402  (tests/weights.py)
+
+DATA = TESTS / "data"
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def seed1_dir(tmp_path_factory) -> Path:
+    """A models folder with encoder.pt, synthesizer.pt and vocoder.pt made by the formula (seed 1)."""
+    folder = tmp_path_factory.mktemp("seed1")
+    weights.write_checkpoints(folder, seed=1)
+    return folder
+
+
+def vector(name: str) -> np.ndarray:
+    """A reference test vector from tests/data."""
+    return np.load(DATA / name)
