@@ -1,0 +1,199 @@
+"""Command line: `python -m deepfake_audio {clone,embed,download,info}`.
+
+Every failure caused by input ends with a one-line `error: ...` on stderr and a
+non-zero exit status (2 for bad input or weights, 1 for anything unexpected, 130 when
+interrupted); `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from deepfake_audio.errors import DeepfakeAudioError
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, default=None, metavar="DIR",
+                        help="folder with encoder.pt (optional), synthesizer.pt and vocoder.pt "
+                             "(default: saved_models/default, or $DEEPFAKE_AUDIO_MODELS)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where the models run (default: cuda when available, else cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio",
+                                     description="SV2TTS voice cloning: speak any text in the voice of a recording.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    clone = sub.add_parser("clone", help="speak text in the voice of a reference recording")
+    voice = clone.add_mutually_exclusive_group(required=True)
+    voice.add_argument("--voice", type=Path, help="reference recording (wav, flac, ogg, mp3; any rate)")
+    voice.add_argument("--embedding", type=Path, help="saved voice from `embed` (.npy) instead of --voice")
+    text = clone.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="what to say")
+    text.add_argument("--text-file", type=Path, help="UTF-8 text file with what to say")
+    clone.add_argument("--out", type=Path, required=True, help="output 16-bit WAV file")
+    clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
+    clone.add_argument("--vocoder", choices=("wavernn", "griffinlim"), default="wavernn",
+                       help="WaveRNN (needs vocoder.pt) or Griffin-Lim (no weights, lower quality)")
+    _add_model_options(clone)
+
+    embed = sub.add_parser("embed", help="save the voice embedding of a recording as .npy")
+    embed.add_argument("--voice", type=Path, required=True, help="reference recording")
+    embed.add_argument("--out", type=Path, required=True, help="output .npy file (256 float32 values)")
+    _add_model_options(embed)
+
+    download = sub.add_parser("download", help="fetch the official synthesizer and vocoder checkpoints")
+    download.add_argument("--models", type=Path, default=None, metavar="DIR",
+                          help="destination folder (default: saved_models/default)")
+    download.add_argument("--encoder", action="store_true", help="also fetch encoder.pt (the bundled one is the same)")
+    download.add_argument("--force", action="store_true", help="download again even if the files are present")
+
+    info = sub.add_parser("info", help="show which weights each stage would use")
+    _add_model_options(info)
+    return parser
+
+
+class _StageBars:
+    """tqdm bars, one per pipeline stage, fed by the pipeline's progress callback."""
+
+    def __init__(self):
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self._bars: dict[str, object] = {}
+
+    def __call__(self, stage: str, fraction: float, detail: str) -> None:
+        bar = self._bars.get(stage)
+        if bar is None:
+            for other in self._bars.values():
+                other.close()
+            bar = self._bars[stage] = self._tqdm(total=100, desc=f"{stage:>12}", unit="%", leave=True,
+                                                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        bar.set_postfix_str(detail, refresh=False)
+        bar.update(max(0, round(100 * fraction) - bar.n))
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def _read_text(args) -> str:
+    if args.text is not None:
+        return args.text
+    try:
+        return args.text_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DeepfakeAudioError(f"Text file not found: {args.text_file}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DeepfakeAudioError(f"Cannot read {args.text_file} as UTF-8 text ({exc}).") from None
+
+
+def _check_output(path: Path, suffix: str) -> None:
+    if path.suffix.lower() != suffix:
+        raise DeepfakeAudioError(f"The output file must end in {suffix}: {path}")
+    if path.is_dir():
+        raise DeepfakeAudioError(f"The output path is a folder: {path}")
+
+
+def _pipeline(args):
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise DeepfakeAudioError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu.")
+    from deepfake_audio.pipeline import Pipeline
+    return Pipeline(args.models, device=args.device)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, so a failure never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_clone(args) -> int:
+    import numpy as np
+    from deepfake_audio.audio_io import write_wav
+    _check_output(args.out, ".wav")
+    text = _read_text(args)
+    from deepfake_audio.pipeline import Pipeline
+    Pipeline.prepare_text(text)  # fail on bad text before loading models
+    embedding = None
+    if args.embedding is not None:
+        try:
+            embedding = np.load(args.embedding).astype(np.float32).reshape(-1)
+        except (OSError, ValueError) as exc:
+            raise DeepfakeAudioError(f"Cannot read the embedding {args.embedding}: {exc}") from None
+        if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
+            raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).")
+    pipe = _pipeline(args)
+    bars = _StageBars()
+    try:
+        result = pipe.clone(args.voice, text, seed=args.seed, vocoder=args.vocoder, embedding=embedding,
+                            progress=bars)
+    finally:
+        bars.close()
+    _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate))
+    print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
+          f"real-time factor {result.real_time_factor:.2f})")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+    _check_output(args.out, ".npy")
+    from encoder.inference import Encoder, prepare_reference
+    wav = prepare_reference(args.voice)  # fail on bad audio before loading anything else
+    from deepfake_audio.pipeline import encoder_weights, models_folder
+    weights = encoder_weights(models_folder(args.models))
+    embedding = Encoder(weights, args.device or "cpu").embed_utterance(wav)
+    _atomic_write(args.out, lambda tmp: np.save(tmp, embedding))
+    print(f"wrote {args.out} (256-d voice embedding of {len(wav) / 16000:.1f} s of speech)")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from deepfake_audio.download import DEFAULT_FILES, DEFAULT_MODELS_DIR, download_models
+    files = ("encoder.pt",) + DEFAULT_FILES if args.encoder else DEFAULT_FILES
+    paths = download_models(args.models or DEFAULT_MODELS_DIR, files, force=args.force)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    for stage, text in _pipeline(args).describe().items():
+        print(f"{stage:>12}: {text}")
+    return 0
+
+
+COMMANDS = {"clone": cmd_clone, "embed": cmd_embed, "download": cmd_download, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DeepfakeAudioError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still no traceback unless asked
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1

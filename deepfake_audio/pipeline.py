@@ -1,0 +1,232 @@
+"""The SV2TTS chain in one object: reference voice + text -> cloned speech.
+
+`Pipeline` loads the encoder, synthesizer and vocoder once and is then safe to call
+from several threads: no call mutates shared state, and every random draw comes from a
+generator private to that call. The CLI, the Python API and the studio all use it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from deepfake_audio.download import DEFAULT_MODELS_DIR, missing_weights_message
+from deepfake_audio.errors import MissingWeightsError, TextError
+from encoder.inference import Encoder, default_weights_path, prepare_reference
+from synthesizer.audio import griffin_lim
+from synthesizer.hparams import hparams as syn_hp
+from synthesizer.inference import Synthesizer, make_generator
+from synthesizer.sentences import split_sentences
+from synthesizer.text import has_speakable_characters, text_to_sequence
+from vocoder.inference import Vocoder
+
+VocoderName = Literal["wavernn", "griffinlim"]
+VOCODERS: tuple[str, ...] = ("wavernn", "griffinlim")
+SAMPLE_RATE = syn_hp.sample_rate
+MAX_TEXT_CHARS = 5000
+SENTENCE_PAUSE_SECONDS = 0.15
+OUTPUT_PEAK = 0.97
+
+# progress(stage, fraction in [0, 1], detail); stage is "encoding", "synthesizing" or "vocoding".
+ProgressFn = Callable[[str, float, str], None]
+
+
+def _no_progress(stage: str, fraction: float, detail: str) -> None:
+    pass
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def models_folder(models_dir: Path | str | None = None) -> Path:
+    """The models folder: the argument, else $DEEPFAKE_AUDIO_MODELS, else saved_models/default."""
+    return Path(models_dir or os.environ.get("DEEPFAKE_AUDIO_MODELS") or DEFAULT_MODELS_DIR)
+
+
+def encoder_weights(models_dir: Path) -> Path:
+    """`encoder.pt` of the folder when present, else the official encoder bundled with resemblyzer."""
+    path = models_dir / "encoder.pt"
+    return path if path.is_file() else default_weights_path()
+
+
+@dataclass
+class CloneResult:
+    """Output of `Pipeline.clone`."""
+
+    wav: np.ndarray  # float32 (samples,) at `sample_rate`, peak-normalised to 0.97
+    sample_rate: int
+    embedding: np.ndarray  # (256,) speaker embedding of the reference
+    mels: list[np.ndarray]  # one (80, frames) mel per sentence
+    sentences: list[str]
+    vocoder: str
+    seconds: dict[str, float] = field(default_factory=dict)  # compute time per stage
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+    @property
+    def real_time_factor(self) -> float:
+        """Compute time divided by audio duration (below 1 is faster than real time)."""
+        return sum(self.seconds.values()) / max(self.duration, 1e-9)
+
+
+class Pipeline:
+    """Encoder + synthesizer + vocoder, loaded once.
+
+    Weights come from `models_dir` (default `saved_models/default/`): `encoder.pt`
+    (optional: the official encoder bundled with the `resemblyzer` package is the
+    fallback), `synthesizer.pt` and `vocoder.pt`. Explicit paths override the folder.
+    Missing synthesizer or vocoder weights are not an error at load time: the calls
+    that need them raise `MissingWeightsError` saying which file is missing and how to
+    fetch it, and Griffin-Lim works without a vocoder. Corrupt or mismatched files
+    raise `WeightsError` here.
+    """
+
+    def __init__(self, models_dir: Path | str | None = None, *, encoder: Path | str | None = None,
+                 synthesizer: Path | str | None = None, vocoder: Path | str | None = None,
+                 device: str | None = None):
+        self.models_dir = models_folder(models_dir)
+        self.device = torch.device(device or default_device())
+        self.encoder_path = Path(encoder) if encoder else encoder_weights(self.models_dir)
+        self.synthesizer_path = Path(synthesizer) if synthesizer else self.models_dir / "synthesizer.pt"
+        self.vocoder_path = Path(vocoder) if vocoder else self.models_dir / "vocoder.pt"
+        self.encoder = Encoder(self.encoder_path, self.device)
+        self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, explicit=synthesizer)
+        self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, explicit=vocoder)
+
+    def _load_if_present(self, cls, path: Path, explicit):
+        if not path.is_file():
+            if explicit:  # a path the caller named must exist
+                raise MissingWeightsError(missing_weights_message(path))
+            return None
+        return cls(path, self.device)
+
+    def describe(self) -> dict[str, str]:
+        """Which weights each stage uses, in words."""
+        return {
+            "encoder": f"{self.encoder_path} (step {self.encoder.step})",
+            "synthesizer": f"{self.synthesizer_path} (step {self.synthesizer.step})" if self.synthesizer
+            else f"missing: {missing_weights_message(self.synthesizer_path)}",
+            "vocoder": f"{self.vocoder_path} (step {self.vocoder.step})" if self.vocoder
+            else f"missing (Griffin-Lim available): {missing_weights_message(self.vocoder_path)}",
+        }
+
+    def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """Speaker embedding (256,) float32 of a recording (path, or array at `sample_rate`)."""
+        return self.encoder.embed_utterance(prepare_reference(audio, sample_rate))
+
+    def synthesize(self, texts: str | Sequence[str], embedding: np.ndarray, seed: int | None = None,
+                   progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+        """Mels (80, frames) for each text, all spoken with `embedding`.
+
+        Each text is used as one utterance (no splitting): this is the reference's
+        behaviour. `clone` splits long text into sentences first.
+        """
+        synthesizer = self._require_synthesizer()
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
+            raise ValueError(f"the speaker embedding must be 256 finite numbers, got shape {embedding.shape}")
+        return synthesizer.synthesize_spectrograms(
+            texts, [embedding] * len(texts), seed=seed,
+            progress=lambda done, total: progress("synthesizing", done / total,
+                                                  f"sentence {done} of {total}"))
+
+    def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
+               progress: ProgressFn = _no_progress) -> np.ndarray:
+        """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised."""
+        if vocoder == "griffinlim":
+            rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
+            wav = griffin_lim(mel, rng=rng)
+            progress("vocoding", 1.0, "Griffin-Lim")
+            return wav
+        if vocoder != "wavernn":
+            raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
+        if self.vocoder is None:
+            raise MissingWeightsError(missing_weights_message(self.vocoder_path)
+                                      + " (or choose the Griffin-Lim vocoder, which needs no weights)")
+        return self.vocoder.infer_waveform(
+            mel, seed=seed, progress=lambda done, total: progress("vocoding", done / total,
+                                                                  f"{100 * done // total}%"))
+
+    def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
+              seed: int | None = None, vocoder: VocoderName = "wavernn", *,
+              embedding: np.ndarray | None = None, sample_rate: int | None = None,
+              progress: ProgressFn = _no_progress) -> CloneResult:
+        """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
+
+        Long text is split into sentences, synthesized in batches and vocoded in one
+        pass, with short pauses between sentences. Same seed, same inputs: same audio.
+        """
+        sentences = self.prepare_text(text)
+        self._require_synthesizer()
+        if vocoder not in VOCODERS:
+            raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
+        if vocoder == "wavernn" and self.vocoder is None:
+            self.vocode(np.zeros((80, 2), np.float32), vocoder)  # raises the missing-weights message
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        progress("encoding", 0.0, "reading the reference voice")
+        if embedding is None:
+            if reference_audio is None:
+                raise ValueError("give a reference recording or a saved embedding")
+            embedding = self.embed(reference_audio, sample_rate)
+        progress("encoding", 1.0, "voice embedded")
+        seconds["encoding"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        progress("synthesizing", 0.0, f"{len(sentences)} sentence(s)")
+        mels = self.synthesize(sentences, embedding, seed, progress)
+        seconds["synthesizing"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        progress("vocoding", 0.0, "0%")
+        wav = self._vocode_sentences(mels, vocoder, seed, progress)
+        seconds["vocoding"] = time.perf_counter() - start
+        return CloneResult(wav, SAMPLE_RATE, np.asarray(embedding, np.float32), mels, sentences, vocoder, seconds)
+
+    @staticmethod
+    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> list[str]:
+        """Validate `text` and split it into sentences; raises `TextError` when nothing can be said."""
+        if text is None or not str(text).strip():
+            raise TextError("The text is empty: type what the voice should say.")
+        if len(text) > max_chars:
+            raise TextError(f"The text is {len(text)} characters long; the limit is {max_chars}. "
+                            "Split it into several requests.")
+        sentences = [s for s in split_sentences(text) if has_speakable_characters(text_to_sequence(s))]
+        if not sentences:
+            raise TextError("The text has no speakable characters: write English words "
+                            "(letters; digits are read out as numbers).")
+        return sentences
+
+    def _vocode_sentences(self, mels: list[np.ndarray], vocoder: str, seed: int | None,
+                          progress: ProgressFn) -> np.ndarray:
+        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * SAMPLE_RATE))
+        hop = syn_hp.hop_size
+        if vocoder == "wavernn":
+            # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
+            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", seed, progress)
+            cuts = np.cumsum([m.shape[1] for m in mels])[:-1] * hop
+            pieces = np.split(wav, np.minimum(cuts, len(wav)))
+        else:
+            pieces = []
+            for k, mel in enumerate(mels):
+                pieces.append(self.vocode(mel, "griffinlim", None if seed is None else seed + k))
+                progress("vocoding", (k + 1) / len(mels), f"sentence {k + 1} of {len(mels)}")
+        joined = np.concatenate([part for piece in pieces for part in (piece, pause)][:-1])
+        peak = np.max(np.abs(joined)) if joined.size else 0.0
+        if peak > 0:
+            joined = joined / peak * OUTPUT_PEAK
+        return joined.astype(np.float32)
+
+    def _require_synthesizer(self) -> Synthesizer:
+        if self.synthesizer is None:
+            raise MissingWeightsError(missing_weights_message(self.synthesizer_path))
+        return self.synthesizer

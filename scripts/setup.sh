@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything the project needs in ./.venv. With --dev, also what the tests need:
+# Debian packages (speech synthesisers, sox, Chromium for browser tests) and the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+if [ "$dev" = 1 ] && command -v apt-get >/dev/null; then
+    packages="espeak-ng flite sox libsox-fmt-all chromium"
+    missing=""
+    for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+    if [ -n "$missing" ]; then
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+fi
+
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$dev" = 1 ]; then
+    .venv/bin/python -m pip install -q -r requirements-dev.txt
+else
+    .venv/bin/python -m pip install -q -r requirements.txt
+fi
+# resemblyzer only carries the official encoder weights; its own dependencies would
+# replace webrtcvad-wheels with the source-only webrtcvad, so install it alone.
+.venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
+.venv/bin/python -c "import webrtcvad, torch, librosa; import encoder.inference as e; e.default_weights_path()"
