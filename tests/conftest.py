@@ -29,3 +29,11 @@ def seed1_dir(tmp_path_factory) -> Path:
 def vector(name: str) -> np.ndarray:
     """A reference test vector from tests/data."""
     return np.load(DATA / name)
+
+
+@pytest.fixture(scope="session")
+def quick_dir(tmp_path_factory) -> Path:
+    """Seed-1 checkpoints whose synthesizer stops after 14 frames (fast end-to-end runs)."""
+    folder = tmp_path_factory.mktemp("quick")
+    weights.write_quick_checkpoints(folder, seed=1)
+    return folder
