@@ -23,6 +23,7 @@ from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import Synthesizer, make_generator
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
+from vocoder import hparams as vocoder_hp
 from vocoder.inference import Vocoder
 
 VocoderName = Literal["wavernn", "griffinlim"]
@@ -141,7 +142,12 @@ class Pipeline:
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
                progress: ProgressFn = _no_progress) -> np.ndarray:
-        """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised."""
+        """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised.
+
+        WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
+        when the mel spans more than one fold, else unbatched; `Vocoder.infer_waveform`
+        gives direct control.
+        """
         if vocoder == "griffinlim":
             rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
             wav = griffin_lim(mel, rng=rng)
@@ -152,9 +158,12 @@ class Pipeline:
         if self.vocoder is None:
             raise MissingWeightsError(missing_weights_message(self.vocoder_path)
                                       + " (or choose the Griffin-Lim vocoder, which needs no weights)")
+        # Folding pays off only when there is more than one fold; a short mel is cheaper
+        # in one unfolded pass than padded up to a full 9600-sample fold.
+        batched = mel.shape[1] * syn_hp.hop_size > vocoder_hp.voc_target + 2 * vocoder_hp.voc_overlap
         return self.vocoder.infer_waveform(
-            mel, seed=seed, progress=lambda done, total: progress("vocoding", done / total,
-                                                                  f"{100 * done // total}%"))
+            mel, batched=batched, seed=seed,
+            progress=lambda done, total: progress("vocoding", done / total, f"{100 * done // total}%"))
 
     def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
               seed: int | None = None, vocoder: VocoderName = "wavernn", *,

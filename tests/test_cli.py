@@ -1,0 +1,85 @@
+"""The command line as a user runs it: real processes, real files, one-line errors."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, env=None, cwd=ROOT):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "deepfake_audio", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_clean_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def test_clone_writes_16bit_wav(quick_dir, tmp_path):
+    out = tmp_path / "sub" / "out.wav"
+    proc = run("clone", "--voice", DATA / "ref.wav", "--text", "Hello world. Bye.", "--out", out,
+               "--seed", 1, "--models", quick_dir, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(out)
+    assert info.subtype == "PCM_16" and info.samplerate == 16000 and info.channels == 1
+    assert info.frames == (28 - 1) * 200 + 2400
+    assert "wrote" in proc.stdout and "vocoding" in proc.stderr  # tqdm bars go to stderr
+    again = tmp_path / "again.wav"
+    run("clone", "--voice", DATA / "ref.wav", "--text", "Hello world. Bye.", "--out", again,
+        "--seed", 1, "--models", quick_dir)
+    assert np.array_equal(sf.read(out)[0], sf.read(again)[0])
+
+
+def test_embed_then_clone_from_embedding(quick_dir, tmp_path):
+    npy = tmp_path / "voice.npy"
+    proc = run("embed", "--voice", DATA / "ref.wav", "--out", npy, "--models", quick_dir)
+    assert proc.returncode == 0, proc.stderr
+    embedding = np.load(npy)
+    assert embedding.shape == (256,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("Read from a file.\n", encoding="utf-8")
+    out = tmp_path / "out.wav"
+    proc = run("clone", "--embedding", npy, "--text-file", text_file, "--out", out, "--vocoder", "griffinlim",
+               "--models", quick_dir)
+    assert proc.returncode == 0, proc.stderr and out.exists()
+
+
+def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    common = ["--models", quick_dir, "--out", tmp_path / "o.wav"]
+    assert_clean_error(run("clone", "--voice", tmp_path / "nope.wav", "--text", "Hi.", *common), "not found")
+    assert_clean_error(run("clone", "--voice", silent, "--text", "Hi.", *common), "silent")
+    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "  ", *common), "empty")
+    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common),
+                       "Text file not found")
+    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--models", quick_dir,
+                           "--out", tmp_path / "o.mp3"), "must end in .wav")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_missing_weights_say_how_to_fetch_them(tmp_path):
+    proc = run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--out", tmp_path / "o.wav",
+               "--models", tmp_path)
+    assert_clean_error(proc, "synthesizer.pt", str(tmp_path), "python -m deepfake_audio download --models")
+
+
+def test_download_failure_is_one_line(tmp_path):
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "cache"),
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    proc = run("download", "--models", tmp_path / "models", env=env)
+    assert_clean_error(proc, "CorentinJ/SV2TTS")
+    assert not list((tmp_path / "models").glob("*.pt")) if (tmp_path / "models").exists() else True
