@@ -1,0 +1,249 @@
+"""Saved voices and generated results, kept on disk under the studio's data folder.
+
+Layout under `root`:
+
+    voices/<id>/meta.json       {"name": str, "created": unix seconds, "seconds": float}
+    voices/<id>/embedding.npy   (256,) float32 unit-norm speaker embedding
+    voices/<id>/preview.wav     up to PREVIEW_SECONDS of the prepared reference, 16-bit 16 kHz
+    results.json                the last MAX_RESULTS generated results (see `ResultLog`)
+
+A voice is written into a hidden temporary folder and renamed into place, and the
+results file is replaced atomically, so a crash never leaves half an entry. An entry
+that cannot be read is skipped (and logged), never deleted: a bad file must not cost
+the user the rest of the library.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_audio.audio_io import write_wav
+from deepfake_audio.errors import DeepfakeAudioError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_SIZE = 256
+PREVIEW_SECONDS = 8.0
+MAX_NAME_CHARS = 40
+MAX_VOICES = 500
+MAX_RESULTS = 200
+# Letters (any script), digits, spaces and a little punctuation: safe in a file name and in the UI.
+_NAME_RE = re.compile(r"^[\w][\w .,'()+-]*$")
+
+
+class VoiceError(DeepfakeAudioError):
+    """A voice-library request cannot be done: bad or duplicate name, unknown voice, full library."""
+
+
+def check_embedding(embedding) -> np.ndarray:
+    """`embedding` as (256,) float32, or `VoiceError` when it is not 256 finite numbers."""
+    array = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if array.shape != (EMBEDDING_SIZE,) or not np.all(np.isfinite(array)):
+        raise VoiceError(f"A voice embedding must be {EMBEDDING_SIZE} finite numbers (got shape {array.shape}).")
+    return array
+
+
+def clean_name(name: str | None) -> str:
+    """A voice name with surrounding and repeated spaces removed; `VoiceError` when unusable."""
+    cleaned = " ".join(str(name or "").split())
+    if not cleaned:
+        raise VoiceError("Give the voice a name before saving it.")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise VoiceError(f"The voice name is {len(cleaned)} characters long; keep it to {MAX_NAME_CHARS}.")
+    if not _NAME_RE.match(cleaned):
+        raise VoiceError("Use letters, digits, spaces and . , ' ( ) + - in voice names, starting with a "
+                         "letter or digit.")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A saved voice: its name, embedding and a short preview recording."""
+
+    id: str
+    name: str
+    created: float  # unix seconds
+    seconds: float  # length of the reference it was made from, after silence trimming
+    embedding: np.ndarray  # (256,) float32
+    preview: Path  # 16-bit 16 kHz WAV
+
+
+class VoiceLibrary:
+    """The saved voices in `root`, one folder each. Safe to use from several threads."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+
+    def list(self) -> list[Voice]:
+        """Every readable voice, sorted by name (case-insensitive)."""
+        with self._lock:
+            voices = []
+            for folder in sorted(self.root.iterdir()):
+                if folder.name.startswith(".") or not folder.is_dir():
+                    continue
+                voice = self._read(folder)
+                if voice is not None:
+                    voices.append(voice)
+            return sorted(voices, key=lambda v: v.name.casefold())
+
+    def names(self) -> list[str]:
+        return [voice.name for voice in self.list()]
+
+    def get(self, name: str) -> Voice:
+        """The voice called `name` (case-insensitive); `VoiceError` when there is none."""
+        wanted = " ".join(str(name or "").split()).casefold()
+        for voice in self.list():
+            if voice.name.casefold() == wanted:
+                return voice
+        raise VoiceError(f"There is no saved voice called {name!r}; it may have been deleted. "
+                         "Pick another voice or save this one again.")
+
+    def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int) -> Voice:
+        """Save a new voice: its embedding and the first seconds of `reference` (float, [-1, 1]).
+
+        Raises `VoiceError` for a bad or already used name, a bad embedding or a full library.
+        """
+        name = clean_name(name)
+        embedding = check_embedding(embedding)
+        reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+        with self._lock:
+            existing = self.list()
+            if any(v.name.casefold() == name.casefold() for v in existing):
+                raise VoiceError(f"A voice called {name!r} already exists: choose another name, or delete "
+                                 "the saved one first.")
+            if len(existing) >= MAX_VOICES:
+                raise VoiceError(f"The library is full ({MAX_VOICES} voices): delete some voices first.")
+            voice_id = f"{_slug(name)}-{uuid.uuid4().hex[:6]}"
+            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
+            try:
+                np.save(staging / "embedding.npy", embedding)
+                write_wav(staging / "preview.wav", reference[:int(PREVIEW_SECONDS * sample_rate)], sample_rate)
+                meta = {"name": name, "created": time.time(), "seconds": round(len(reference) / sample_rate, 2)}
+                (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+                os.replace(staging, self.root / voice_id)
+            except OSError as exc:
+                raise VoiceError(f"Could not save the voice in {self.root}: {exc.strerror or exc}.") from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            voice = self._read(self.root / voice_id)
+            if voice is None:
+                raise VoiceError(f"The voice was written to {self.root / voice_id} but cannot be read back.")
+            return voice
+
+    def delete(self, name: str) -> Voice:
+        """Delete the voice called `name`; returns it. `VoiceError` when there is none."""
+        with self._lock:
+            voice = self.get(name)
+            trash = self.root / f".deleted-{voice.id}-{uuid.uuid4().hex[:6]}"
+            try:
+                os.replace(self.root / voice.id, trash)  # atomic: gone from the list at once
+            except OSError as exc:
+                raise VoiceError(f"Could not delete {voice.name!r}: {exc.strerror or exc}.") from None
+            shutil.rmtree(trash, ignore_errors=True)
+            return voice
+
+    def _read(self, folder: Path) -> Voice | None:
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            embedding = check_embedding(np.load(folder / "embedding.npy", allow_pickle=False))
+            preview = folder / "preview.wav"
+            if not preview.is_file():
+                raise FileNotFoundError(preview)
+            return Voice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
+                         float(meta.get("seconds", 0.0)), embedding, preview)
+        except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
+            logger.warning("Skipping the unreadable saved voice in %s: %s", folder, exc)
+            return None
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    """One generated result as the voice map needs it."""
+
+    label: str  # e.g. "#12 Alice: Hello there."
+    source: str  # saved voice name, or "" for an unsaved recording
+    reference: np.ndarray  # (256,) embedding of the voice the clone was asked for
+    output: np.ndarray  # (256,) embedding of the generated speech
+    similarity: float
+    created: float
+
+
+class ResultLog:
+    """The last `limit` generated results, in a JSON file. Safe to use from several threads."""
+
+    def __init__(self, path: Path | str, limit: int = MAX_RESULTS):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._entries = self._load()
+        self._counter = len(self._entries)
+
+    def list(self) -> list[ResultEntry]:
+        with self._lock:
+            return list(self._entries)
+
+    def add(self, text: str, source: str, reference, output, similarity: float) -> ResultEntry:
+        """Record a result; the oldest are dropped beyond `limit`."""
+        snippet = " ".join(text.split())
+        snippet = snippet if len(snippet) <= 24 else snippet[:23] + "…"
+        with self._lock:
+            self._counter += 1
+            entry = ResultEntry(f"#{self._counter} {source or 'recording'}: {snippet}", source,
+                                check_embedding(reference), check_embedding(output), float(similarity), time.time())
+            self._entries = (self._entries + [entry])[-self.limit:]
+            self._write()
+            return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = []
+            self._write()
+
+    def _load(self) -> list[ResultEntry]:
+        if not self.path.is_file():
+            return []
+        try:
+            rows = json.loads(self.path.read_text(encoding="utf-8"))
+            return [ResultEntry(r["label"], r["source"], check_embedding(r["reference"]), check_embedding(r["output"]),
+                                float(r["similarity"]), float(r["created"])) for r in rows][-self.limit:]
+        except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
+            # Keep the unreadable file for inspection and start a new log beside it.
+            logger.warning("Could not read the results log %s (%s); starting a new one", self.path, exc)
+            try:
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}"))
+            except OSError:
+                pass
+            return []
+
+    def _write(self) -> None:
+        rows = [{"label": e.label, "source": e.source, "reference": e.reference.tolist(), "output": e.output.tolist(),
+                 "similarity": e.similarity, "created": e.created} for e in self._entries]
+        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(rows, fh)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the log is a convenience: losing it must not fail the request
+            logger.warning("Could not write the results log %s: %s", self.path, exc)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")
+    return slug[:32] or "voice"
