@@ -1,0 +1,366 @@
+"""Deepfake Audio studio: the web app (Gradio 6 on FastAPI, installable as a PWA).
+
+    python app.py [--host H] [--port P] [--models DIR] [--data DIR]
+
+This file is UI only: layout, events and messages. The work is done by
+`deepfake_audio.studio.Studio`, which loads the models once at start-up and chains
+encoder, synthesizer and vocoder per request. Gradio is mounted on a FastAPI app whose
+own routes serve the web manifest, the service worker and the offline page first.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import html
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Before Gradio and huggingface_hub are imported: nothing in the studio phones home.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from fastapi.responses import FileResponse, Response  # noqa: E402
+from fastapi.staticfiles import StaticFiles  # noqa: E402
+
+from deepfake_audio.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
+from deepfake_audio.pipeline import MAX_TEXT_CHARS  # noqa: E402
+from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
+from deepfake_audio.voices import VoiceError  # noqa: E402
+
+logger = logging.getLogger("deepfake_audio.app")
+
+ROOT = Path(__file__).resolve().parent
+STATIC = ROOT / "static"
+TITLE = "Deepfake Audio studio"
+THEME_COLOUR = "#0f766e"
+RECORDING_CHOICE = ("The recording above", "")
+DEFAULT_PORT = 7860
+DEFAULT_QUEUE_SIZE = 20
+
+HEAD = f"""
+<meta name="theme-color" content="{THEME_COLOUR}">
+<meta name="description" content="Clone a voice from a few seconds of speech and make it say any text.">
+<meta name="mobile-web-app-capable" content="yes">
+<meta name="apple-mobile-web-app-title" content="Voice studio">
+<link rel="apple-touch-icon" href="/pwa/icons/apple-touch-icon.png">
+<script>
+  if ("serviceWorker" in navigator) {{
+    navigator.serviceWorker.register("/sw.js", {{ scope: "/" }})
+      .catch((error) => console.warn("The studio works without its service worker:", error));
+  }}
+</script>
+"""
+
+CSS = """
+#char-count p { margin: 0; font-size: var(--text-sm); color: var(--body-text-color-subdued); }
+#similarity-reading p { margin: 0; }
+#run-status p { margin: 0.2em 0; font-size: var(--text-sm); }
+#weights-notice { border-left: 4px solid #b45309; padding-left: 0.8em; }
+"""
+
+# Runs in the browser on every keystroke: no server round trip for the counter.
+COUNT_JS = f"""
+(text) => {{
+  const n = (text || "").length;
+  const limit = {MAX_TEXT_CHARS};
+  return n > limit
+    ? `**${{n}} / ${{limit}} characters**: ${{n - limit}} over the limit, shorten the text or split it.`
+    : `${{n}} / ${{limit}} characters`;
+}}
+"""
+
+INTRO = f"""# {TITLE}
+Give a few seconds of someone speaking, type a text, and hear it in their voice.
+Only clone voices you have permission to use."""
+
+MAP_HELP = """A map of speaker embeddings: voices that sound alike lie close together. Discs are
+saved voices, rings are recordings that were used without saving, crosses are generated results,
+joined to the voice they were cloned from. A good clone lands next to its source.
+With fewer than four points the map is a PCA projection, from four on UMAP."""
+
+ERROR_TITLES = [(AudioError, "Reference audio"), (TextError, "Text"), (WeightsError, "Model weights"),
+                (VoiceError, "Voice library"), (RequestError, "Request")]
+
+
+def _user_errors(fn):
+    """Turn the errors a user can act on into a `gr.Error` with their message; hide the rest."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except DeepfakeAudioError as exc:
+            title = next((t for cls, t in ERROR_TITLES if isinstance(exc, cls)), "Error")
+            raise gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False) from None
+        except Exception as exc:
+            logger.exception("Unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). The details are in the "
+                           "server log; your saved voices are safe.", title="Server error",
+                           print_exception=False) from None
+    return wrapper
+
+
+def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
+    """The studio's Blocks: Clone, Voices and Models tabs, with named API endpoints."""
+
+    def voice_choices():
+        return [RECORDING_CHOICE] + [(name, name) for name in studio.voices.names()]
+
+    @_user_errors
+    def clone(reference, voice, text, seed, vocoder, progress=gr.Progress()):
+        """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
+
+        Returns the 16-bit WAV, the speaker similarity (0 to 1, as text), its reading in words,
+        a status line (durations, real-time factor, seed) and the two figures.
+        """
+        out = studio.clone(reference, voice, text, seed, vocoder,
+                           report=lambda fraction, desc: progress(fraction, desc=desc))
+        score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
+        return (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot)
+
+    @_user_errors
+    def save_voice(name, reference):
+        """Save the `reference` recording in the library as `name`."""
+        saved = studio.save_voice(name, reference)
+        return gr.update(choices=voice_choices(), value=saved), f"Saved **{saved}**.", ""
+
+    @_user_errors
+    def delete_voice(voice):
+        """Delete the saved voice called `voice`."""
+        deleted = studio.delete_voice(voice)
+        return gr.update(choices=voice_choices(), value=""), f"Deleted **{deleted}**."
+
+    @_user_errors
+    def show_voice(voice):
+        if not voice:
+            return gr.update(value=None, visible=False)
+        return gr.update(value=str(studio.voices.get(voice).preview), visible=True)
+
+    def refresh_voices(voice):
+        names = studio.voices.names()
+        return gr.update(choices=voice_choices(), value=voice if voice in names else "")
+
+    @_user_errors
+    def voice_map():
+        """The map of saved voices and recent results, and its table."""
+        figure, rows = studio.voice_map()
+        return figure, rows
+
+    @_user_errors
+    def clear_results():
+        """Forget the generated results (saved voices stay)."""
+        studio.results.clear()
+        return voice_map()
+
+    def voices() -> list[str]:
+        """Names of the saved voices, for the `voice` argument of /clone."""
+        return studio.voices.names()
+
+    heavy = dict(concurrency_id="models", concurrency_limit=clone_concurrency)
+    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO)
+        notice = studio.weights_notice()
+        gr.Markdown(notice, visible=bool(notice), elem_id="weights-notice")
+        with gr.Tabs():
+            with gr.Tab("Clone", id="clone"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=320):
+                        reference = gr.Audio(label="Reference voice: 5-10 s of clear speech",
+                                             sources=["upload", "microphone"], type="filepath", editable=True,
+                                             elem_id="reference-audio")
+                        with gr.Group():
+                            voice = gr.Dropdown(label="Voice", choices=[RECORDING_CHOICE], value="",
+                                                allow_custom_value=True, elem_id="voice-choice",
+                                                info="The recording above, or one saved in the library")
+                            preview = gr.Audio(label="Saved voice preview", interactive=False, visible=False,
+                                               elem_id="voice-preview")
+                            with gr.Row(equal_height=True):
+                                voice_name = gr.Textbox(show_label=False, placeholder="Name for the recording",
+                                                        max_lines=1, scale=3, min_width=140, container=False,
+                                                        elem_id="voice-name")
+                                save_button = gr.Button("Save voice", size="md", scale=1, min_width=100,
+                                                        elem_id="save-voice")
+                                delete_button = gr.Button("Delete voice", variant="stop", size="md", scale=1,
+                                                          min_width=100, elem_id="delete-voice")
+                        library_status = gr.Markdown(elem_id="library-status")
+                        text = gr.Textbox(label="Text to say", lines=5, max_lines=14, elem_id="text-input",
+                                          placeholder="Type what the voice should say. Long texts are split "
+                                                      "into sentences.")
+                        count = gr.Markdown(f"0 / {MAX_TEXT_CHARS} characters", elem_id="char-count")
+                        with gr.Row():
+                            seed = gr.Number(label="Seed", value=0, precision=0,
+                                             min_width=120, elem_id="seed",
+                                             info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
+                            vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
+                                               value=studio.default_vocoder, min_width=200, elem_id="vocoder")
+                        synthesize = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
+                    with gr.Column(scale=1, min_width=320):
+                        output = gr.Audio(label="Cloned speech (16-bit WAV)", type="filepath", interactive=False,
+                                          buttons=["download"], elem_id="output-audio")
+                        similarity = gr.Textbox(label="Speaker similarity (cosine of encoder embeddings, 0 to 1)",
+                                                interactive=False, max_lines=1, elem_id="similarity")
+                        reading = gr.Markdown(elem_id="similarity-reading")
+                        status = gr.Markdown(elem_id="run-status")
+                        mel_plot = gr.Plot(label="Mel spectrogram", show_label=False, format="png", elem_id="mel-plot")
+                        embedding_plot = gr.Plot(label="Speaker embeddings", show_label=False, format="png",
+                                                 elem_id="embedding-plot")
+            with gr.Tab("Voices", id="voices") as voices_tab:
+                gr.Markdown(MAP_HELP)
+                map_plot = gr.Plot(label="Voice map", show_label=False, format="png", elem_id="voice-map")
+                map_table = gr.Dataframe(headers=["name", "kind", "similarity to source"],
+                                         datatype=["str", "str", "number"], interactive=False,
+                                         elem_id="voice-table")
+                with gr.Row():
+                    refresh_button = gr.Button("Refresh map", elem_id="refresh-map")
+                    clear_button = gr.Button("Forget generated results", variant="secondary",
+                                             elem_id="clear-results")
+            with gr.Tab("Models", id="models"):
+                gr.Markdown("\n".join(f"- **{stage}**: `{where}`" for stage, where in studio.describe_weights().items()))
+
+        text.change(None, inputs=text, outputs=count, js=COUNT_JS)
+        synthesize.click(clone, [reference, voice, text, seed, vocoder],
+                         [output, similarity, reading, status, mel_plot, embedding_plot], api_name="clone",
+                         scroll_to_output=True, **heavy)
+        save_button.click(save_voice, [voice_name, reference], [voice, library_status, voice_name],
+                          api_name="save_voice", **heavy)
+        delete_button.click(delete_voice, voice, [voice, library_status], api_name="delete_voice")
+        voice.change(show_voice, voice, preview, api_visibility="private", show_progress="hidden")
+        demo.load(refresh_voices, voice, voice, api_visibility="private", show_progress="hidden")
+        refresh_button.click(voice_map, None, [map_plot, map_table], api_name="voice_map")
+        voices_tab.select(voice_map, None, [map_plot, map_table], api_name="voices_tab", api_visibility="private")
+        clear_button.click(clear_results, None, [map_plot, map_table], api_name="clear_results")
+        gr.api(voices, api_name="voices")
+    return demo
+
+
+def shell_version() -> str:
+    """Short hash of the PWA shell files and the Gradio release: the service worker's cache version."""
+    digest = hashlib.sha256(gr.__version__.encode())
+    for path in sorted(p for p in STATIC.rglob("*") if p.is_file() and p.suffix != ".py"):
+        digest.update(path.relative_to(STATIC).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_size: int = DEFAULT_QUEUE_SIZE) -> FastAPI:
+    """FastAPI app serving the PWA files, with the studio's Gradio UI mounted at the root."""
+    if clone_concurrency is None:
+        clone_concurrency = default_concurrency(studio)
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    no_cache = {"Cache-Control": "no-cache"}
+    worker = (STATIC / "sw.js").read_text(encoding="utf-8").replace("__SHELL_VERSION__", shell_version())
+
+    # Declared before Gradio is mounted, so these answer instead of Gradio's own routes.
+    @app.get("/manifest.json", include_in_schema=False)
+    def manifest():
+        return FileResponse(STATIC / "manifest.json", media_type="application/manifest+json", headers=no_cache)
+
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker():
+        return Response(worker, media_type="text/javascript",
+                        headers={**no_cache, "Service-Worker-Allowed": "/"})
+
+    @app.get("/offline.html", include_in_schema=False)
+    def offline_page():
+        return FileResponse(STATIC / "offline.html", media_type="text/html", headers=no_cache)
+
+    app.mount("/pwa/icons", StaticFiles(directory=STATIC / "icons"), name="pwa-icons")
+
+    demo = build_ui(studio, clone_concurrency)
+    demo.queue(max_size=queue_size, default_concurrency_limit=max(2, clone_concurrency))
+    app.state.blocks = demo
+    return gr.mount_gradio_app(
+        app, demo, path="/", theme=gr.themes.Soft(primary_hue="teal", neutral_hue="slate"), css=CSS, head=HEAD,
+        favicon_path=str(STATIC / "icons" / "favicon.png"),
+        allowed_paths=[str(studio.output_dir), str(studio.voices.root)],
+        max_file_size="50mb", footer_links=["api", "settings"], run_history=False, ssr_mode=False,
+        pwa=False, show_error=True, mcp_server=False)
+
+
+def default_concurrency(studio: Studio) -> int:
+    """Clones at once: $DEEPFAKE_AUDIO_CONCURRENCY, else 1 on CPU (one clone already uses every core), 2 on a GPU."""
+    if os.environ.get("DEEPFAKE_AUDIO_CONCURRENCY"):
+        return max(1, int(os.environ["DEEPFAKE_AUDIO_CONCURRENCY"]))
+    return 2 if studio.pipeline.device.type == "cuda" else 1
+
+
+def in_container() -> bool:
+    """True in a Hugging Face Space or a Docker container, where the server must listen on every interface."""
+    return bool(os.environ.get("SPACE_ID")) or Path("/.dockerenv").exists()
+
+
+def server_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """--host/--port, else $GRADIO_SERVER_NAME/$GRADIO_SERVER_PORT, else $HOST/$PORT, else a default."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or os.environ.get("HOST") \
+        or ("0.0.0.0" if in_container() else "127.0.0.1")
+    if port is None:
+        raw = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or DEFAULT_PORT
+        try:
+            port = int(raw)
+        except ValueError:
+            raise SystemExit(f"error: the port must be a number, got {raw!r}") from None
+    return host, port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=f"{TITLE}: voice cloning in the browser.")
+    parser.add_argument("--host", default=None,
+                        help="interface to listen on (default: $GRADIO_SERVER_NAME or $HOST, else 127.0.0.1; "
+                             "0.0.0.0 in Docker and on Spaces)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port (default: $GRADIO_SERVER_PORT or $PORT, else {DEFAULT_PORT})")
+    parser.add_argument("--models", type=Path, default=None, metavar="DIR",
+                        help="folder with synthesizer.pt and vocoder.pt (and optionally encoder.pt); "
+                             "default: $DEEPFAKE_AUDIO_MODELS or saved_models/default")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="where saved voices live (default: $DEEPFAKE_AUDIO_DATA, /data/deepfake-audio "
+                             "on a Space with storage, else ./studio_data)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--fetch-weights", action=argparse.BooleanOptionalAction,
+                        default=_env_flag("DEEPFAKE_AUDIO_FETCH_WEIGHTS", default=bool(os.environ.get("SPACE_ID"))),
+                        help="download missing official checkpoints before starting (default: on in a "
+                             "Hugging Face Space, else off; or $DEEPFAKE_AUDIO_FETCH_WEIGHTS=1)")
+    parser.add_argument("--queue-size", type=int, default=int(os.environ.get("DEEPFAKE_AUDIO_QUEUE_SIZE",
+                                                                             DEFAULT_QUEUE_SIZE)),
+                        help=f"requests that may wait in the queue (default {DEFAULT_QUEUE_SIZE})")
+    return parser
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = server_address(args.host, args.port)
+    if args.fetch_weights:
+        try:
+            fetched = fetch_missing_weights(args.models)
+            logger.info("fetched %s", ", ".join(fetched) if fetched else "nothing: every checkpoint is present")
+        except DeepfakeAudioError as exc:  # start anyway: the page says what is missing
+            logger.warning("could not fetch the weights: %s", exc)
+    try:
+        studio = Studio(args.models, args.data, device=args.device, warm_up=True)
+    except DeepfakeAudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for stage, where in studio.describe_weights().items():
+        logger.info("%s: %s", stage, where)
+    logger.info("saved voices in %s", studio.voices.root)
+    app = create_app(studio, queue_size=args.queue_size)
+    import uvicorn
+    logger.info("studio at http://%s:%d/", "localhost" if host in ("0.0.0.0", "::") else host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
