@@ -1,0 +1,241 @@
+"""The studio in a real headless Chromium: the page, a clone, errors, and the PWA.
+
+Chromium is Debian's /usr/bin/chromium (installed by `scripts/setup.sh --dev`), driven
+by Python playwright; no browser is ever downloaded. One server and one browser
+profile serve every test here; the profile is persistent (not incognito) because
+Chromium reports incognito pages as not installable. Each test saves a screenshot
+under artifacts/studio/. With STUDIO_DOCS_SCREENSHOT=1 the clone test also refreshes
+docs/studio.png for the README.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from test_studio_api import check_wav, expected_samples, models_folder, speechlike_wav, start_studio
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts" / "studio"
+TIMEOUT_MS = 90_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("browser-audio")
+    sf.write(str(folder / "silent.wav"), np.zeros(2 * 16000), 16000, subtype="PCM_16")
+    return {"voice": speechlike_wav(folder / "my voice.wav"), "silent": folder / "silent.wav",
+            "downloads": Path(tmp_path_factory.mktemp("downloads"))}
+
+
+@pytest.fixture(scope="module")
+def server(quick_dir, tmp_path_factory):
+    models = models_folder(tmp_path_factory.mktemp("browser-models"), quick_dir)
+    studio, server = start_studio(models, tmp_path_factory.mktemp("browser-data"))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def context(server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.requested_hosts = set()
+        context.on("request", lambda request: context.requested_hosts.add(urlparse(request.url).netloc))
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(context, server, request):
+    page = context.new_page()
+    page.console_errors = []
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    page.close()
+
+
+def open_studio(page, server):
+    page.goto(server.url)
+    page.wait_for_selector("#synthesize")
+
+
+def upload_reference(page, path: Path):
+    with page.expect_response("**/gradio_api/upload?*"):
+        page.set_input_files("#reference-audio input[type=file]", str(path))
+    page.wait_for_selector("#reference-audio [data-testid^='waveform-']")
+    page.wait_for_selector("#reference-audio :text('0:04'), #reference-audio :text('0:02')")
+
+
+def wait_for_sw_control(page, server):
+    """Wait for the service worker to be active, then reload so that it controls the page."""
+    script = page.evaluate("navigator.serviceWorker.ready.then((r) => r.active.scriptURL)")
+    assert script == server.url + "sw.js"
+    page.reload()
+    page.wait_for_selector("#synthesize")
+    return page.evaluate("navigator.serviceWorker.controller && navigator.serviceWorker.controller.scriptURL")
+
+
+def error_toast(page) -> str:
+    toast = page.locator("[data-testid='toast-body']").last
+    toast.wait_for()
+    return toast.inner_text()
+
+
+def test_page_manifest_service_worker_and_installability(page, server, context):
+    open_studio(page, server)
+    assert page.title() == "Deepfake Audio studio"
+    assert page.get_attribute("link[rel='manifest']", "href") == "/manifest.json"
+
+    response = page.request.get(server.url + "manifest.json")
+    assert response.ok and response.headers["content-type"].startswith("application/manifest+json")
+    manifest = json.loads(response.body())
+    for key in ("name", "short_name", "description", "theme_color", "background_color"):
+        assert isinstance(manifest[key], str) and manifest[key]
+    assert (manifest["display"], manifest["start_url"], manifest["scope"]) == ("standalone", "/", "/")
+    sizes = {}
+    for icon in manifest["icons"]:
+        image = page.request.get(server.url + icon["src"].lstrip("/"))
+        assert image.ok and image.headers["content-type"] == "image/png"
+        width, height = Image.open(io.BytesIO(image.body())).size
+        assert icon["sizes"] == f"{width}x{height}"
+        sizes.setdefault(icon["purpose"], set()).add(width)
+    assert {192, 512} <= sizes["any"] and 512 in sizes["maskable"]
+
+    assert wait_for_sw_control(page, server) == server.url + "sw.js"
+    cdp = context.new_cdp_session(page)
+    assert cdp.send("Page.getAppManifest")["errors"] == []
+    assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
+    shell = page.evaluate("caches.keys()")
+    assert len(shell) == 1 and shell[0].startswith("deepfake-audio-shell-")
+
+    host = urlparse(server.url).netloc
+    assert context.requested_hosts == {host}, "the page must load nothing from other hosts"
+    assert page.console_errors == []
+
+
+def test_clone_in_the_browser(page, server, files):
+    open_studio(page, server)
+    upload_reference(page, files["voice"])
+    text = "Hello from the browser. This is a test."
+    page.locator("#text-input textarea").press_sequentially(text)
+    page.wait_for_selector(f"#char-count :text('{len(text)} / 5000 characters')")
+    page.check("#vocoder input[value='griffinlim']")
+    page.fill("#seed input", "11")
+    page.click("#synthesize")
+
+    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+    score = float(page.input_value("#similarity textarea, #similarity input"))
+    assert 0.0 <= score <= 1.0
+    shown = re.search(r"\((\d\.\d\d)\):", page.inner_text("#similarity-reading"))
+    assert shown and abs(float(shown.group(1)) - score) <= 0.0051
+    status = page.inner_text("#run-status")
+    assert "real-time factor" in status and "Seed 11" in status and "Griffin-Lim" in status
+    for plot in ("#mel-plot", "#embedding-plot"):
+        image = page.locator(f"{plot} img")
+        image.wait_for()
+        assert image.get_attribute("src").startswith("data:image/png;base64,")
+        assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
+
+    with page.expect_download() as download:
+        page.click("#output-audio a[download]")
+    saved = files["downloads"] / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "recording-seed11.wav"
+    wav, rate = check_wav(saved)
+    assert len(wav) == expected_samples(2)
+    assert f"{len(wav) / rate:.1f} s" in status
+
+    # Nothing private went into the service worker's cache.
+    cached = page.evaluate("""async () => {
+        const urls = [];
+        for (const key of await caches.keys()) {
+            for (const request of await (await caches.open(key)).keys()) urls.push(request.url);
+        }
+        return urls;
+    }""")
+    assert not [url for url in cached if "gradio_api" in url or url.endswith(".wav")]
+
+    if os.environ.get("STUDIO_DOCS_SCREENSHOT") == "1":
+        page.screenshot(path=str(REPO / "docs" / "studio.png"), full_page=True)
+
+
+def test_save_voice_and_see_it_on_the_map(page, server, files):
+    open_studio(page, server)
+    upload_reference(page, files["voice"])
+    page.fill("#voice-name input, #voice-name textarea", "Browser voice")
+    page.click("#save-voice")
+    page.wait_for_selector("#library-status :text('Saved Browser voice.')")
+    assert page.input_value("#voice-choice input") == "Browser voice"
+    page.wait_for_selector("#voice-preview audio", state="attached")
+
+    page.locator("#text-input textarea").fill("Spoken by a saved voice.")
+    page.check("#vocoder input[value='griffinlim']")
+    page.click("#synthesize")
+    page.wait_for_function("() => document.querySelector('#run-status')?.innerText.includes('real-time factor')")
+
+    page.get_by_role("tab", name="Voices").click()
+    page.locator("#voice-map img").wait_for()
+    table = page.inner_text("#voice-table")
+    assert "Browser voice" in table and "generated result" in table
+
+
+def test_errors_show_their_message(page, server, files):
+    open_studio(page, server)
+    page.locator("#text-input textarea").fill("Hello.")
+    page.click("#synthesize")
+    assert "No reference voice" in error_toast(page)
+
+    page.reload()
+    page.wait_for_selector("#synthesize")
+    upload_reference(page, files["silent"])
+    page.locator("#text-input textarea").fill("Hello.")
+    page.check("#vocoder input[value='griffinlim']")
+    page.click("#synthesize")
+    assert "is silent" in error_toast(page)
+
+    page.locator("#text-input textarea").fill("x" * 5001)
+    page.wait_for_selector("#char-count :text('5001 / 5000 characters')")
+    assert "1 over the limit" in page.inner_text("#char-count")
+
+
+def test_phone_layout_fits_the_screen(page, server):
+    page.set_viewport_size({"width": 390, "height": 844})
+    open_studio(page, server)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    box = page.locator("#synthesize").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+
+
+def test_offline_reload_shows_the_offline_page(page, server, context):
+    open_studio(page, server)
+    assert wait_for_sw_control(page, server) == server.url + "sw.js"
+    context.set_offline(True)
+    try:
+        page.reload()
+        page.wait_for_selector("#offline h1")
+        assert page.inner_text("#offline h1") == "You are offline"
+        assert page.locator("#offline img").evaluate("(img) => img.complete && img.naturalWidth > 0")
+    finally:
+        context.set_offline(False)
