@@ -8,7 +8,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 if [ "$dev" = 1 ] && command -v apt-get >/dev/null; then
-    packages="espeak-ng flite sox libsox-fmt-all chromium"
+    packages="espeak-ng flite sox libsox-fmt-all chromium fortunes festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
     missing=""
     for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
     if [ -n "$missing" ]; then
