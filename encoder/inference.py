@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import load_into
+from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
 from deepfake_audio.errors import AudioError, MissingWeightsError
 from encoder import hparams as hp
 from encoder.audio import normalize_volume, preprocess_wav, trim_long_silences, webrtcvad, wav_to_mel_spectrogram
-from encoder.model import SpeakerEncoder
+from encoder.model import speaker_encoder_from_hparams
 
 MIN_SPEECH_SECONDS = 1.0
 # Peak below this (about -80 dBFS) is treated as digital silence.
@@ -65,8 +65,12 @@ class Encoder:
     def __init__(self, weights: Path | str | None = None, device: str | torch.device = "cpu"):
         self.weights = Path(weights) if weights is not None else default_weights_path()
         self.device = torch.device(device)
-        self.model = SpeakerEncoder()
-        ckpt = load_into(self.model, self.weights, "speaker encoder")
+        ckpt = read_checkpoint(self.weights)
+        # A trained checkpoint of a non-published size says how big it is under "hparams".
+        self.model = speaker_encoder_from_hparams(ckpt.get("hparams"))
+        state = model_state_of(ckpt, self.weights)
+        check_state_dict(self.model, state, self.weights, "speaker encoder")
+        self.model.load_state_dict(state, strict=True)
         self.step = int(ckpt.get("step", 0))
         self.model.to(self.device).eval()
 

@@ -31,3 +31,15 @@ class SpeakerEncoder(nn.Module):
         embeds_raw = self.relu(self.linear(hidden[-1]))
         # The epsilon is the reference's; it keeps an all-zero ReLU output finite.
         return embeds_raw / (torch.norm(embeds_raw, dim=1, keepdim=True) + 1e-5)
+
+
+# Hyperparameters (names of encoder.hparams) that size the network; a trained checkpoint
+# keeps those it overrides under its "hparams" entry.
+MODEL_HPARAMS = {"model_hidden_size": "hidden_size", "model_embedding_size": "embedding_size",
+                 "model_num_layers": "num_layers"}
+
+
+def speaker_encoder_from_hparams(overrides=None) -> SpeakerEncoder:
+    """A SpeakerEncoder of the published size, or sized by `overrides` ({hparam name: value})."""
+    overrides = dict(overrides or {})
+    return SpeakerEncoder(**{arg: overrides.get(name, getattr(hp, name)) for name, arg in MODEL_HPARAMS.items()})

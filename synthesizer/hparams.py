@@ -67,3 +67,16 @@ class SynthesizerHParams:
 
 
 hparams = SynthesizerHParams()
+
+
+def _as_field_value(value):
+    # Checkpoints store tuples as lists when they pass through JSON; the dataclass wants tuples.
+    return tuple(_as_field_value(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def with_overrides(hp: SynthesizerHParams, overrides=None) -> SynthesizerHParams:
+    """`hp` with {field name: value} replaced (e.g. a checkpoint's "hparams"); unknown names are ignored."""
+    from dataclasses import fields, replace
+    names = {f.name for f in fields(SynthesizerHParams)}
+    changes = {k: _as_field_value(v) for k, v in dict(overrides or {}).items() if k in names}
+    return replace(hp, **changes) if changes else hp

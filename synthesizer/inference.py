@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import load_into
+from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
 from deepfake_audio.errors import TextError
-from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
+from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams, with_overrides
 from synthesizer.model import Tacotron
 from synthesizer.text import has_speakable_characters, text_to_sequence
 
@@ -39,9 +39,13 @@ class Synthesizer:
                  hp: SynthesizerHParams = default_hparams):
         self.weights = Path(weights)
         self.device = torch.device(device)
-        self.hparams = hp
-        self.model = Tacotron(hp)
-        load_into(self.model, self.weights, "synthesizer")
+        ckpt = read_checkpoint(self.weights)
+        # A trained checkpoint of a non-published size says how it differs under "hparams".
+        self.hparams = with_overrides(hp, ckpt.get("hparams"))
+        self.model = Tacotron(self.hparams)
+        state = model_state_of(ckpt, self.weights)
+        check_state_dict(self.model, state, self.weights, "synthesizer")
+        self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
 
     @property

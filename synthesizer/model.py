@@ -256,3 +256,37 @@ class Tacotron(nn.Module):
         mels = torch.cat(mel_outputs, dim=2)
         linear = self.post_proj(self.postnet(mels)).transpose(1, 2)
         return mels, linear, torch.cat(attn_scores, 1)
+
+    def forward(self, chars: torch.Tensor, mels: torch.Tensor, speaker_embedding: torch.Tensor,
+                generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass with teacher forcing.
+
+        chars (B, N) int64 (0 = padding), mels (B, 80, T) target mels in [-4, 4] with T a
+        multiple of r, speaker_embedding (B, 256). Each decoder step sees the last target
+        frame of the previous step. Returns decoder mels (B, 80, T), post-net mels
+        (B, 80, T), attention (B, T / r, N) and stop probabilities (B, T).
+        """
+        batch, n_chars = chars.shape
+        n_frames = mels.size(2)
+        r = self.r
+        if n_frames % r:
+            raise ValueError(f"the target mels have {n_frames} frames, not a multiple of r = {r}")
+        device = chars.device
+        state = DecoderState.zeros(batch, n_chars, self.decoder_dims, self.lstm_dims,
+                                   self.encoder_dims + self.speaker_embedding_size, device)
+        char_mask = (chars != 0).float()
+        encoder_seq = self.encoder(chars, speaker_embedding, generator)
+        encoder_seq_proj = self.encoder_proj(encoder_seq)
+        go_frame = torch.zeros(batch, self.n_mels, device=device)
+        mel_outputs, attn_scores, stops = [], [], []
+        for t in range(0, n_frames, r):
+            prenet_in = mels[:, :, t - 1] if t > 0 else go_frame
+            frames, scores, stop = self.decoder.step(encoder_seq, encoder_seq_proj, prenet_in, state, char_mask, r,
+                                                     generator)
+            mel_outputs.append(frames)
+            attn_scores.append(scores.unsqueeze(1))
+            stops.append(stop.expand(-1, r))
+        decoder_mels = torch.cat(mel_outputs, dim=2)
+        postnet_mels = self.post_proj(self.postnet(decoder_mels)).transpose(1, 2)
+        return decoder_mels, postnet_mels, torch.cat(attn_scores, 1), torch.cat(stops, 1)

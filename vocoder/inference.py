@@ -1,15 +1,17 @@
 """Mel -> waveform with a loaded WaveRNN, or with Griffin-Lim when no vocoder is loaded."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import load_into
+from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
 from vocoder import hparams as hp
-from vocoder.model import WaveRNN
+from vocoder.fast import FastWaveRNN
+from vocoder.model import wavernn_from_hparams
 
 # Each reference vocoder call builds two throw-away GRUCells whose default initialisation
 # draws this many uniform words from the generator before sampling starts. Burning the
@@ -25,9 +27,15 @@ class Vocoder:
     def __init__(self, weights: Path | str, device: str | torch.device = "cpu"):
         self.weights = Path(weights)
         self.device = torch.device(device)
-        self.model = WaveRNN()
-        load_into(self.model, self.weights, "vocoder")
+        ckpt = read_checkpoint(self.weights)
+        # A trained checkpoint of a non-published size says how big it is under "hparams".
+        self.model = wavernn_from_hparams(ckpt.get("hparams"))
+        state = model_state_of(ckpt, self.weights)
+        check_state_dict(self.model, state, self.weights, "vocoder")
+        self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
+        self._fast: dict[str, FastWaveRNN] = {}
+        self._fast_lock = threading.Lock()
 
     @property
     def step(self) -> int:
@@ -36,12 +44,46 @@ class Vocoder:
     def infer_waveform(self, mel: np.ndarray, normalize: bool = True, batched: bool = True,
                        target: int = hp.voc_target, overlap: int = hp.voc_overlap, seed: int | None = None,
                        generator: torch.Generator | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                       progress: Callable[[int, int], None] | None = None, mode: str = "parity",
+                       head: int = 0) -> np.ndarray:
         """Waveform of `mel` (80, T) float32: float64 (200 * (T - 1),), unclipped.
 
         `seed` (or `generator`) reproduces the reference call made right after
         `torch.manual_seed(seed)`: the same generator words are consumed in the same order.
+        `mode` "parity" (default) is the reference's loop, bit for bit; "fast" samples the
+        same network several times faster (same distribution, not the same bits), "int8"
+        faster still with int8 matmuls (see `vocoder.fast`). `head` (fast modes) gives the
+        first `head` samples their own short folds, generated first.
         """
+        mel_t, generator = self._prepare(mel, normalize, seed, generator)
+        if mode == "parity":
+            return self.model.generate(mel_t, batched, target, overlap, generator, progress)
+        return self.fast(mode).generate(mel_t, batched=batched, target=target, overlap=overlap, head=head,
+                                        generator=generator, progress=progress)
+
+    def stream_waveform(self, mel: np.ndarray, normalize: bool = True, target: int = hp.voc_target,
+                        overlap: int = hp.voc_overlap, head: int = 0, seed: int | None = None,
+                        generator: torch.Generator | None = None, mode: str = "fast",
+                        progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+        """`infer_waveform(mode=mode)` in pieces, yielded as soon as each is final (float64 arrays).
+
+        Joined, the pieces equal `infer_waveform` with the same arguments.
+        """
+        mel_t, generator = self._prepare(mel, normalize, seed, generator)
+        return self.fast(mode).stream(mel_t, target=target, overlap=overlap, head=head, generator=generator,
+                                      progress=progress)
+
+    def fast(self, mode: str = "fast") -> FastWaveRNN:
+        """The fused sampler of this model for `mode` "fast" or "int8", built on first use."""
+        if mode not in ("fast", "int8"):
+            raise ValueError(f"unknown vocoder mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        with self._fast_lock:
+            if mode not in self._fast:
+                self._fast[mode] = FastWaveRNN(self.model, "int8" if mode == "int8" else None)
+            return self._fast[mode]
+
+    def _prepare(self, mel: np.ndarray, normalize: bool, seed: int | None,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Generator]:
         if mel.ndim != 2 or mel.shape[0] != hp.num_mels:
             raise ValueError(f"expected a mel of shape (80, frames), got {mel.shape}")
         if generator is None:
@@ -51,4 +93,4 @@ class Vocoder:
         if normalize:
             mel = mel / hp.mel_max_abs_value
         mel_t = torch.from_numpy(np.ascontiguousarray(mel[None, ...], dtype=np.float32)).to(self.device)
-        return self.model.generate(mel_t, batched, target, overlap, generator, progress)
+        return mel_t, generator

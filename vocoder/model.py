@@ -180,6 +180,30 @@ class WaveRNN(nn.Module):
                 progress(i + 1, seq_len)
         return output
 
+    def forward(self, x: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
+        """Training pass (teacher forcing over a window of samples).
+
+        x (B, S) float: the previous sample at each position, in [-1, 1].
+        mels (B, 80, S / hop + 2 * pad) float in [-1, 1]: the window's frames plus `pad`
+        frames of context on each side. Returns logits (B, S, 2^bits) of each sample.
+        """
+        batch = x.size(0)
+        cond, aux = self.upsample(mels)
+        d = self.aux_dims
+        a1, a2, a3, a4 = (aux[:, :, d * i:d * (i + 1)] for i in range(4))
+        h1 = torch.zeros(1, batch, self.rnn_dims, device=x.device)
+        h2 = torch.zeros(1, batch, self.rnn_dims, device=x.device)
+        x = self.I(torch.cat([x.unsqueeze(-1), cond, a1], dim=2))
+        residual = x
+        x, _ = self.rnn1(x, h1)
+        x = x + residual
+        residual = x
+        x, _ = self.rnn2(torch.cat([x, a2], dim=2), h2)
+        x = x + residual
+        x = F.relu(self.fc1(torch.cat([x, a3], dim=2)))
+        x = F.relu(self.fc2(torch.cat([x, a4], dim=2)))
+        return self.fc3(x)
+
 
 def fold_with_overlap(x: torch.Tensor, target: int, overlap: int) -> torch.Tensor:
     """(1, L, C) -> (n_folds, target + 2 * overlap, C) overlapping segments, zero-padding the end."""
@@ -218,3 +242,18 @@ def xfade_and_unfold(y: np.ndarray, overlap: int) -> np.ndarray:
         start = i * (target + overlap)
         unfolded[start:start + length] += y[i]
     return unfolded
+
+
+# Hyperparameters (names of vocoder.hparams) that size the network, and the WaveRNN
+# arguments they set; a trained checkpoint keeps those it overrides under "hparams".
+MODEL_HPARAMS = {"voc_rnn_dims": "rnn_dims", "voc_fc_dims": "fc_dims", "bits": "bits", "voc_pad": "pad",
+                 "voc_upsample_factors": "upsample_factors", "voc_compute_dims": "compute_dims",
+                 "voc_res_out_dims": "res_out_dims", "voc_res_blocks": "res_blocks"}
+
+
+def wavernn_from_hparams(overrides=None) -> WaveRNN:
+    """A WaveRNN of the published size, or sized by `overrides` ({hparam name: value})."""
+    overrides = dict(overrides or {})
+    kwargs = {arg: overrides.get(name, getattr(hp, name)) for name, arg in MODEL_HPARAMS.items()}
+    kwargs["upsample_factors"] = tuple(kwargs["upsample_factors"])
+    return WaveRNN(**kwargs)
