@@ -1,0 +1,128 @@
+"""Fine-tune the synthesizer (and optionally the vocoder) on a few minutes of one voice.
+
+The voice folder is preprocessed (mels + embeddings), the synthesizer continues from a
+published or trained checkpoint at a small constant learning rate and its own r, and,
+with `--finetune-vocoder`, the vocoder continues on ground-truth-aligned mels made by
+the fine-tuned synthesizer. The result is a models folder the engine and the studio
+load as they are:
+
+    sv2tts-finetune my_voice/ --out saved_models/my_voice
+    python -m deepfake_audio clone --models saved_models/my_voice --voice my_voice/a.wav --text "Hello."
+
+Running the same command again resumes an interrupted fine-tuning.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from deepfake_audio.training import TrainingError, load_training_checkpoint, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sv2tts-finetune",
+        description="Adapt a synthesizer (and optionally the vocoder) to one speaker from a few minutes of "
+                    "transcribed recordings. The output folder holds synthesizer.pt (and vocoder.pt, and "
+                    "encoder.pt when --encoder is given) and can be passed to `clone --models`.",
+        epilog="The voice folder is a flat folder of <name>.wav + <name>.txt pairs, or any corpus layout "
+               "(FORMAT:PATH, e.g. ljspeech:my_voice). Intermediate data and TensorBoard logs go to "
+               "<out>/data and <out>/runs.")
+    parser.add_argument("voice", help="folder of the speaker's recordings with transcripts")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="models folder to write")
+    parser.add_argument("--synthesizer", type=Path, default=None, metavar="CKPT",
+                        help="synthesizer to start from (default: synthesizer.pt of saved_models/default or "
+                             "$DEEPFAKE_AUDIO_MODELS)")
+    parser.add_argument("--vocoder", type=Path, default=None, metavar="CKPT",
+                        help="vocoder to use or start from (default: vocoder.pt of the same folder)")
+    parser.add_argument("--encoder", type=Path, default=None, metavar="CKPT",
+                        help="speaker encoder for the embeddings (default: the official encoder); must be "
+                             "the one the synthesizer was trained with")
+    parser.add_argument("--steps", type=int, default=1000, help="synthesizer fine-tuning steps (default 1000)")
+    parser.add_argument("--lr", type=float, default=3e-5, help="synthesizer learning rate (default 3e-5)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
+                        help="utterances per step and process (default 8)")
+    parser.add_argument("--guided-attention", type=float, default=0.0, metavar="WEIGHT",
+                        help="weight of the guided-attention loss (default 0: off)")
+    parser.add_argument("--finetune-vocoder", action="store_true",
+                        help="also fine-tune the vocoder on ground-truth-aligned mels of the fine-tuned "
+                             "synthesizer")
+    parser.add_argument("--vocoder-steps", type=int, default=2000, help="vocoder fine-tuning steps (default 2000)")
+    parser.add_argument("--vocoder-lr", type=float, default=5e-5, help="vocoder learning rate (default 5e-5)")
+    parser.add_argument("--vocoder-batch-size", type=int, default=32, metavar="N",
+                        help="vocoder windows per step and process (default 32)")
+    parser.add_argument("--save-every", type=int, default=250, metavar="N", help="checkpoint every N steps")
+    parser.add_argument("--sample-every", type=int, default=250, metavar="N",
+                        help="TensorBoard plots and audio every N steps (0: off)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="processes for preprocessing and data loading (default 2)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of batch order and dropout (default 1234)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.resolve() != dst.resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from deepfake_audio.pipeline import models_folder
+    from synthesizer import preprocess as syn_pre, train as syn_train
+    args = build_parser().parse_args(argv)
+    out = args.out
+    models = models_folder()
+    synth_ckpt = args.synthesizer or models / "synthesizer.pt"
+    vocoder_ckpt = args.vocoder or models / "vocoder.pt"
+    common = ["--workers", str(args.workers), "--seed", str(args.seed)] + (["--quiet"] if args.quiet else []) \
+        + (["--device", args.device] if args.device else [])
+
+    pre = [args.voice, "--out", str(out / "data" / "synthesizer"), "--workers", str(args.workers)]
+    pre += (["--encoder", str(args.encoder)] if args.encoder else []) + (["--quiet"] if args.quiet else [])
+    syn_pre.main(pre)
+
+    synth_run = out / "runs" / "synthesizer"
+    source = synth_run / syn_train.CHECKPOINT
+    if not source.is_file():
+        source = synth_ckpt
+    r = int(load_training_checkpoint(source)["model_state"]["decoder.r"])
+    schedule = f"tts_schedule=(({r}, {args.lr!r}, {args.steps}, {args.batch_size}),)"
+    syn_train.main([str(out / "data" / "synthesizer"), "--run-dir", str(synth_run), "--init", str(synth_ckpt),
+                    "--steps", str(args.steps), "--hparams", schedule, "--save-every", str(args.save_every),
+                    "--sample-every", str(args.sample_every), "--guided-attention", str(args.guided_attention),
+                    *common])
+    _copy(synth_run / syn_train.CHECKPOINT, out / "synthesizer.pt")
+
+    if args.finetune_vocoder:
+        from vocoder import preprocess as voc_pre, train as voc_train
+        if not vocoder_ckpt.is_file():
+            raise TrainingError(f"--finetune-vocoder needs a vocoder to start from; not found: {vocoder_ckpt}")
+        voc_pre.main([str(out / "data" / "synthesizer"), "--out", str(out / "data" / "vocoder"),
+                      "--synthesizer", str(out / "synthesizer.pt")] + (["--quiet"] if args.quiet else [])
+                     + (["--device", args.device] if args.device else []))
+        voc_run = out / "runs" / "vocoder"
+        voc_train.main([str(out / "data" / "vocoder"), "--run-dir", str(voc_run), "--init", str(vocoder_ckpt),
+                        "--steps", str(args.vocoder_steps), "--hparams", f"voc_lr={args.vocoder_lr!r}",
+                        f"voc_batch_size={args.vocoder_batch_size}", "--save-every", str(args.save_every),
+                        "--sample-every", str(args.sample_every), *common])
+        _copy(voc_run / voc_train.CHECKPOINT, out / "vocoder.pt")
+    elif vocoder_ckpt.is_file():
+        _copy(vocoder_ckpt, out / "vocoder.pt")
+    if args.encoder:
+        _copy(args.encoder, out / "encoder.pt")
+    if not args.quiet:
+        print(f"fine-tuned models in {out}: python -m deepfake_audio clone --models {out} --voice <wav> "
+              "--text <text> --out speech.wav")
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,233 @@
+"""Speaker-encoder training with the GE2E loss (Wan et al., 2018).
+
+A batch holds `speakers_per_batch` speakers x `utterances_per_speaker` random
+`partials_n_frames`-frame crops of their utterances. Each embedding is scored against
+every speaker's centroid (its own computed without it), scaled by the learned
+`similarity_weight` / `similarity_bias`, and the loss is the softmax cross-entropy of
+those scores. The equal error rate of the same scores is logged as well.
+
+    python -m encoder.train data/encoder --run-dir runs/encoder
+    torchrun --nproc_per_node 4 -m encoder.train data/encoder --run-dir runs/encoder
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepfake_audio.training import (Distributed, RunLogger, TrainSummary, TrainingError, add_common_train_options,
+                                     checkpoint_hparams, fit, load_model_state, load_optimizer_state, open_run,
+                                     parse_overrides, plot_matrix, plot_mels, previous_settings, read_metadata,
+                                     run_cli, save_checkpoint, step_seed, write_run_settings)
+from encoder import hparams as hp
+from encoder.model import MODEL_HPARAMS, speaker_encoder_from_hparams
+
+CHECKPOINT = "encoder.pt"
+TRAIN_HPARAMS = ("partials_n_frames", "learning_rate_init", "speakers_per_batch", "utterances_per_speaker")
+HPARAMS = {name: getattr(hp, name) for name in (*MODEL_HPARAMS, *TRAIN_HPARAMS)}
+
+
+def ge2e_loss(embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GE2E softmax loss of (speakers, utterances, dims) unit-norm embeddings.
+
+    Returns the loss and the scaled similarity matrix (speakers * utterances, speakers).
+    """
+    n_speakers, n_utts, _ = embeds.shape
+    centroids = embeds.mean(dim=1)
+    centroids = centroids / (centroids.norm(dim=1, keepdim=True) + 1e-5)
+    # Each utterance's own centroid leaves it out, so that it cannot simply match itself.
+    exclusive = (embeds.sum(dim=1, keepdim=True) - embeds) / (n_utts - 1)
+    exclusive = exclusive / (exclusive.norm(dim=2, keepdim=True) + 1e-5)
+    sim = torch.einsum("sud,kd->suk", embeds, centroids)
+    own = (embeds * exclusive).sum(dim=2, keepdim=True)
+    same = torch.eye(n_speakers, dtype=torch.bool, device=embeds.device)[:, None, :]
+    sim = torch.where(same, own, sim) * weight + bias
+    sim = sim.reshape(n_speakers * n_utts, n_speakers)
+    target = torch.arange(n_speakers, device=embeds.device).repeat_interleave(n_utts)
+    return F.cross_entropy(sim, target), sim
+
+
+def equal_error_rate(sim: np.ndarray, n_utts: int) -> float:
+    """EER of verification trials "utterance vs speaker centroid" scored by `sim`."""
+    n_speakers = sim.shape[1]
+    labels = np.repeat(np.eye(n_speakers), n_utts, axis=0).reshape(-1)
+    scores = sim.reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    labels = labels[order]
+    tpr = np.cumsum(labels) / max(labels.sum(), 1)
+    fpr = np.cumsum(1 - labels) / max((1 - labels).sum(), 1)
+    fnr = 1 - tpr
+    i = int(np.argmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+class SpeakerBatches(torch.utils.data.Dataset):
+    """Item (speaker index, key) -> (utterances_per_speaker, partial_frames, 40) random crops.
+
+    The crops and the choice of utterances are seeded by `key`, so a batch is a function
+    of its step alone.
+    """
+
+    def __init__(self, records: list[dict], partial_frames: int, n_utts: int, seed: int):
+        by_speaker = defaultdict(list)
+        for r in records:
+            if r["n_frames"] >= partial_frames:
+                by_speaker[r["speaker"]].append(r)
+        self.speakers = sorted(by_speaker)
+        self.utterances = [by_speaker[s] for s in self.speakers]
+        self.partial_frames = partial_frames
+        self.n_utts = n_utts
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.speakers)
+
+    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
+        index, key = item
+        rng = np.random.default_rng(step_seed(self.seed, key, salt=index + 7))
+        utts = self.utterances[index]
+        chosen = rng.choice(len(utts), self.n_utts, replace=len(utts) < self.n_utts)
+        crops = []
+        for k in chosen:
+            frames = np.load(utts[k]["frames"], mmap_mode="r")
+            start = int(rng.integers(0, len(frames) - self.partial_frames + 1))
+            crops.append(np.asarray(frames[start:start + self.partial_frames], dtype=np.float32))
+        return np.stack(crops)
+
+
+class SpeakerSampler:
+    """Per step and rank: `n_speakers` distinct speakers, drawn from a (seed, step, rank) generator."""
+
+    def __init__(self, total: int, n_speakers: int, start_step: int, end_step: int | None, seed: int,
+                 rank: int, fixed: bool):
+        self.total, self.n_speakers = total, n_speakers
+        self.start_step, self.end_step = start_step, end_step
+        self.seed, self.rank, self.fixed = seed, rank, fixed
+
+    def __iter__(self):
+        step = self.start_step
+        while self.end_step is None or step < self.end_step:
+            key = 0 if self.fixed else step
+            g = torch.Generator().manual_seed(step_seed(self.seed, key, self.rank, salt=2))
+            speakers = torch.randperm(self.total, generator=g)[:self.n_speakers].tolist()
+            yield [(s, key * 1_000_000 + self.rank * 10_000 + k) for k, s in enumerate(speakers)]
+            step += 1
+
+    def __len__(self) -> int:
+        return (self.end_step - self.start_step) if self.end_step is not None else 2**31
+
+
+def _collate(items: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(items))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sv2tts-encoder-train",
+        description="Train the speaker encoder (GE2E loss) on the output of sv2tts-encoder-preprocess. The "
+                    "checkpoint <run>/encoder.pt has the published layout (step, model_state, "
+                    "optimizer_state) and loads in the engine. Runs on several GPUs or machines under "
+                    "torchrun (DistributedDataParallel); each process takes its own batch of speakers.",
+        epilog="Hyperparameters for --hparams: " + ", ".join(f"{k}={v!r}" for k, v in HPARAMS.items()))
+    parser.add_argument("data", type=Path, help="folder written by sv2tts-encoder-preprocess")
+    add_common_train_options(parser, save_every=500, sample_every=1000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> TrainSummary:
+    args = build_parser().parse_args(argv)
+    dist = Distributed.setup(args.device)
+    try:
+        return train(args, dist)
+    finally:
+        dist.close()
+
+
+def train(args, dist: Distributed) -> TrainSummary:
+    overrides = parse_overrides(args.hparams, HPARAMS)
+    ckpt_path, resume, init = open_run(args.run_dir, CHECKPOINT, args.init)
+    source = resume or init or {}
+    # A resumed run keeps its recorded batch settings unless the command line changes them.
+    previous = previous_settings(args.run_dir, TRAIN_HPARAMS) if resume is not None else {}
+    settings = {**HPARAMS, **checkpoint_hparams(source), **previous, **overrides}
+    model_overrides = {k: settings[k] for k in MODEL_HPARAMS if settings[k] != HPARAMS[k]}
+    n_speakers, n_utts = settings["speakers_per_batch"], settings["utterances_per_speaker"]
+    partial_frames = settings["partials_n_frames"]
+    if n_speakers < 2 or n_utts < 2:
+        raise TrainingError("GE2E needs at least 2 speakers per batch and 2 utterances per speaker.")
+
+    torch.manual_seed(args.seed)
+    model = speaker_encoder_from_hparams(settings).to(dist.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate_init"])
+    start_step = 0
+    if resume is not None:
+        load_model_state(model, resume, ckpt_path, "speaker encoder")
+        load_optimizer_state(optimizer, resume, ckpt_path)
+        start_step = int(resume.get("step", 0))
+    elif init is not None:
+        load_model_state(model, init, args.init, "speaker encoder")
+    for group in optimizer.param_groups:
+        group["lr"] = settings["learning_rate_init"]
+
+    dataset = SpeakerBatches(read_metadata(args.data, ("frames", "speaker", "n_frames")), partial_frames, n_utts,
+                             args.seed)
+    if len(dataset) < n_speakers:
+        raise TrainingError(f"{args.data} has {len(dataset)} speakers with utterances of at least "
+                            f"{partial_frames} frames, but a batch needs {n_speakers}: add speakers or lower "
+                            "--hparams speakers_per_batch=N.")
+    end_step = args.steps
+    sampler = SpeakerSampler(len(dataset), n_speakers, start_step, end_step, args.seed, dist.rank,
+                             args.overfit_batch)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate,
+                                         num_workers=args.workers, pin_memory=dist.device.type == "cuda")
+    if dist.is_main:
+        write_run_settings(args.run_dir, {**vars(args), "hparams": settings, "world_size": dist.world_size})
+    ddp = dist.wrap(model)
+    model.train()
+    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
+    last = {}
+
+    def train_step(frames: torch.Tensor, step: int) -> dict:
+        frames = frames.to(dist.device, non_blocking=True)
+        embeds = ddp(frames.reshape(-1, *frames.shape[2:])).view(n_speakers, n_utts, -1)
+        loss, sim = ge2e_loss(embeds, model.similarity_weight, model.similarity_bias)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # As in GE2E: the similarity scale and bias learn 100x slower, and gradients are clipped.
+        model.similarity_weight.grad *= 0.01
+        model.similarity_bias.grad *= 0.01
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+        optimizer.step()
+        sim_np = sim.detach().cpu().numpy()
+        last.update(frames=frames, sim=sim_np)
+        return {"loss": loss.item(), "eer": equal_error_rate(sim_np, n_utts), "grad_norm": float(grad_norm),
+                "similarity_weight": float(model.similarity_weight.item())}
+
+    def save(step: int) -> None:
+        save_checkpoint(ckpt_path, model, optimizer, model_overrides, step=step, backup_every=args.backup_every,
+                        current_step=step)
+
+    def sample(_batch, step: int) -> None:
+        logger.figure(step, "encoder/similarity", plot_matrix(
+            last["sim"], f"scaled similarity, step {step}", "speaker centroid", "utterance"))
+        partial = last["frames"][0, 0].cpu().numpy().T
+        logger.figure(step, "encoder/mel", plot_mels({"first partial (log10 power mel)":
+                                                      np.log10(partial + 1e-6)}))
+
+    try:
+        losses = fit(loader, train_step, save, sample, start_step, args, logger, dist, "encoder")
+    finally:
+        logger.close()
+    return TrainSummary(ckpt_path, start_step, start_step + len(losses), losses, model)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

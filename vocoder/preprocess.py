@@ -1,0 +1,109 @@
+"""Vocoder preprocessing: the mels the vocoder learns from, paired with their audio.
+
+Without `--synthesizer` the vocoder trains on ground-truth mels: the metadata simply
+points at the synthesizer preprocessing's mels and audio. With a trained synthesizer,
+each utterance is run through the Tacotron with teacher forcing and its post-net
+output is saved as a ground-truth-aligned (GTA) mel, `mels_gta/<speaker>/<id>.npy`
+(80, frames) float32: the vocoder then learns from the kind of mels it will be given
+at inference, which is how the published vocoder was trained.
+
+    python -m vocoder.preprocess data/synthesizer --synthesizer runs/synthesizer/synthesizer.pt --out data/vocoder
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepfake_audio.training import (METADATA, TrainingError, read_metadata, relative, run_cli, save_npy,
+                                     write_jsonl)
+
+
+def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int, device: str,
+             quiet: bool = False, seed: int = 0) -> None:
+    """Write the teacher-forced post-net mel of every record that has none yet."""
+    from tqdm import tqdm
+    from synthesizer.inference import Synthesizer
+    from synthesizer.text import text_to_sequence
+    from synthesizer.train import collate, pad_to_multiple
+    todo = [r for r in records if not (out / r["gta"]).is_file()]
+    if not todo:
+        return
+    synth = Synthesizer(synthesizer, device)
+    model, hp = synth.model, synth.hparams
+    r = model.r
+    generator = torch.Generator(device=synth.device).manual_seed(seed)
+    todo.sort(key=lambda rec: rec["n_frames"])  # similar lengths together: little padding
+    bar = tqdm(total=len(todo), desc="GTA mels", unit="utt", disable=quiet, dynamic_ncols=True)
+    with torch.no_grad():
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            items = [(np.asarray(text_to_sequence(rec["text"], hp.tts_cleaner_names), np.int64),
+                      np.load(rec["mel"]), np.load(rec["embed"])) for rec in chunk]
+            batch = pad_to_multiple(collate(items, -hp.max_abs_value), r, -hp.max_abs_value)
+            _, postnet, _, _ = model(batch["chars"].to(synth.device), batch["mels"].to(synth.device),
+                                     batch["embeds"].to(synth.device), generator)
+            for rec, mel in zip(chunk, postnet.cpu().numpy()):
+                save_npy(out / rec["gta"], mel[:, :rec["n_frames"]].astype(np.float32))
+            bar.update(len(chunk))
+    bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sv2tts-vocoder-preprocess",
+        description="Prepare vocoder training data from a folder made by sv2tts-synthesizer-preprocess: "
+                    "ground-truth mels, or with --synthesizer ground-truth-aligned mels made by a trained "
+                    "Tacotron (recommended: the vocoder then matches the synthesizer's output).",
+        epilog="Example: sv2tts-vocoder-preprocess data/synthesizer --synthesizer runs/synthesizer/synthesizer.pt "
+               "--out data/vocoder")
+    parser.add_argument("data", type=Path, help="folder written by sv2tts-synthesizer-preprocess")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder; running again resumes and only makes the missing mels")
+    parser.add_argument("--synthesizer", type=Path, default=None, metavar="CKPT",
+                        help="trained synthesizer.pt for ground-truth-aligned mels (default: none, use the "
+                             "ground-truth mels)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
+                        help="utterances per synthesizer pass (default 16)")
+    parser.add_argument("--device", default=None,
+                        help="where the synthesizer runs: cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    source = read_metadata(args.data, ("mel", "audio", "embed", "text"))
+    records = []
+    for rec in source:
+        rec = dict(rec)
+        if args.synthesizer is not None:
+            rec["gta"] = f"mels_gta/{rec['speaker']}/{rec['id']}.npy"
+        records.append(rec)
+    if args.synthesizer is not None:
+        if not args.synthesizer.is_file():
+            raise TrainingError(f"Synthesizer checkpoint not found: {args.synthesizer}")
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        gta_mels(records, args.synthesizer, out, args.batch_size, device, args.quiet)
+    entries = [{"id": rec["id"], "speaker": rec["speaker"],
+                "mel": rec["gta"] if "gta" in rec else relative(Path(rec["mel"]), out),
+                "audio": relative(Path(rec["audio"]), out), "n_frames": rec["n_frames"],
+                "n_samples": rec["n_samples"]} for rec in records]
+    write_jsonl(out / METADATA, entries)
+    if not args.quiet:
+        kind = "ground-truth-aligned" if args.synthesizer else "ground-truth"
+        print(f"{len(entries)} utterances with {kind} mels in {out}")
+    return entries
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
