@@ -1,0 +1,86 @@
+"""Tacotron training: learns, follows the r schedule, loads in the engine, resumes exactly."""
+import numpy as np
+import pytest
+import torch
+
+from deepfake_audio.checkpoint import read_checkpoint
+from deepfake_audio.pipeline import Pipeline
+from synthesizer import train
+from synthesizer.inference import Synthesizer
+from training_fixtures import (QUIET, SYNTH_TINY, one_thread, same_state, scalars, speech_corpus,  # noqa: F401
+                               synthesizer_data)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, seed1_dir):
+    return synthesizer_data(tmp_path_factory, seed1_dir / "encoder.pt")
+
+
+def _train(data, run, steps, *extra):
+    return train.main([str(data), "--run-dir", str(run), "--steps", str(steps), "--hparams", *SYNTH_TINY, *QUIET,
+                       *extra])
+
+
+def test_preprocessed_data(data):
+    from deepfake_audio.training import read_metadata
+    from synthesizer.audio import melspectrogram
+    records = read_metadata(data)
+    assert len(records) == 16
+    rec = records[0]
+    mel, wav, embed = np.load(rec["mel"]), np.load(rec["audio"]), np.load(rec["embed"])
+    assert mel.shape == (80, rec["n_frames"]) and mel.shape[1] == 1 + len(wav) // 200
+    assert np.array_equal(mel, melspectrogram(wav))  # the engine's front end, exactly
+    assert embed.shape == (256,) and np.isclose(np.linalg.norm(embed), 1.0, atol=1e-5)
+    assert abs(np.abs(wav).max() - 0.9) < 1e-6 and rec["text"].endswith(".")
+
+
+def test_guided_attention_loss_favours_the_diagonal():
+    steps, chars = 20, 10
+    diagonal = torch.zeros(1, steps, chars)
+    diagonal[0, torch.arange(steps), torch.arange(steps) * chars // steps] = 1
+    flipped = diagonal.flip(2)
+    lens = torch.tensor([chars]), torch.tensor([steps * 2])
+    assert train.guided_attention_loss(diagonal, *lens, r=2) < 0.1 * train.guided_attention_loss(flipped, *lens, r=2)
+
+
+def test_loss_falls_on_one_batch(data, tmp_path):
+    run = tmp_path / "run"
+    summary = _train(data, run, 16, "--overfit-batch", "--guided-attention", "1")
+    losses = summary.losses
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[2:4])  # after the r = 4 phase
+    assert scalars(run, "synthesizer/r") == [4.0, 4.0] + [2.0] * 14
+    assert len(scalars(run, "synthesizer/guided_attention_loss")) == 16
+
+
+def test_checkpoint_loads_in_engine_and_synthesizes(data, tmp_path, seed1_dir, tmp_path_factory):
+    run = tmp_path / "run"
+    _train(data, run, 3, "--sample-every", "3")
+    ckpt = read_checkpoint(run / "synthesizer.pt")
+    assert list(ckpt) == ["model_state", "optimizer_state", "hparams"]
+    assert int(ckpt["model_state"]["step"]) == 3 and int(ckpt["model_state"]["decoder.r"]) == 2
+    assert ckpt["hparams"]["tts_lstm_dims"] == 64
+    synth = Synthesizer(run / "synthesizer.pt")
+    assert synth.step == 3 and synth.r == 2 and synth.hparams.tts_lstm_dims == 64
+    embed = np.load(sorted((data / "embeds").rglob("*.npy"))[0])
+    (mel,) = synth.synthesize_spectrograms(["Hello there."], [embed], seed=1)
+    assert mel.shape[0] == 80 and 1 <= mel.shape[1] <= 200 and np.all(np.isfinite(mel))
+    # The studio and CLI path: the trained synthesizer in the Pipeline, with Griffin-Lim.
+    pipe = Pipeline(encoder=seed1_dir / "encoder.pt", synthesizer=run / "synthesizer.pt", models_dir=tmp_path)
+    voice = speech_corpus(tmp_path_factory) / "espeak_f2" / "utt1.wav"
+    result = pipe.clone(voice, "Hello there.", seed=1, vocoder="griffinlim")
+    assert result.wav.dtype == np.float32 and len(result.wav) > 0 and np.all(np.isfinite(result.wav))
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["synthesizer_attention_3.png", "synthesizer_griffin_lim_3.wav", "synthesizer_mel_3.png"]
+
+
+def test_resume_is_exact(data, tmp_path):
+    _train(data, tmp_path / "straight", 4)
+    _train(data, tmp_path / "resumed", 2)
+    summary = _train(data, tmp_path / "resumed", 4)
+    assert (summary.start_step, summary.step) == (2, 4)
+    straight = read_checkpoint(tmp_path / "straight" / "synthesizer.pt")
+    resumed = read_checkpoint(tmp_path / "resumed" / "synthesizer.pt")
+    assert same_state(resumed["model_state"], straight["model_state"])
+    assert same_state(resumed["optimizer_state"], straight["optimizer_state"])
