@@ -29,4 +29,6 @@ fi
 # resemblyzer only carries the official encoder weights; its own dependencies would
 # replace webrtcvad-wheels with the source-only webrtcvad, so install it alone.
 .venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
+# The project itself, editable, for the training console commands (sv2tts-*); no new dependencies.
+.venv/bin/python -m pip install -q --no-deps -e .
 .venv/bin/python -c "import webrtcvad, torch, librosa; import encoder.inference as e; e.default_weights_path()"
