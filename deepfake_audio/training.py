@@ -93,9 +93,9 @@ def add_common_train_options(parser: argparse.ArgumentParser, save_every: int, s
     parser.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
                         help="run folder: the checkpoint, TensorBoard logs (logs/), samples (samples/) and "
                              "the run's settings (hparams.json) go here; a checkpoint already there is resumed")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="stop when the model's step counter reaches this many steps (the counter "
-                             "continues across resumes)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="stop when the step counter reaches N (it continues across resumes; default: "
+                             "the end of tts_schedule for the synthesizer, otherwise run until Ctrl+C)")
     parser.add_argument("--init", type=Path, default=None, metavar="CKPT",
                         help="start a new run from the weights of this checkpoint (a published or trained "
                              "one) instead of random weights; its step counter and optimizer are not "
@@ -613,10 +613,6 @@ def plot_matrix(matrix: np.ndarray, title: str, xlabel: str, ylabel: str):
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig
-
-
-def lr_of(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
 
 
 def finite(value: torch.Tensor | float) -> bool:
