@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepfake_audio.errors import DeepfakeAudioError
 from deepfake_audio.training import (Distributed, RunLogger, TrainSummary, TrainingError, add_common_train_options,
                                      checkpoint_hparams, fit, load_model_state, load_optimizer_state, open_run,
                                      parse_overrides, plot_matrix, plot_mels, previous_settings, read_metadata,
@@ -86,15 +87,17 @@ class SpeakerBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.speakers)
 
-    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
-        index, key = item
+    def crops(self, index: int, key: int) -> list[tuple[dict, int]]:
+        """(utterance record, first frame) of each crop of item (index, key)."""
         rng = np.random.default_rng(step_seed(self.seed, key, salt=index + 7))
         utts = self.utterances[index]
         chosen = rng.choice(len(utts), self.n_utts, replace=len(utts) < self.n_utts)
+        return [(utts[k], int(rng.integers(0, utts[k]["n_frames"] - self.partial_frames + 1))) for k in chosen]
+
+    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
         crops = []
-        for k in chosen:
-            frames = np.load(utts[k]["frames"], mmap_mode="r")
-            start = int(rng.integers(0, len(frames) - self.partial_frames + 1))
+        for record, start in self.crops(*item):
+            frames = np.load(record["frames"], mmap_mode="r")
             crops.append(np.asarray(frames[start:start + self.partial_frames], dtype=np.float32))
         return np.stack(crops)
 
@@ -203,7 +206,7 @@ def train(args, dist: Distributed) -> TrainSummary:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         optimizer.step()
         sim_np = sim.detach().cpu().numpy()
-        last.update(frames=frames, sim=sim_np)
+        last.update(sim=sim_np)
         return {"loss": loss.item(), "eer": equal_error_rate(sim_np, n_utts), "grad_norm": float(grad_norm),
                 "similarity_weight": float(model.similarity_weight.item())}
 
@@ -212,11 +215,20 @@ def train(args, dist: Distributed) -> TrainSummary:
                         current_step=step)
 
     def sample(_batch, step: int) -> None:
+        from encoder.audio import preprocess_wav
         logger.figure(step, "encoder/similarity", plot_matrix(
             last["sim"], f"scaled similarity, step {step}", "speaker centroid", "utterance"))
-        partial = last["frames"][0, 0].cpu().numpy().T
-        logger.figure(step, "encoder/mel", plot_mels({"first partial (log10 power mel)":
-                                                      np.log10(partial + 1e-6)}))
+        # One partial utterance as the encoder sees it: its mel and the audio it covers.
+        record, start = dataset.crops(step % len(dataset), step)[0]
+        frames = np.load(record["frames"])[start:start + partial_frames].T
+        logger.figure(step, "encoder/mel", plot_mels({f"partial of {record['id']} (log10 power mel)":
+                                                      np.log10(frames + 1e-6)}))
+        try:
+            wav = preprocess_wav(record["source"])
+        except DeepfakeAudioError:  # the corpus may have moved since preprocessing; the plots still help
+            return
+        hop = int(hp.sampling_rate * hp.mel_window_step / 1000)
+        logger.audio(step, "encoder/partial", wav[start * hop:(start + partial_frames) * hop], hp.sampling_rate)
 
     try:
         losses = fit(loader, train_step, save, sample, start_step, args, logger, dist, "encoder")

@@ -56,7 +56,8 @@ def test_checkpoint_loads_in_engine(data, tmp_path, tmp_path_factory):
     wav = preprocess_wav(speech_corpus(tmp_path_factory) / "flite_awb" / "utt0.wav")
     embed = encoder.embed_utterance(wav)
     assert embed.shape == (256,) and np.isclose(np.linalg.norm(embed), 1.0, atol=1e-5)
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["encoder_mel_3.png", "encoder_similarity_3.png"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["encoder_mel_3.png", "encoder_partial_3.wav",
+                                                                   "encoder_similarity_3.png"]
 
 
 def test_resume_is_exact(data, tmp_path):
