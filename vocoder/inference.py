@@ -55,7 +55,7 @@ class Vocoder:
         faster still with int8 matmuls (see `vocoder.fast`). `head` (fast modes) gives the
         first `head` samples their own short folds, generated first.
         """
-        mel_t, generator = self._prepare(mel, normalize, seed, generator)
+        mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=mode == "parity")
         if mode == "parity":
             return self.model.generate(mel_t, batched, target, overlap, generator, progress)
         return self.fast(mode).generate(mel_t, batched=batched, target=target, overlap=overlap, head=head,
@@ -63,15 +63,19 @@ class Vocoder:
 
     def stream_waveform(self, mel: np.ndarray, normalize: bool = True, target: int = hp.voc_target,
                         overlap: int = hp.voc_overlap, head: int = 0, seed: int | None = None,
-                        generator: torch.Generator | None = None, mode: str = "fast",
+                        generator: torch.Generator | None = None, mode: str = "fast", first_samples: int = 800,
+                        min_samples: int = 1600,
                         progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
-        """`infer_waveform(mode=mode)` in pieces, yielded as soon as each is final (float64 arrays).
+        """`infer_waveform(mode=mode)` ("fast" or "int8") in pieces, each yielded as soon as it is final.
 
-        Joined, the pieces equal `infer_waveform` with the same arguments.
+        Pieces are float64; the first has at least `first_samples` samples, the others at
+        least `min_samples` (except the last). Joined, they equal `infer_waveform`'s result
+        for the same arguments.
         """
-        mel_t, generator = self._prepare(mel, normalize, seed, generator)
-        return self.fast(mode).stream(mel_t, target=target, overlap=overlap, head=head, generator=generator,
-                                      progress=progress)
+        sampler = self.fast(mode)
+        mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=False)
+        return sampler.stream(mel_t, target=target, overlap=overlap, head=head, generator=generator,
+                              first_samples=first_samples, min_samples=min_samples, progress=progress)
 
     def fast(self, mode: str = "fast") -> FastWaveRNN:
         """The fused sampler of this model for `mode` "fast" or "int8", built on first use."""
@@ -82,14 +86,15 @@ class Vocoder:
                 self._fast[mode] = FastWaveRNN(self.model, "int8" if mode == "int8" else None)
             return self._fast[mode]
 
-    def _prepare(self, mel: np.ndarray, normalize: bool, seed: int | None,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Generator]:
+    def _prepare(self, mel: np.ndarray, normalize: bool, seed: int | None, generator: torch.Generator | None,
+                 burn: bool = True) -> tuple[torch.Tensor, torch.Generator]:
         if mel.ndim != 2 or mel.shape[0] != hp.num_mels:
             raise ValueError(f"expected a mel of shape (80, frames), got {mel.shape}")
         if generator is None:
             from synthesizer.inference import make_generator
             generator = make_generator(seed, self.device)
-        torch.empty(REFERENCE_GRUCELL_WORDS).uniform_(generator=generator) if self.device.type == "cpu" else None
+        if burn and self.device.type == "cpu":
+            torch.empty(REFERENCE_GRUCELL_WORDS).uniform_(generator=generator)
         if normalize:
             mel = mel / hp.mel_max_abs_value
         mel_t = torch.from_numpy(np.ascontiguousarray(mel[None, ...], dtype=np.float32)).to(self.device)
