@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
     clone.add_argument("--vocoder", choices=("wavernn", "griffinlim"), default="wavernn",
                        help="WaveRNN (needs vocoder.pt) or Griffin-Lim (no weights, lower quality)")
+    clone.add_argument("--mode", choices=("fast", "int8", "parity"), default="fast",
+                       help="WaveRNN sampling: fast (default), int8 (faster, CPU), or parity "
+                            "(the reference implementation's exact numbers, several times slower)")
+    clone.add_argument("--stream", action="store_true",
+                       help="write the WAV progressively, playable while the rest is generated")
     _add_model_options(clone)
 
     embed = sub.add_parser("embed", help="save the voice embedding of a recording as .npy")
@@ -137,15 +142,47 @@ def cmd_clone(args) -> int:
         if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
             raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).")
     pipe = _pipeline(args)
+    if args.stream:
+        return _clone_streaming(pipe, args, text, embedding)
     bars = _StageBars()
     try:
         result = pipe.clone(args.voice, text, seed=args.seed, vocoder=args.vocoder, embedding=embedding,
-                            progress=bars)
+                            progress=bars, mode=args.mode)
     finally:
         bars.close()
     _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate))
     print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
           f"real-time factor {result.real_time_factor:.2f})")
+    return 0
+
+
+def _clone_streaming(pipe, args, text: str, embedding) -> int:
+    """`clone --stream`: each piece is appended to the WAV (header updated) as soon as it is final."""
+    import time
+
+    import numpy as np
+    import soundfile as sf
+    from deepfake_audio.streaming import stream_clone
+    chunks = stream_clone(pipe, args.voice, text, seed=args.seed, vocoder=args.vocoder, embedding=embedding,
+                          mode=args.mode)  # input errors are raised here, before the file exists
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    start, first, samples = time.perf_counter(), None, 0
+    try:
+        with sf.SoundFile(str(args.out), "w", samplerate=pipe.synthesizer.sample_rate, channels=1,
+                          subtype="PCM_16", format="WAV") as out:
+            for chunk in chunks:
+                out.write(np.clip(chunk.audio, -1.0, 1.0))
+                out.flush()
+                samples += len(chunk.audio)
+                if first is None:
+                    first = time.perf_counter() - start
+                    print(f"first audio after {first:.2f} s", file=sys.stderr)
+    except BaseException:
+        args.out.unlink(missing_ok=True)  # never leave half a file behind
+        raise
+    seconds = samples / pipe.synthesizer.sample_rate
+    print(f"wrote {args.out} ({seconds:.1f} s, streamed; first audio after {first or 0:.2f} s, "
+          f"real-time factor {(time.perf_counter() - start) / max(seconds, 1e-9):.2f})")
     return 0
 
 

@@ -141,12 +141,13 @@ class Pipeline:
                                                   f"sentence {done} of {total}"))
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
-               progress: ProgressFn = _no_progress) -> np.ndarray:
+               progress: ProgressFn = _no_progress, mode: str = "fast") -> np.ndarray:
         """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised.
 
         WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
         when the mel spans more than one fold, else unbatched; `Vocoder.infer_waveform`
-        gives direct control.
+        gives direct control. `mode` is WaveRNN's: "fast" (default), "int8", or "parity"
+        (the reference's numbers exactly, several times slower).
         """
         if vocoder == "griffinlim":
             rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
@@ -162,17 +163,18 @@ class Pipeline:
         # in one unfolded pass than padded up to a full 9600-sample fold.
         batched = mel.shape[1] * syn_hp.hop_size > vocoder_hp.voc_target + 2 * vocoder_hp.voc_overlap
         return self.vocoder.infer_waveform(
-            mel, batched=batched, seed=seed,
+            mel, batched=batched, seed=seed, mode=mode,
             progress=lambda done, total: progress("vocoding", done / total, f"{100 * done // total}%"))
 
     def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
               seed: int | None = None, vocoder: VocoderName = "wavernn", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
-              progress: ProgressFn = _no_progress) -> CloneResult:
+              progress: ProgressFn = _no_progress, mode: str = "fast") -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
+        `mode` is WaveRNN's (see `vocode`); `deepfake_audio.streaming` streams the result.
         """
         sentences = self.prepare_text(text)
         self._require_synthesizer()
@@ -197,7 +199,7 @@ class Pipeline:
 
         start = time.perf_counter()
         progress("vocoding", 0.0, "0%")
-        wav = self._vocode_sentences(mels, vocoder, seed, progress)
+        wav = self._vocode_sentences(mels, vocoder, seed, progress, mode)
         seconds["vocoding"] = time.perf_counter() - start
         return CloneResult(wav, SAMPLE_RATE, np.asarray(embedding, np.float32), mels, sentences, vocoder, seconds)
 
@@ -216,12 +218,12 @@ class Pipeline:
         return sentences
 
     def _vocode_sentences(self, mels: list[np.ndarray], vocoder: str, seed: int | None,
-                          progress: ProgressFn) -> np.ndarray:
+                          progress: ProgressFn, mode: str = "fast") -> np.ndarray:
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * SAMPLE_RATE))
         hop = syn_hp.hop_size
         if vocoder == "wavernn":
             # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
-            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", seed, progress)
+            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", seed, progress, mode)
             cuts = np.cumsum([m.shape[1] for m in mels])[:-1] * hop
             pieces = np.split(wav, np.minimum(cuts, len(wav)))
         else:

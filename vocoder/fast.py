@@ -367,11 +367,14 @@ class FastWaveRNN:
     def stream(self, mel: torch.Tensor, plan: FoldPlan | None = None, generator: torch.Generator | None = None,
                batched: bool = True, target: int = hp.voc_target, overlap: int = hp.voc_overlap, head: int = 0,
                first_samples: int = STREAM_FIRST_SAMPLES, min_samples: int = STREAM_MIN_SAMPLES,
-               sampling: str = "cdf", progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+               sampling: str = "cdf", ending: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
         """Yield the waveform of a (1, 80, T) mel (scaled to [-1, 1]) in order, as it becomes final.
 
         Chunks are float64 at 16 kHz and together make 200 * (T - 1) samples, post-processed
-        as in `WaveRNN.generate` (mu-law decoded, de-emphasised, last 4000 faded out).
+        as in `WaveRNN.generate` (mu-law decoded, de-emphasised, last 4000 faded out). With
+        `ending` False the mel is the start of a longer utterance: all 200 * T samples come
+        out and none is faded.
         The first chunk has at least `first_samples` samples, the others at least
         `min_samples` except the last. `sampling` "cdf" (inverse CDF, one uniform number per
         sample) or "gumbel" (argmax of logits - log E: the parity loop's generator draws,
@@ -380,13 +383,13 @@ class FastWaveRNN:
         """
         frames = mel.shape[-1]
         total = frames * self.hop
-        wave_len = (frames - 1) * self.hop
+        wave_len = (frames - 1) * self.hop if ending else total
         if plan is None:
             plan = plan_folds(total, target, overlap, head) if batched else FoldPlan(total, overlap, (Wave((0,), total),))
         if wave_len <= 0:
             return
         cond, table = self.conditioning(mel)
-        assembler = _Assembler(plan, wave_len, self.n_classes)
+        assembler = _Assembler(plan, wave_len, self.n_classes, ending)
         done_steps, all_steps = 0, plan.steps
         for w, wave in enumerate(plan.waves):
             for first, classes in self._run_wave(wave, cond, table, generator, sampling):
@@ -468,7 +471,7 @@ class FastWaveRNN:
 class _Assembler:
     """Overlap-adds fold samples as they arrive and releases the finished prefix, post-processed."""
 
-    def __init__(self, plan: FoldPlan, wave_len: int, n_classes: int):
+    def __init__(self, plan: FoldPlan, wave_len: int, n_classes: int, ending: bool = True):
         self.plan, self.wave_len, self.n_classes = plan, wave_len, n_classes
         end = max(s + n for s, n in plan.folds)
         self.mixed = np.zeros(max(end, wave_len), dtype=np.float64)
@@ -480,14 +483,16 @@ class _Assembler:
         t = np.linspace(-1, 1, overlap - silence, dtype=np.float64)
         self.fade_in = np.concatenate([np.zeros(silence), np.sqrt(0.5 * (1 + t))])
         self.fade_out = np.concatenate([np.sqrt(0.5 * (1 - t)), np.zeros(silence)])
-        fade = min(hp.fade_out_samples, wave_len)
+        fade = min(hp.fade_out_samples, wave_len) if ending else 0
         self.final_fade = np.linspace(1, 0, fade)
 
     def add(self, wave: int, first: int, classes: np.ndarray) -> None:
         """Classes (steps, B) of wave `wave`, steps first .. first + steps - 1."""
         w = self.plan.waves[wave]
         steps = classes.shape[0]
-        y = 2 * classes.T.astype(np.float64) / (self.n_classes - 1.0) - 1.0  # (B, steps)
+        # Class -> sample in float32 arithmetic, as the parity loop does.
+        y = (np.float32(2) * classes.T.astype(np.float32) / np.float32(self.n_classes - 1) - np.float32(1))
+        y = y.astype(np.float64)  # (B, steps)
         ov = self.plan.overlap
         pos = np.arange(first, first + steps)
         head, tail = pos < ov, pos >= w.length - ov

@@ -64,18 +64,22 @@ class Vocoder:
     def stream_waveform(self, mel: np.ndarray, normalize: bool = True, target: int = hp.voc_target,
                         overlap: int = hp.voc_overlap, head: int = 0, seed: int | None = None,
                         generator: torch.Generator | None = None, mode: str = "fast", first_samples: int = 800,
-                        min_samples: int = 1600,
+                        min_samples: int = 1600, ending: bool = True,
                         progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
-        """`infer_waveform(mode=mode)` ("fast" or "int8") in pieces, each yielded as soon as it is final.
+        """`infer_waveform(mode=mode)` in pieces, each yielded as soon as it is final.
 
         Pieces are float64; the first has at least `first_samples` samples, the others at
         least `min_samples` (except the last). Joined, they equal `infer_waveform`'s result
-        for the same arguments.
+        for the same arguments. With `ending` False (fast modes) the mel is the start of a
+        longer utterance: 200 * T samples, no final fade. "parity" is not streamed: one piece.
         """
+        if mode == "parity":
+            return iter([self.infer_waveform(mel, normalize, True, target, overlap, seed, generator, progress)])
         sampler = self.fast(mode)
         mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=False)
         return sampler.stream(mel_t, target=target, overlap=overlap, head=head, generator=generator,
-                              first_samples=first_samples, min_samples=min_samples, progress=progress)
+                              first_samples=first_samples, min_samples=min_samples, ending=ending,
+                              progress=progress)
 
     def fast(self, mode: str = "fast") -> FastWaveRNN:
         """The fused sampler of this model for `mode` "fast" or "int8", built on first use."""
