@@ -115,24 +115,28 @@ def plan_folds(total: int, target: int = hp.voc_target, overlap: int = hp.voc_ov
 
 
 class _Layout:
-    """Column layout of the per-step accumulation buffer.
+    """Column layout of the per-step buffer: one period of `width` columns per step.
 
-    Step t owns one period of `width` columns. Its segments, in order: rz2 (rnn2's
-    r and z pre-activations of step t), gi2n (rnn2's input n part, step t), rz1 (rnn1's
-    r and z, step t + 1), gh1n (rnn1's hidden n part, step t + 1), f1 (fc1, step t),
-    gh2n (rnn2's hidden n part, step t + 1). The h1 matmul of step t adds into
-    [rz2 .. f1] of period t; the h2 matmul into [f1, gh2n] of period t and rz2 of period
-    t + 1, which follows it in memory: each is one strided matmul, no copies.
+    Segments of step t's period, in order: rz1 (rnn1's r and z pre-activations), gh1n
+    (rnn1's hidden n part), pn (rnn1's input n part), s (fc2's aux part), f1 (fc1's
+    conditioning part), gh2n (rnn2's hidden n part), rz2 (rnn2's r and z), gi2n (rnn2's
+    input n part). Before the loop a period holds everything that does not depend on the
+    previous sample; the h1 matmul of step t then adds into [rz2, gi2n] of period t and
+    [rz1, gh1n] of period t + 1, which follow each other in memory, and the h2 matmul into
+    [gh2n, rz2] of period t + 1: each is one strided matmul, no copies.
     """
 
     def __init__(self, rnn: int, fc: int):
         self.rnn, self.fc = rnn, fc
-        self.rz2, self.gi2n = 0, 2 * rnn
-        self.rz1, self.gh1n = 3 * rnn, 5 * rnn
-        self.f1, self.gh2n = 6 * rnn, 6 * rnn + fc
-        self.width = 7 * rnn + fc
-        self.span1 = (0, 6 * rnn + fc)
-        self.span2 = (6 * rnn, 7 * rnn + fc + 2 * rnn)
+        self.rz1, self.gh1n, self.pn, self.s = 0, 2 * rnn, 3 * rnn, 4 * rnn
+        self.f1, self.gh2n = 4 * rnn + fc, 4 * rnn + 2 * fc
+        self.rz2, self.gi2n = 5 * rnn + 2 * fc, 7 * rnn + 2 * fc
+        self.width = 8 * rnn + 2 * fc
+
+    def segments(self) -> dict[str, slice]:
+        r, f = self.rnn, self.fc
+        sizes = dict(rz1=2 * r, gh1n=r, pn=r, s=f, f1=f, gh2n=r, rz2=2 * r, gi2n=r)
+        return {k: slice(getattr(self, k), getattr(self, k) + n) for k, n in sizes.items()}
 
 
 class _MatmulFp32(nn.Module):
@@ -195,49 +199,52 @@ MATMULS = {"fp32": _MatmulFp32, "fp16": _MatmulFp16, "int8": _MatmulInt8}
 class _Sampler(nn.Module):
     """The per-sample loop over preallocated buffers (scripted: no Python between steps)."""
 
-    def __init__(self, rnn: int, fc: int, matmul: type, w1: torch.Tensor, w2: torch.Tensor, wf2: torch.Tensor,
-                 w3: torch.Tensor, b3: torch.Tensor, v1rz: torch.Tensor, v1n: torch.Tensor, table: torch.Tensor):
+    def __init__(self, rnn: int, fc: int, matmul: type, w1: torch.Tensor, w2: torch.Tensor, wf1: torch.Tensor,
+                 wf2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, v1rz: torch.Tensor, v1n: torch.Tensor,
+                 table: torch.Tensor):
         super().__init__()
         self.rnn, self.fc = rnn, fc
-        self.mm1, self.mm2, self.mmf2, self.mm3 = matmul(w1), matmul(w2), matmul(wf2), matmul(w3)
+        self.mm1, self.mm2, self.mmf1, self.mmf2, self.mm3 = (matmul(w) for w in (w1, w2, wf1, wf2, w3))
         self.b3, self.v1rz, self.v1n, self.table = b3, v1rz, v1n, table
 
-    def forward(self, acc: torch.Tensor, side: torch.Tensor, uniform: torch.Tensor, classes: torch.Tensor,
-                h1x: torch.Tensor, h2: torch.Tensor, n1: torch.Tensor, n2: torch.Tensor, z2: torch.Tensor,
-                logits: torch.Tensor, cdf: torch.Tensor, u: torch.Tensor, steps: int, gumbel: bool) -> None:
-        """Run `steps` samples; see `_Layout` for `acc`. side[j] = [P_n | fc2's aux part | fc3 bias - log E].
+    def forward(self, acc: torch.Tensor, noise: torch.Tensor, uniform: torch.Tensor, classes: torch.Tensor,
+                h1x: torch.Tensor, h2z: torch.Tensor, sx: torch.Tensor, n1: torch.Tensor, n2: torch.Tensor,
+                z1: torch.Tensor, z2: torch.Tensor, logits: torch.Tensor, cdf: torch.Tensor, u: torch.Tensor,
+                steps: int, gumbel: bool) -> None:
+        """Run `steps` samples over `acc` (B, (steps + 1) * width), laid out as `_Layout` says.
 
-        With `gumbel`, class = argmax(logits - log E) (E ~ Exp(1) in side). Else by inverse
-        CDF: the first class whose cumulative probability exceeds uniform[j] (B, 1) times the total.
+        h1x = [h1 | x] and h2z = [h2 | 0], (B, R + 1). With `gumbel`, class = argmax(logits +
+        noise[j]) where noise[j] = fc3 bias - log E, E ~ Exp(1). Else by inverse CDF: the first
+        class whose cumulative probability exceeds uniform[j] (B, 1) times the total.
         """
         rnn, fc = self.rnn, self.fc
-        width = 7 * rnn + fc
+        width = 8 * rnn + 2 * fc
         x = h1x[:, rnn:rnn + 1]
         h1 = h1x[:, :rnn]
+        h2 = h2z[:, :rnn]
         for j in range(steps):
-            prev = j * width
-            cur = prev + width
-            rz1 = acc[:, prev + 3 * rnn:prev + 5 * rnn]
+            cur = j * width
+            rz1 = acc[:, cur:cur + 2 * rnn]
             rz1.addcmul_(x, self.v1rz)
             rz1.sigmoid_()
-            torch.addcmul(side[j, :, :rnn], x, self.v1n, out=n1)
-            n1.addcmul_(rz1[:, :rnn], acc[:, prev + 5 * rnn:prev + 6 * rnn])
+            torch.addcmul(acc[:, cur + 3 * rnn:cur + 4 * rnn], x, self.v1n, out=n1)
+            n1.addcmul_(rz1[:, :rnn], acc[:, cur + 2 * rnn:cur + 3 * rnn])
             n1.tanh_()
             torch.lerp(n1, h1, rz1[:, rnn:], out=h1)
-            self.mm1.accumulate(acc[:, cur:cur + 6 * rnn + fc], h1x)
-            rz2 = acc[:, cur:cur + 2 * rnn]
-            rz2.sigmoid_()
-            torch.addcmul(acc[:, cur + 2 * rnn:cur + 3 * rnn], rz2[:, :rnn], acc[:, prev + 6 * rnn + fc:cur],
-                          out=n2)
+            rz2 = cur + 5 * rnn + 2 * fc
+            self.mm1.accumulate(acc[:, rz2:rz2 + 6 * rnn], h1x)
+            acc[:, rz2:rz2 + 2 * rnn].sigmoid_()
+            torch.addcmul(acc[:, rz2 + 2 * rnn:rz2 + 3 * rnn], acc[:, rz2:rz2 + rnn], acc[:, rz2 - rnn:rz2], out=n2)
             n2.tanh_()
-            torch.lerp(n2, h2, rz2[:, rnn:], out=h2)
-            self.mm2.accumulate(acc[:, cur + 6 * rnn:cur + width + 2 * rnn], h2)
-            f1 = acc[:, cur + 6 * rnn:cur + 6 * rnn + fc]
-            f1.relu_()
-            self.mmf2.affine(side[j, :, rnn:rnn + fc], f1, z2)
+            torch.lerp(n2, h2, acc[:, rz2 + rnn:rz2 + 2 * rnn], out=h2)
+            self.mm2.accumulate(acc[:, rz2 + width - rnn:rz2 + width + 2 * rnn], h2z)
+            torch.add(h1x, h2z, out=sx)
+            self.mmf1.affine(acc[:, cur + 4 * rnn + fc:cur + 4 * rnn + 2 * fc], sx, z1)
+            z1.relu_()
+            self.mmf2.affine(acc[:, cur + 4 * rnn:cur + 4 * rnn + fc], z1, z2)
             z2.relu_()
             if gumbel:
-                self.mm3.affine(side[j, :, rnn + fc:], z2, logits)
+                self.mm3.affine(noise[j], z2, logits)
                 torch.argmax(logits, 1, out=classes[j])
             else:
                 self.mm3.affine(self.b3, z2, logits)
@@ -258,16 +265,16 @@ def default_precision(device: torch.device | str) -> str:
 class _Group:
     """Buffers of the folds one thread runs."""
 
-    def __init__(self, folds: slice, chunk: int, lay: _Layout, n_classes: int, gumbel: bool, dev: torch.device):
+    def __init__(self, folds: slice, chunk: int, lay: _Layout, n_classes: int, dev: torch.device):
         batch = folds.stop - folds.start
         self.folds = folds
-        self.acc = torch.empty(batch, (chunk + 2) * lay.width, device=dev)
-        self.periods = self.acc.view(batch, chunk + 2, lay.width)
-        self.side = torch.empty(chunk, batch, lay.rnn + lay.fc + (n_classes if gumbel else 0), device=dev)
+        self.acc = torch.empty(batch, (chunk + 1) * lay.width, device=dev)
+        self.periods = self.acc.view(batch, chunk + 1, lay.width)
+        self.carry = torch.zeros(batch, lay.width, device=dev)
         self.classes = torch.empty(chunk, batch, dtype=torch.long, device=dev)
-        self.h1x = torch.zeros(batch, lay.rnn + 1, device=dev)
-        self.h2 = torch.zeros(batch, lay.rnn, device=dev)
-        self.work = [torch.empty(batch, k, device=dev) for k in (lay.rnn, lay.rnn, lay.fc, n_classes, n_classes, 1)]
+        r, f = lay.rnn, lay.fc
+        self.state = [torch.zeros(batch, r + 1, device=dev) for _ in range(3)]  # h1x, h2z, sx
+        self.work = [torch.empty(batch, k, device=dev) for k in (r, r, f, f, n_classes, n_classes, 1)]
 
 
 class FastWaveRNN:
@@ -283,17 +290,16 @@ class FastWaveRNN:
     def __init__(self, model: WaveRNN, precision: str | None = None):
         if model.training:
             raise RuntimeError("FastWaveRNN needs a model in eval mode: call model.eval() first")
-        self.device = next(model.parameters()).device
+        self.device = dev = next(model.parameters()).device
         self.hop = model.hop_length
         self.pad = model.pad
         self.n_classes = model.n_classes
         self.upsample = model.upsample
-        rnn = model.rnn_dims
-        fc = model.fc1.out_features
-        aux = model.aux_dims
-        self.rnn, self.fc, self.aux = rnn, fc, aux
+        self.rnn = rnn = model.rnn_dims
+        self.fc = fc = model.fc1.out_features
+        self.aux = aux = model.aux_dims
         self.layout = lay = _Layout(rnn, fc)
-        d = lambda t: t.detach().to(torch.float64)  # noqa: E731  (fuse in float64, store float32)
+        d = lambda t: t.detach().to(torch.float64).cpu()  # noqa: E731  (fuse in float64, store float32)
         w_i, b_i = d(model.I.weight), d(model.I.bias)
         w_x, w_mel, w_a1 = w_i[:, 0], w_i[:, 1:-aux], w_i[:, -aux:]
         wih1, whh1, bih1, bhh1 = (d(t) for t in (model.rnn1.weight_ih_l0, model.rnn1.weight_hh_l0,
@@ -304,64 +310,78 @@ class FastWaveRNN:
         wf1_u, wf1_a, bf1 = d(model.fc1.weight)[:, :rnn], d(model.fc1.weight)[:, rnn:], d(model.fc1.bias)
         wf2_z, wf2_a, bf2 = d(model.fc2.weight)[:, :fc], d(model.fc2.weight)[:, fc:], d(model.fc2.bias)
         rz, n = slice(0, 2 * rnn), slice(2 * rnn, 3 * rnn)
-        # Per-sample projections, in the column order of `_prefill`'s V:
-        # [Q_rz | Q_n | P_rz | R | P_n | S], of which all but S depend on the mel.
-        proj_u = torch.cat([wih2_u[rz], wih2_u[n], wih1[rz], wf1_u, wih1[n]])  # (6R + F, R): rows fed by u0
-        self.mel_proj = (proj_u @ w_mel).T.contiguous().float().to(self.device)  # (80, 6R + F)
-        self._frame_u = proj_u  # with the aux table, see `_frame_table`
-        self._w_a1, self._b_i = w_a1, b_i
-        zeros = lambda k: torch.zeros(k, dtype=torch.float64)  # noqa: E731
-        self._frame_aux = [(wih2_a[rz], wih2_a[n], zeros(2 * rnn), wf1_a, zeros(rnn)), wf2_a]
-        self._frame_bias = torch.cat([bih2[rz] + bhh2[rz], bih2[n], bih1[rz] + bhh1[rz], bf1, bih1[n], bf2])
-        self.bhh1_n = bhh1[n].float().to(self.device)
-        self.bhh2_n = bhh2[n].float().to(self.device)
-        # Recurrent matmuls. h1x = [h1 | x]: x's own weights ride along as one more input row.
-        v = proj_u @ w_x  # x times these vectors enter Q, P, R
-        v_q_rz, v_q_n, v_p_rz, v_r, v_p_n = torch.split(v, [2 * rnn, rnn, 2 * rnn, fc, rnn])
-        w1 = torch.cat([wih2_u[rz], wih2_u[n], whh1[rz], whh1[n], wf1_u])  # (6R + F, R)
-        x_row = torch.cat([v_q_rz, v_q_n, zeros(3 * rnn), v_r])
-        self.w1 = torch.cat([w1.T, x_row[None]]).contiguous().float().to(self.device)  # (R + 1, 6R + F)
-        self.w2 = torch.cat([wf1_u, whh2[n], whh2[rz]]).T.contiguous().float().to(self.device)  # (R, F + 3R)
-        self.wf2 = wf2_z.T.contiguous().float().to(self.device)
-        self.w3 = d(model.fc3.weight).T.contiguous().float().to(self.device)
-        self.b3 = d(model.fc3.bias).float().to(self.device)
-        self.v1rz = v_p_rz.float().to(self.device)
-        self.v1n = v_p_n.float().to(self.device)
+        seg = lay.segments()
+        # u0 = I's output without x: W_mel mel + W_a1 a1 + b_I. Rows of `proj` map u0 into each
+        # segment of a period; `aux_proj` the aux features a2, a3, a4; `bias` the constants.
+        proj = torch.zeros(lay.width, rnn, dtype=torch.float64)
+        aux_proj = torch.zeros(lay.width, 3 * aux, dtype=torch.float64)
+        bias = torch.zeros(lay.width, dtype=torch.float64)
+        for name, u_rows, a_rows, a_slot, b in [
+                ("rz1", wih1[rz], None, 0, bih1[rz] + bhh1[rz]), ("gh1n", None, None, 0, bhh1[n]),
+                ("pn", wih1[n], None, 0, bih1[n]), ("s", None, wf2_a, 2, bf2), ("f1", wf1_u, wf1_a, 1, bf1),
+                ("gh2n", None, None, 0, bhh2[n]), ("rz2", wih2_u[rz], wih2_a[rz], 0, bih2[rz] + bhh2[rz]),
+                ("gi2n", wih2_u[n], wih2_a[n], 0, bih2[n])]:
+            if u_rows is not None:
+                proj[seg[name]] = u_rows
+            if a_rows is not None:
+                aux_proj[seg[name], a_slot * aux:(a_slot + 1) * aux] = a_rows
+            bias[seg[name]] = b
+        self.mel_proj = (proj @ w_mel).T.contiguous().float().to(dev)  # (80, width)
+        self._proj, self._aux_proj, self._bias, self._w_a1, self._b_i = proj, aux_proj, bias, w_a1, b_i
+        # Recurrent matmuls, (in, out). x rides along as the last input row of h1x = [h1 | x];
+        # h2z = [h2 | 0] and sx = h1x + h2z = [h1 + h2 | x] likewise.
+        v = proj @ w_x  # x's effect through I, per segment
+        x_row = lambda *names: torch.cat([v[seg[k]] for k in names])  # noqa: E731
+        w1 = torch.cat([wih2_u[rz], wih2_u[n], whh1[rz], whh1[n]]).T  # -> [rz2, gi2n | rz1, gh1n]
+        w1 = torch.cat([w1, torch.cat([x_row("rz2", "gi2n"), torch.zeros(3 * rnn, dtype=torch.float64)])[None]])
+        w2 = torch.cat([torch.cat([whh2[n], whh2[rz]]).T, torch.zeros(1, 3 * rnn, dtype=torch.float64)])
+        wf1 = torch.cat([wf1_u.T, x_row("f1")[None]])
+        f32 = lambda t: t.contiguous().float().to(dev)  # noqa: E731
+        self.w1, self.w2, self.wf1, self.wf2 = f32(w1), f32(w2), f32(wf1), f32(wf2_z.T)
+        self.w3, self.b3 = f32(d(model.fc3.weight).T), f32(d(model.fc3.bias))
+        self.v1rz, self.v1n = f32(v[seg["rz1"]]), f32(v[seg["pn"]])
         self.table = torch.tensor([2 * c / (self.n_classes - 1.0) - 1.0 for c in range(self.n_classes)],
-                                  dtype=torch.float32, device=self.device)
-        assert lay.span1[1] == self.w1.shape[1] and lay.span2[1] - lay.span2[0] == self.w2.shape[1]
-        self.precision = precision = precision or default_precision(self.device)
+                                  dtype=torch.float32, device=dev)
+        self.kernel, self.kernel_start = self._upsample_kernel()
+        self.precision = precision = precision or default_precision(dev)
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"unknown precision {precision!r}: use 'fp32', 'fp16' or 'int8'")
-        if precision != "fp32" and self.device.type != "cpu":
+        if precision != "fp32" and dev.type != "cpu":
             raise ValueError(f"the {precision} vocoder path runs on the CPU only")
-        sampler = _Sampler(rnn, fc, MATMULS[precision], self.w1, self.w2, self.wf2, self.w3, self.b3, self.v1rz,
-                           self.v1n, self.table)
+        sampler = _Sampler(rnn, fc, MATMULS[precision], self.w1, self.w2, self.wf1, self.wf2, self.w3, self.b3,
+                           self.v1rz, self.v1n, self.table)
         try:
             self.sampler = torch.jit.script(sampler)
         except Exception:  # TorchScript is optional: eager gives the same numbers, slower
             self.sampler = sampler
 
-    def _frame_table(self, aux_frames: torch.Tensor) -> torch.Tensor:
-        """(T, 4 * aux) aux features -> (T + 1, 7R + 2F) frame-constant part of V (last row: padding)."""
-        a = torch.cat([aux_frames.to(torch.float64), aux_frames.new_zeros(1, 4 * self.aux, dtype=torch.float64)])
-        a1, a2, a3, a4 = torch.split(a, self.aux, dim=1)
-        u0 = a1 @ self._w_a1.T + self._b_i
-        (q_rz, q_n, p_rz, r, p_n), s = self._frame_aux
-        parts = [a2 @ q_rz.T, a2 @ q_n.T, p_rz.expand(len(a), -1), a3 @ r.T, p_n.expand(len(a), -1)]
-        mel_part = u0 @ self._frame_u.T + torch.cat(parts, dim=1)
-        return (torch.cat([mel_part, a4 @ s.T], dim=1) + self._frame_bias).float()
+    def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
+        """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]
+        to the (uncropped) sample hop * f + kernel_start + k. Its stages are linear, shared by all
+        channels and shift-invariant, so an impulse gives it."""
+        frames = 2 * len(self.upsample.up_layers) + 5
+        impulse = torch.zeros(1, 1, 1, frames, device=self.device)
+        impulse[..., frames // 2] = 1
+        x = impulse
+        with torch.inference_mode():
+            for layer in self.upsample.up_layers:
+                x = layer(x)
+        response = x[0, 0, 0].cpu()
+        nonzero = torch.nonzero(response).flatten()
+        lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
+        return response[lo:hi].clone(), lo - self.hop * (frames // 2)
 
     def conditioning(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, 80, T) mel in [-1, 1] -> upsampled mel (hop*T + 1, 80) with a final zero row, and the frame table."""
+        """(1, 80, T) mel in [-1, 1] -> per padded frame, its mel projected into a period's columns
+        (T + 2 pad + 1, width; last row zero), and per frame the aux and constant part (T + 1, width;
+        last row: the zero padding beyond the end)."""
         m = F.pad(mel.to(self.device), (self.pad, self.pad))
-        aux = self.upsample.resnet(m)[0].T  # (T, 128): constant over each frame's hop samples
-        up = m.unsqueeze(1)
-        for layer in self.upsample.up_layers:
-            up = layer(up)
-        up = up[0, :, :, self.upsample.indent:-self.upsample.indent][0].T  # (hop*T, 80)
-        up = torch.cat([up, up.new_zeros(1, up.shape[1])])
-        return up.contiguous(), self._frame_table(aux).to(self.device)
+        aux = self.upsample.resnet(m)[0].T.to(torch.float64).cpu()  # (T, 128): constant over each frame
+        a = torch.cat([aux, aux.new_zeros(1, aux.shape[1])])
+        u0 = a[:, :self.aux] @ self._w_a1.T + self._b_i
+        frame = (u0 @ self._proj.T + a[:, self.aux:] @ self._aux_proj.T + self._bias).float().to(self.device)
+        mel_frames = m[0].T @ self.mel_proj
+        return torch.cat([mel_frames, mel_frames.new_zeros(1, mel_frames.shape[1])]), frame
 
     @torch.inference_mode()
     def stream(self, mel: torch.Tensor, plan: FoldPlan | None = None, generator: torch.Generator | None = None,
@@ -388,11 +408,11 @@ class FastWaveRNN:
             plan = plan_folds(total, target, overlap, head) if batched else FoldPlan(total, overlap, (Wave((0,), total),))
         if wave_len <= 0:
             return
-        cond, table = self.conditioning(mel)
+        mel_frames, frame = self.conditioning(mel)
         assembler = _Assembler(plan, wave_len, self.n_classes, ending)
         done_steps, all_steps = 0, plan.steps
         for w, wave in enumerate(plan.waves):
-            for first, classes in self._run_wave(wave, cond, table, generator, sampling):
+            for first, classes in self._run_wave(wave, mel_frames, frame, generator, sampling):
                 assembler.add(w, first, classes.cpu().numpy())
                 done_steps += classes.shape[0]
                 if progress is not None:
@@ -410,61 +430,64 @@ class FastWaveRNN:
         chunks = list(self.stream(mel, **kwargs))
         return np.concatenate(chunks) if chunks else np.zeros(0)
 
-    def _run_wave(self, wave: Wave, cond: torch.Tensor, table: torch.Tensor, generator: torch.Generator | None,
-                  sampling: str = "cdf") -> Iterator[tuple[int, torch.Tensor]]:
+    def _run_wave(self, wave: Wave, mel_frames: torch.Tensor, frame: torch.Tensor,
+                  generator: torch.Generator | None, sampling: str = "cdf") -> Iterator[tuple[int, torch.Tensor]]:
         """Generate one wave; yield (first step, classes (steps, B) int64) after each chunk.
 
-        On the CPU the folds are split between threads (one per intra-op thread), each
-        running its own loop: they meet once per chunk rather than in every matmul.
+        On the CPU with fp16 matmuls the folds are split between threads (one per intra-op
+        thread), each running its own loop: they meet once per chunk, not in every matmul.
         """
-        lay, rnn, fc, dev = self.layout, self.rnn, self.fc, self.device
+        lay, dev, hop = self.layout, self.device, self.hop
         batch, length = len(wave.starts), wave.length
-        total = cond.shape[0] - 1
-        chunk = min(CHUNK_STEPS, length)
-        # Sample index of each fold at steps -1 .. (chunks * chunk) + 1 (out of range: the zero row).
-        t = torch.arange(-1, math.ceil(length / chunk) * chunk + 2, device=dev)
-        idx = torch.tensor(wave.starts, device=dev)[:, None] + t
-        idx = torch.where((t >= 0) & (t < length) & (idx < total), idx, torch.full_like(idx, total))
+        frames = frame.shape[0] - 1
+        total = frames * hop
+        chunk = min(CHUNK_STEPS, length, hop - 1)  # a chunk spans at most two frames
         # fbgemm's fp16 matmul is single-threaded, so threads can share out the folds; MKL's
         # fp32 and fbgemm's int8 matmuls split each call between the intra-op threads instead.
         threads = torch.get_num_threads() if self.precision == "fp16" else 1
         bounds = np.linspace(0, batch, min(threads, batch) + 1).round().astype(int)
+        groups = [_Group(slice(a, b), chunk, lay, self.n_classes, dev) for a, b in zip(bounds[:-1], bounds[1:])]
         gumbel = sampling == "gumbel"
-        groups = [_Group(slice(a, b), chunk, lay, self.n_classes, gumbel, dev)
-                  for a, b in zip(bounds[:-1], bounds[1:])]
         noise = torch.empty(chunk, batch, self.n_classes if gumbel else 1, device=dev)
-        loop = self.sampler
+        # Mel part of the prefill: sample n gets kernel[u - hop * f - start] * mel_frames[f] summed
+        # over the few padded frames f near it (u = n + indent); frame part: frame[n // hop].
+        kernel = torch.cat([self.kernel.to(dev), self.kernel.new_zeros(1, device=dev)])
+        taps = math.ceil((chunk + len(self.kernel)) / hop) + 1
+        starts = torch.tensor(wave.starts, device=dev)[:, None]
+        t = torch.arange(chunk + 1, device=dev)
+        zero_frame = mel_frames.shape[0] - 1
         for first in range(0, length, chunk):
             steps = min(chunk, length - first)
-            # V for steps first - 1 .. first + chunk + 1: (batch, chunk + 3, 7R + 2F)
-            rows = idx[:, first:first + chunk + 3]
-            v = table.index_select(0, torch.div(rows, self.hop, rounding_mode="floor").flatten())
-            v[:, :6 * rnn + fc].addmm_(cond.index_select(0, rows.flatten()), self.mel_proj)
-            v = v.view(batch, chunk + 3, -1)
+            n = starts + first + t  # (B, chunk + 1)
+            valid = n < total
+            u = n + self.upsample.indent
+            f_lo = torch.div(u[:, :1] - self.kernel_start - len(self.kernel) + 1, hop, rounding_mode="floor")
+            f = f_lo + torch.arange(taps, device=dev)  # (B, taps) padded frame indices
+            k = u[:, :, None] - hop * f[:, None, :] - self.kernel_start  # (B, chunk + 1, taps)
+            inside = (k >= 0) & (k < len(self.kernel)) & valid[:, :, None]
+            weights = kernel[torch.where(inside, k, len(self.kernel))]
+            f = torch.where((f >= 0) & (f < zero_frame), f, zero_frame)
+            q = torch.where(valid, torch.div(n, hop, rounding_mode="floor"), frames)
+            q0, q1 = q[:, :1], q[:, -1:]
+            x = torch.cat([weights, (q == q0)[:, :, None].float(), ((q == q1) & (q1 != q0))[:, :, None].float()], 2)
+            y = torch.cat([mel_frames[f], frame[q0], frame[q1]], 1)  # (B, taps + 2, width)
             if gumbel:
                 noise.exponential_(generator=generator)  # (chunk, batch, classes): the parity loop's order
-                noise.log_()
+                torch.sub(self.b3, noise.log_(), out=noise)
             else:
                 noise.uniform_(generator=generator)
-            lo = 0 if first == 0 else 2  # periods 0 and 1 carry over from the previous chunk
             for g in groups:
-                if lo:
-                    g.periods[:, :2] = g.periods[:, chunk:chunk + 2].clone()
-                seg, vg = g.periods[:, lo:], v[g.folds]
-                seg[:, :, lay.rz2:lay.rz1] = vg[:, lo:chunk + 2, :3 * rnn]
-                seg[:, :, lay.rz1:lay.gh1n] = vg[:, lo + 1:chunk + 3, 3 * rnn:5 * rnn]
-                seg[:, :, lay.gh1n:lay.f1] = self.bhh1_n
-                seg[:, :, lay.f1:lay.gh2n] = vg[:, lo:chunk + 2, 5 * rnn:5 * rnn + fc]
-                seg[:, :, lay.gh2n:] = self.bhh2_n
-                g.side[:, :, :rnn + fc] = vg[:, 1:chunk + 1, 5 * rnn + fc:].transpose(0, 1)
-                if gumbel:
-                    torch.sub(self.b3, noise[:, g.folds], out=g.side[:, :, rnn + fc:])
-            args = [(g.acc, g.side, noise[:, g.folds], g.classes, g.h1x, g.h2, *g.work, steps, gumbel)
-                    for g in groups]
-            futures = [torch.jit.fork(loop, *a) for a in args[1:]]
-            loop(*args[0])
-            for f in futures:
-                torch.jit.wait(f)
+                torch.bmm(x[g.folds], y[g.folds], out=g.periods)
+                g.periods[:, 0] += g.carry
+                g.periods[:, chunk] = 0
+            futures = [torch.jit.fork(self.sampler, g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state,
+                                      *g.work, steps, gumbel) for g in groups[1:]]
+            g = groups[0]
+            self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+            for future in futures:
+                torch.jit.wait(future)
+            for g in groups:
+                g.carry.copy_(g.periods[:, chunk])
             yield first, torch.cat([g.classes[:steps] for g in groups], dim=1)
 
 
