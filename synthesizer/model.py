@@ -174,11 +174,12 @@ class Decoder(nn.Module):
         self.stop_proj = nn.Linear(encoder_dims + speaker_embedding_size + lstm_dims, 1)
 
     def step(self, encoder_seq: torch.Tensor, encoder_seq_proj: torch.Tensor, prenet_in: torch.Tensor,
-             state: DecoderState, char_mask: torch.Tensor, r: int,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             state: DecoderState, char_mask: torch.Tensor, r: int, generator: torch.Generator | None = None,
+             mel_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance `state` in place by one step.
 
         Returns mel frames (B, n_mels, r), attention weights (B, N) and stop probabilities (B, 1).
+        `mel_weight` (from `mel_weight_for`) computes only the r frames that are kept.
         """
         batch = encoder_seq.size(0)
         prenet_out = self.prenet(prenet_in, generator)
@@ -191,9 +192,21 @@ class Decoder(nn.Module):
         x = x + state.rnn1[0]
         state.rnn2 = self.res_rnn2(x, state.rnn2)
         x = x + state.rnn2[0]
-        mels = self.mel_proj(x).view(batch, self.n_mels, self.max_r)[:, :, :r]
+        if mel_weight is None:
+            mels = self.mel_proj(x).view(batch, self.n_mels, self.max_r)[:, :, :r]
+        else:
+            mels = F.linear(x, mel_weight).view(batch, self.n_mels, r)
         stop = torch.sigmoid(self.stop_proj(torch.cat((x, state.context), dim=1)))
         return mels, scores, stop
+
+    def mel_weight_for(self, r: int) -> torch.Tensor:
+        """The rows of `mel_proj` that produce the first r of its max_r frames: (n_mels * r, lstm_dims).
+
+        mel_proj makes max_r frames per step and all but r are dropped; at inference this
+        skips nine tenths of the largest matmul after the LSTMs.
+        """
+        weight = self.mel_proj.weight
+        return weight.view(self.n_mels, self.max_r, -1)[:, :r].reshape(self.n_mels * r, -1)
 
 
 class Tacotron(nn.Module):
@@ -223,7 +236,7 @@ class Tacotron(nn.Module):
         """Frames per decoder step, read from the checkpoint's `decoder.r` buffer."""
         return int(self.decoder.r.item())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, chars: torch.Tensor, speaker_embedding: torch.Tensor, steps: int = 2000,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive synthesis of a padded batch.
@@ -244,10 +257,11 @@ class Tacotron(nn.Module):
         encoder_seq = self.encoder(chars, speaker_embedding, generator)
         encoder_seq_proj = self.encoder_proj(encoder_seq)
         prenet_in = torch.zeros(batch, self.n_mels, device=device)  # the <GO> frame
+        mel_weight = self.decoder.mel_weight_for(r)
         mel_outputs, attn_scores = [], []
         for t in range(0, steps, r):
             frames, scores, stop = self.decoder.step(encoder_seq, encoder_seq_proj, prenet_in, state,
-                                                     char_mask, r, generator)
+                                                     char_mask, r, generator, mel_weight)
             mel_outputs.append(frames)
             attn_scores.append(scores.unsqueeze(1))
             prenet_in = frames[:, :, -1]

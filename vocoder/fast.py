@@ -30,7 +30,9 @@ it at once and is equal to joining what `stream` yields for the same arguments.
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -252,6 +254,21 @@ class _Sampler(nn.Module):
                 torch.mul(uniform[j], cdf[:, -1:], out=u)
                 torch.searchsorted(cdf, u, out=classes[j].unsqueeze(1))
             torch.index_select(self.table, 0, classes[j], out=h1x[:, rnn])
+
+
+_threads: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for the fold groups beyond the first (which runs in the calling thread)."""
+    if not _threads:
+        _threads.append(ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="wavernn"))
+    return _threads[0]
+
+
+def _inference(fn: Callable, args: tuple) -> None:
+    with torch.inference_mode():  # thread-local: the worker needs it too
+        fn(*args)
 
 
 def default_precision(device: torch.device | str) -> str:
@@ -480,12 +497,13 @@ class FastWaveRNN:
                 torch.bmm(x[g.folds], y[g.folds], out=g.periods)
                 g.periods[:, 0] += g.carry
                 g.periods[:, chunk] = 0
-            futures = [torch.jit.fork(self.sampler, g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state,
-                                      *g.work, steps, gumbel) for g in groups[1:]]
-            g = groups[0]
-            self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+            args = [(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+                    for g in groups]
+            # The scripted loop releases the GIL, so plain threads run the groups side by side.
+            futures = [_pool().submit(_inference, self.sampler, a) for a in args[1:]]
+            self.sampler(*args[0])
             for future in futures:
-                torch.jit.wait(future)
+                future.result()
             for g in groups:
                 g.carry.copy_(g.periods[:, chunk])
             yield first, torch.cat([g.classes[:steps] for g in groups], dim=1)
