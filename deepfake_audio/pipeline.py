@@ -124,11 +124,12 @@ class Pipeline:
         return self.encoder.embed_utterance(prepare_reference(audio, sample_rate))
 
     def synthesize(self, texts: str | Sequence[str], embedding: np.ndarray, seed: int | None = None,
-                   progress: ProgressFn = _no_progress) -> list[np.ndarray]:
+                   progress: ProgressFn = _no_progress, mode: str = "parity") -> list[np.ndarray]:
         """Mels (80, frames) for each text, all spoken with `embedding`.
 
         Each text is used as one utterance (no splitting): this is the reference's
-        behaviour. `clone` splits long text into sentences first.
+        behaviour. `clone` splits long text into sentences first. `mode` "fast" runs the
+        decoder's LSTMs with fp16 weights (see `synthesizer.fast`); "parity" is the reference.
         """
         synthesizer = self._require_synthesizer()
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -136,7 +137,7 @@ class Pipeline:
         if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
             raise ValueError(f"the speaker embedding must be 256 finite numbers, got shape {embedding.shape}")
         return synthesizer.synthesize_spectrograms(
-            texts, [embedding] * len(texts), seed=seed,
+            texts, [embedding] * len(texts), seed=seed, mode=mode,
             progress=lambda done, total: progress("synthesizing", done / total,
                                                   f"sentence {done} of {total}"))
 
@@ -174,7 +175,9 @@ class Pipeline:
 
         Long text is split into sentences, synthesized in batches and vocoded in one
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
-        `mode` is WaveRNN's (see `vocode`); `deepfake_audio.streaming` streams the result.
+        `mode` "fast" (default) or "int8" use the fast synthesizer and that WaveRNN mode;
+        "parity" gives the reference's numbers (see `vocode`). `deepfake_audio.streaming`
+        streams the result.
         """
         sentences = self.prepare_text(text)
         self._require_synthesizer()
@@ -194,7 +197,7 @@ class Pipeline:
 
         start = time.perf_counter()
         progress("synthesizing", 0.0, f"{len(sentences)} sentence(s)")
-        mels = self.synthesize(sentences, embedding, seed, progress)
+        mels = self.synthesize(sentences, embedding, seed, progress, "parity" if mode == "parity" else "fast")
         seconds["synthesizing"] = time.perf_counter() - start
 
         start = time.perf_counter()

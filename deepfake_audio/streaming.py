@@ -80,7 +80,7 @@ def _stream(pipe, synthesizer, sentences, embedding, seed, vocoder, mode, head, 
     for g, group in enumerate(groups):
         progress("synthesizing", group[0] / len(sentences), f"sentence {group[0] + 1} of {len(sentences)}")
         mels = synthesizer.synthesize_spectrograms([sentences[k] for k in group], [embedding] * len(group),
-                                                   generator=synth_rng)
+                                                   generator=synth_rng, mode="parity" if mode == "parity" else "fast")
         if vocoder == "griffinlim":
             for k, mel in zip(group, mels):
                 yield from out.sentence(pipe.vocode(mel, "griffinlim", None if seed is None else seed + k), k)

@@ -7,6 +7,7 @@ pipeline on top of it.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,7 @@ import torch
 
 from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
 from deepfake_audio.errors import TextError
+from synthesizer import fast
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams, with_overrides
 from synthesizer.model import Tacotron
 from synthesizer.text import has_speakable_characters, text_to_sequence
@@ -47,6 +49,8 @@ class Synthesizer:
         check_state_dict(self.model, state, self.weights, "synthesizer")
         self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
+        self._fast: fast.FastDecoder | None = None
+        self._fast_lock = threading.Lock()
 
     @property
     def step(self) -> int:
@@ -62,7 +66,7 @@ class Synthesizer:
 
     def synthesize_spectrograms(self, texts: Sequence[str], embeddings: np.ndarray | Sequence[np.ndarray],
                                 seed: int | None = None, generator: torch.Generator | None = None,
-                                return_alignments: bool = False, progress=None):
+                                return_alignments: bool = False, progress=None, mode: str = "parity"):
         """Mels of `texts`, one (80, frames) float32 array each, in order.
 
         `embeddings` gives one (256,) speaker embedding per text (a single 1-D array is
@@ -70,7 +74,9 @@ class Synthesizer:
         every item runs until all have stopped, then each loses its trailing frames whose
         maximum is below -3.4. Seeding (`seed`, or an explicit `generator`) reproduces
         the reference run made right after `torch.manual_seed(seed)`.
-        `progress(done, total)` is called after each chunk.
+        `progress(done, total)` is called after each chunk. `mode` "fast" runs the
+        decoder's LSTM cells with fp16 weights (`synthesizer.fast`: faster on CPU, not the
+        reference's exact numbers); "parity" (the default) is the reference path.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -91,7 +97,13 @@ class Synthesizer:
             chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
                                  device=self.device)
             speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
-            _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator)
+            if mode == "fast" and fast.available(self.device):
+                _, mels, alignments = fast.generate(self.model, self._fast_decoder(), chars, speakers,
+                                                    self.hparams.max_decoder_frames, generator)
+            elif mode in ("fast", "parity"):
+                _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator)
+            else:
+                raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity' or 'fast'")
             for mel in mels.cpu().numpy():
                 specs.append(self.trim_trailing_silence(mel))
             if progress is not None:
@@ -99,6 +111,12 @@ class Synthesizer:
         if return_alignments:
             return specs, alignments.cpu().numpy()
         return specs
+
+    def _fast_decoder(self) -> "fast.FastDecoder":
+        with self._fast_lock:
+            if self._fast is None:
+                self._fast = fast.FastDecoder(self.model.decoder)
+            return self._fast
 
     def trim_trailing_silence(self, mel: np.ndarray) -> np.ndarray:
         """Drop trailing frames whose loudest channel is below the stop threshold (keeps >= 1 frame)."""

@@ -176,3 +176,19 @@ def test_cli_stream_writes_a_playable_wav(quick_dir, tmp_path):
     info = sf.info(out)
     assert info.subtype == "PCM_16" and info.samplerate == 16000 and info.frames == (28 - 1) * 200 + 2400
     assert "first audio after" in proc.stderr and "streamed" in proc.stdout
+
+
+def test_fast_synthesizer_stays_close_to_parity(seed1_dir):
+    """fp16 LSTM weights move the mels by about 1e-3; the same seed gives the same dropout masks."""
+    from synthesizer.inference import Synthesizer
+    synth = Synthesizer(seed1_dir / "synthesizer.pt")
+    synth.hparams = type(synth.hparams)(**{**synth.hparams.__dict__, "max_decoder_frames": 60})
+    args = (["Hello world, this is a test."], [vector("embed.npy")])
+    (parity,) = synth.synthesize_spectrograms(*args, seed=1)
+    (fast,) = synth.synthesize_spectrograms(*args, seed=1, mode="fast")
+    (other_seed,) = synth.synthesize_spectrograms(*args, seed=2, mode="fast")
+    assert fast.shape == parity.shape == (80, 60)
+    assert np.abs(fast - parity).max() < 0.05
+    assert np.abs(fast - parity).mean() < 0.1 * np.abs(other_seed - parity).mean()
+    with pytest.raises(ValueError, match="parity"):
+        synth.synthesize_spectrograms(*args, seed=1, mode="turbo")

@@ -1,0 +1,350 @@
+"""Speed benchmarks: each stage and the whole clone, at the published model sizes.
+
+    .venv/bin/python bench/run.py                  # CPU, 2 threads; writes bench/RESULTS.md
+    .venv/bin/python bench/run.py --runs 3 --parity-runs 1 --out /tmp/results.md
+
+The weights come from the reference weight formula (tests/weights.py): same shapes and
+arithmetic as the published checkpoints, so the timings are theirs. Every measurement
+runs in its own subprocess (clean peak memory, no warm caches shared between stages),
+several times; the table gives the median and the range. A real-time factor is compute
+time divided by the duration of the audio it makes (below 1: faster than real time).
+On a machine with CUDA the GPU rows are added.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+TEXT = "Hello world, this is a test."  # 5.0 s of speech once the synthesizer is capped at 400 frames
+FRAMES = 401  # 200 * (401 - 1) samples = 5.0 s at 16 kHz
+SECONDS = (FRAMES - 1) * 200 / 16000
+
+
+def _models(folder: Path) -> Path:
+    import weights
+    if not (folder / "vocoder.pt").is_file():
+        weights.write_checkpoints(folder, seed=1)
+    return folder
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _mel():
+    import numpy as np
+    return np.load(ROOT / "tests" / "data" / "mel.npy")[:, :FRAMES]  # the synthesizer's output for TEXT, seed 1
+
+
+# Each measurement: name -> function(models, device, runs) returning a dict of results.
+
+def m_load(models: Path, device: str, runs: int) -> dict:
+    from deepfake_audio.pipeline import Pipeline
+    times, fast_times = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        pipe = Pipeline(models, device=device)
+        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pipe.vocoder.fast("fast")  # fuse the weights and script the loop (first fast call)
+        fast_times.append(time.perf_counter() - start)
+    return {"times": times, "fast_build": fast_times}
+
+
+def m_encoder(models: Path, device: str, runs: int) -> dict:
+    import numpy as np
+    from encoder.inference import Encoder, default_weights_path, prepare_reference
+    enc = Encoder(models / "encoder.pt" if (models / "encoder.pt").is_file() else default_weights_path(), device)
+    ref = prepare_reference(ROOT / "tests" / "data" / "ref.wav")
+    wav = np.tile(ref, int(np.ceil(10 * 16000 / len(ref))))[:10 * 16000]  # 10 s of speech
+    enc.embed_utterance(wav)
+    return {"times": _timed(lambda: enc.embed_utterance(wav), runs), "audio": 10.0}
+
+
+def m_synthesizer(models: Path, device: str, runs: int) -> dict:
+    import numpy as np
+    import torch
+    from synthesizer.inference import Synthesizer, make_generator
+    synth = Synthesizer(models / "synthesizer.pt", device)
+    chars = torch.tensor([synth.text_ids(TEXT)], device=device)
+    speaker = torch.from_numpy(np.load(ROOT / "tests" / "data" / "embed.npy"))[None].to(device)
+    frames = []
+
+    def run():
+        mels, _, _ = synth.model.generate(chars, speaker, FRAMES - 1, make_generator(1, device))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        frames.append(mels.shape[-1])
+
+    run()
+    times = _timed(run, runs)
+    steps = frames[-1] // synth.r
+    return {"times": times, "steps": steps, "ms_per_step": [1000 * t / steps for t in times]}
+
+
+def m_vocoder(models: Path, device: str, runs: int, mode: str = "fast", precision: str | None = None,
+              threads: int | None = None) -> dict:
+    import torch
+    from vocoder.fast import FastWaveRNN
+    from vocoder.inference import Vocoder
+    if threads:
+        torch.set_num_threads(threads)
+    voc = Vocoder(models / "vocoder.pt", device)
+    mel = _mel()
+    if precision:  # a precision other than the mode's default
+        voc._fast[mode] = FastWaveRNN(voc.model, precision)
+    if mode != "parity":
+        voc.infer_waveform(mel[:, :30], seed=0, mode=mode)  # build and script the sampler
+    times = _timed(lambda: voc.infer_waveform(mel, seed=1, mode=mode), runs)
+    return {"times": times, "audio": SECONDS}
+
+
+def _capped_pipeline(models: Path, device: str):
+    from dataclasses import replace
+    from deepfake_audio.pipeline import Pipeline
+    pipe = Pipeline(models, device=device)
+    pipe.synthesizer.hparams = replace(pipe.synthesizer.hparams, max_decoder_frames=FRAMES - 1)
+    return pipe
+
+
+def m_clone(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
+    pipe = _capped_pipeline(models, device)
+    ref = ROOT / "tests" / "data" / "ref.wav"
+    pipe.clone(ref, "Hi.", seed=0, mode=mode)  # warm up (loads, scripts)
+    results = [pipe.clone(ref, TEXT, seed=1, mode=mode) for _ in range(runs)]
+    return {"times": [sum(r.seconds.values()) for r in results], "audio": results[-1].duration,
+            "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
+
+
+def m_stream(models: Path, device: str, runs: int) -> dict:
+    from deepfake_audio.streaming import stream_clone
+    pipe = _capped_pipeline(models, device)
+    ref = ROOT / "tests" / "data" / "ref.wav"
+    for _ in stream_clone(pipe, ref, "Hi.", seed=0):  # warm up
+        pass
+    first, total, audio = [], [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        samples = 0
+        for k, chunk in enumerate(stream_clone(pipe, ref, TEXT, seed=1)):
+            if k == 0:
+                first.append(time.perf_counter() - start)
+            samples += len(chunk.audio)
+        total.append(time.perf_counter() - start)
+        audio = samples / 16000
+    return {"times": total, "first": first, "audio": audio}
+
+
+def m_quality(models: Path, device: str, runs: int) -> dict:
+    """int8 and fast against the parity loop and each other: sampled-class histograms and spectra."""
+    import numpy as np
+    from scipy import signal
+    from vocoder.inference import Vocoder
+    voc = Vocoder(models / "vocoder.pt", device)
+    mel = _mel()[:, :101]  # 1.25 s
+
+    def classes(w):
+        y = signal.lfilter([1, -0.97], [1], w)
+        x = np.sign(y) * np.log1p(511 * np.abs(y)) / np.log(512)
+        return np.clip(np.round((x + 1) * 511 / 2), 0, 511).astype(int)
+
+    def class_tv(a, b):
+        ha, hb = (np.bincount(classes(w) * 16 // 512, minlength=16) / len(w) for w in (a, b))
+        return float(0.5 * np.abs(ha - hb).sum())
+
+    def spectral_db(a, b):
+        (_, pa), (_, pb) = signal.welch(a, nperseg=512), signal.welch(b, nperseg=512)
+        return float(np.mean(np.abs(10 * np.log10(pa + 1e-12) - 10 * np.log10(pb + 1e-12))))
+
+    waves = {(m, s): voc.infer_waveform(mel, seed=s, mode=m)[1000:-1000]
+             for m in ("parity", "fast", "int8") for s in (1, 2)}
+    pairs = {"parity seed 1 vs seed 2": (("parity", 1), ("parity", 2)),
+             "fast seed 1 vs seed 2": (("fast", 1), ("fast", 2)),
+             "parity vs fast": (("parity", 1), ("fast", 1)),
+             "parity vs int8": (("parity", 1), ("int8", 1)),
+             "fast vs int8 (same seed)": (("fast", 1), ("int8", 1))}
+    return {"pairs": {name: {"class_tv": class_tv(waves[a], waves[b]), "spectral_db": spectral_db(waves[a], waves[b])}
+                      for name, (a, b) in pairs.items()}}
+
+
+def m_flops(models: Path, device: str, runs: int) -> dict:
+    """What this CPU can do: a large fp32 matmul with 1 and 2 threads (multiply-adds per second)."""
+    import torch
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        a @ b
+        times = _timed(lambda: [a @ b for _ in range(10)], max(runs, 3))
+        out[f"gmacs_{threads}"] = 10 * 1024 ** 3 / statistics.median(times) / 1e9
+    return out
+
+
+MEASUREMENTS = {
+    "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
+    "vocoder-parity": lambda m, d, r: m_vocoder(m, d, r, "parity"),
+    "vocoder-fast": lambda m, d, r: m_vocoder(m, d, r, "fast"),
+    "vocoder-fast-1thread": lambda m, d, r: m_vocoder(m, d, r, "fast", threads=1),
+    "vocoder-fast-fp32": lambda m, d, r: m_vocoder(m, d, r, "fast", precision="fp32"),
+    "vocoder-int8": lambda m, d, r: m_vocoder(m, d, r, "int8"),
+    "clone-fast": m_clone, "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
+    "stream": m_stream, "quality": m_quality,
+}
+
+
+def child(name: str, models: Path, device: str, runs: int, threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    result = MEASUREMENTS[name](models, device, runs)
+    result["peak_mb"] = _peak_mb()
+    print("RESULT " + json.dumps(result))
+
+
+def run_child(name: str, models: Path, device: str, runs: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", name, "--models", str(models), "--device", device,
+           "--runs", str(runs), "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def machine(device: str) -> str:
+    import torch
+    cpu = "unknown CPU"
+    flags = set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = set(next(line for line in info.splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        pass
+    simd = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags)
+    text = (f"{cpu}, {os.cpu_count()} logical CPUs ({simd}); {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"(CPU kernels: {torch.backends.cpu.get_cpu_capability()})")
+    if device == "cuda":
+        text += f"; GPU: {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    med = statistics.median(values) * scale
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} ({min(values) * scale:.{digits}f}–{max(values) * scale:.{digits}f})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
+    parser.add_argument("--parity-runs", type=int, default=3, help="runs of the slow parity vocoder (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                        help="cpu, cuda, or all (cuda only where available; the default)")
+    parser.add_argument("--only", nargs="*", choices=sorted(MEASUREMENTS), help="run only these measurements")
+    parser.add_argument("--models", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.models, args.device, args.runs, args.threads)
+        return 0
+    import torch
+    devices = ["cpu"] + (["cuda"] if args.device != "cpu" and torch.cuda.is_available() else [])
+    if args.device == "cuda":
+        devices = devices[1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _models(args.models or Path(tmp))
+        sections = []
+        for device in devices:
+            names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
+                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality")]
+            results, load = {}, [os.getloadavg()[0]]
+            for name in names:
+                runs = args.parity_runs if "parity" in name else args.runs
+                print(f"[{device}] {name} ({runs} runs)...", file=sys.stderr, flush=True)
+                results[name] = run_child(name, models, device, runs, args.threads)
+                load.append(os.getloadavg()[0])
+            sections.append(report(device, results, args, load))
+    text = "# Benchmarks\n\nWritten by `bench/run.py`; see its docstring for the method.\n\n" + "\n".join(sections)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def report(device: str, r: dict, args, load: list[float]) -> str:
+    lines = [f"## {device.upper()}, {args.threads} threads\n", f"Machine: {machine(device)}.",
+             f"Load average (1 min) during the run: {min(load):.1f} to {max(load):.1f}. "
+             f"{args.runs} runs per row ({args.parity_runs} for parity rows): median (min–max).\n"]
+    if "flops" in r:
+        f = r["flops"]
+        lines.append(f"fp32 matmul throughput of this CPU (1024³): {f['gmacs_1']:.0f} G multiply-adds/s with "
+                     f"1 thread, {f['gmacs_2']:.0f} with 2.\n")
+    lines += ["| stage | measure | result | peak memory |", "|---|---|---|---|"]
+
+    def row(stage, measure, value, key):
+        if key in r:
+            lines.append(f"| {stage} | {measure} | {value} | {r[key]['peak_mb']:.0f} MB |")
+
+    if "load" in r:
+        row("model load", "all three stages, s", spread(r["load"]["times"]), "load")
+        row("fast vocoder build", "first fast call: fuse + script, s", spread(r["load"]["fast_build"]), "load")
+    if "encoder" in r:
+        row("encoder", "10 s of speech, s", spread(r["encoder"]["times"], digits=3), "encoder")
+    if "synthesizer" in r:
+        s = r["synthesizer"]
+        row("synthesizer", f"ms per decoder step (batch 1, {s['steps']} steps)", spread(s["ms_per_step"]),
+            "synthesizer")
+    for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
+                       ("vocoder-fast", "WaveRNN fast (default)"),
+                       ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
+                       ("vocoder-fast-fp32", "WaveRNN fast, fp32 weights"),
+                       ("vocoder-int8", "WaveRNN int8")]:
+        if key in r:
+            row(label, f"real-time factor, {r[key]['audio']:.1f} s mel", spread(r[key]["times"], 1 / r[key]["audio"]),
+                key)
+    for key, label in [("clone-fast", "clone end to end (fast)"), ("clone-parity", "clone end to end (parity)")]:
+        if key in r:
+            c = r[key]
+            stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
+            row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
+                spread(c["times"], 1 / c["audio"]), key)
+    if "stream" in r:
+        row("streamed clone", "time to first audio, s", spread(r["stream"]["first"]), "stream")
+        row("streamed clone", f"real-time factor, {r['stream']['audio']:.1f} s",
+            spread(r["stream"]["times"], 1 / r["stream"]["audio"]), "stream")
+    if "quality" in r:
+        lines += ["", "Sound of the fast paths (1.25 s, formula weights): total-variation distance between "
+                  "the histograms of sampled classes (16 bins) and mean absolute difference of the Welch "
+                  "spectra. Two seeds of the same path set the noise floor.", "",
+                  "| pair | class histogram distance | spectral distance (dB) |", "|---|---|---|"]
+        for name, q in r["quality"]["pairs"].items():
+            lines.append(f"| {name} | {q['class_tv']:.3f} | {q['spectral_db']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
