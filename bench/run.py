@@ -82,17 +82,23 @@ def m_encoder(models: Path, device: str, runs: int) -> dict:
     return {"times": _timed(lambda: enc.embed_utterance(wav), runs), "audio": 10.0}
 
 
-def m_synthesizer(models: Path, device: str, runs: int) -> dict:
+def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") -> dict:
     import numpy as np
     import torch
+    from synthesizer import fast
     from synthesizer.inference import Synthesizer, make_generator
     synth = Synthesizer(models / "synthesizer.pt", device)
+    if mode == "fast" and fast.available(device):
+        decoder = fast.FastDecoder(synth.model.decoder)
+        generate = lambda *a: fast.generate(synth.model, decoder, *a)  # noqa: E731
+    else:
+        generate = synth.model.generate
     chars = torch.tensor([synth.text_ids(TEXT)], device=device)
     speaker = torch.from_numpy(np.load(ROOT / "tests" / "data" / "embed.npy"))[None].to(device)
     frames = []
 
     def run():
-        mels, _, _ = synth.model.generate(chars, speaker, FRAMES - 1, make_generator(1, device))
+        mels, _, _ = generate(chars, speaker, FRAMES - 1, make_generator(1, device))
         if device == "cuda":
             torch.cuda.synchronize()
         frames.append(mels.shape[-1])
@@ -203,12 +209,14 @@ def m_flops(models: Path, device: str, runs: int) -> dict:
 
 MEASUREMENTS = {
     "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
+    "synthesizer-fast": lambda m, d, r: m_synthesizer(m, d, r, "fast"),
     "vocoder-parity": lambda m, d, r: m_vocoder(m, d, r, "parity"),
     "vocoder-fast": lambda m, d, r: m_vocoder(m, d, r, "fast"),
     "vocoder-fast-1thread": lambda m, d, r: m_vocoder(m, d, r, "fast", threads=1),
     "vocoder-fast-fp32": lambda m, d, r: m_vocoder(m, d, r, "fast", precision="fp32"),
     "vocoder-int8": lambda m, d, r: m_vocoder(m, d, r, "int8"),
-    "clone-fast": m_clone, "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
+    "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
+    "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "quality": m_quality,
 }
 
@@ -281,7 +289,7 @@ def main(argv=None) -> int:
         sections = []
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
-                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality")]
+                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality", "clone-int8", "synthesizer-fast")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
@@ -316,8 +324,12 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         row("encoder", "10 s of speech, s", spread(r["encoder"]["times"], digits=3), "encoder")
     if "synthesizer" in r:
         s = r["synthesizer"]
-        row("synthesizer", f"ms per decoder step (batch 1, {s['steps']} steps)", spread(s["ms_per_step"]),
-            "synthesizer")
+        row("synthesizer (parity)", f"ms per decoder step (batch 1, {s['steps']} steps)",
+            spread(s["ms_per_step"]), "synthesizer")
+    if "synthesizer-fast" in r:
+        s = r["synthesizer-fast"]
+        row("synthesizer (fast: fp16 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
+            spread(s["ms_per_step"]), "synthesizer-fast")
     for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
                        ("vocoder-fast", "WaveRNN fast (default)"),
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
@@ -326,7 +338,8 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         if key in r:
             row(label, f"real-time factor, {r[key]['audio']:.1f} s mel", spread(r[key]["times"], 1 / r[key]["audio"]),
                 key)
-    for key, label in [("clone-fast", "clone end to end (fast)"), ("clone-parity", "clone end to end (parity)")]:
+    for key, label in [("clone-fast", "clone end to end (fast, the default)"), ("clone-int8", "clone end to end (int8)"),
+                       ("clone-parity", "clone end to end (parity)")]:
         if key in r:
             c = r[key]
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())

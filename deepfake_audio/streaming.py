@@ -30,7 +30,7 @@ from synthesizer.inference import make_generator
 # Samples at the start of the first sentence generated before the rest, in short folds.
 HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
-FIRST_CHUNK_SAMPLES = 800
+FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
 
 

@@ -1,31 +1,35 @@
 """Fast WaveRNN sampling: the same network and checkpoint, reorganised for throughput.
 
-The parity loop (`WaveRNN.sample`) runs every layer as the reference does, eleven small
-matmuls and some forty tensor operations per sample. Here all that does not depend on
-the previous sample is computed ahead of the loop in large matmuls, and each step is
-two fused matmuls on the hidden states, fc2, fc3 and fifteen in-place element-wise
-operations, run by a TorchScript loop over preallocated buffers:
+The parity loop (`WaveRNN.sample`) runs every layer as the reference does: eleven small
+matmuls and some forty tensor operations per sample, each with its own Python overhead.
+Here everything that does not depend on the previous sample is computed before the loop,
+and a step is five matmuls and about twenty element-wise operations in a TorchScript loop
+over preallocated buffers:
 
-* The input layer I, the GRUs' input weights and fc1/fc2's aux columns are linear in
-  the upsampled mel and the aux features, so they collapse into one (80 -> 3584) matmul
-  per sample plus a per-frame table (the aux features are constant over a frame).
-* The previous sample x enters only through I, so its effect is x times fixed vectors.
-* h1 feeds rnn1 (next step), rnn2 and fc1 (this step); h2 feeds fc1 and rnn2 (next
-  step). One matmul each, accumulating into a per-step buffer whose layout makes each
-  matmul's output one contiguous span (see `_Layout`).
-* Sampling is Gumbel-max, argmax(logits - log E) with E ~ Exp(1): the class is drawn
-  with probability softmax(logits), as `Categorical(softmax(logits))` does. With E from
-  the same generator words as the parity loop's `multinomial`, both choose the same
-  class whenever their logits agree to rounding.
+* I, the GRUs' input weights and the aux columns of fc1/fc2 are linear in the upsampled
+  mel and the aux features. The aux features are constant over a frame and the mel's
+  upsampling is one shift-invariant kernel, so a chunk's per-step inputs are a small
+  batched matmul of a few frames' projected mels and aux rows (`_Layout`, `_run_wave`).
+* The previous sample x enters only through I, so its effect is x times fixed vectors,
+  carried as one more input row of the hidden-state matmuls.
+* h1 feeds rnn1 (next step) and rnn2 (this step): one matmul; h2 feeds rnn2 (next step):
+  one matmul; fc1 runs once on [h1 + h2 | x]. The first two accumulate straight into the
+  per-step buffer, laid out so that each writes one contiguous strided span.
+* Sampling is by inverse CDF, one uniform number per sample: the class is drawn with
+  probability softmax(logits), as `Categorical` does. `sampling="gumbel"` instead takes
+  argmax(logits - log E) with the exponentials E that the parity loop's `multinomial`
+  draws; given the same generator words it then picks the parity loop's classes
+  whenever the logits agree to rounding (tests/test_vocoder_fast.py checks that it
+  reproduces the parity samples exactly).
+* Matmuls: fp32; fp16 weights with fp32 arithmetic (fbgemm; the CPU default, several
+  times faster than MKL's fp32 at these shapes on AMD CPUs); or int8 (fbgemm's dynamic
+  quantisation). On CPU with fp16 the folds are shared out between threads, which meet
+  once per chunk of steps.
 
-The output therefore equals the parity loop's up to float rounding in the logits: the
-sampled sequences agree until a near-tie flips one class, then the trajectories part
-while keeping the same distribution (tests/test_vocoder_fast.py checks this).
-
-Folds are balanced (each sentence is cut into equal folds, no zero padding) and an
-optional head (a few short folds run first) gets the first audio out early when
-streaming. `stream` yields the finished audio as it becomes final; `generate` returns
-it at once and is equal to joining what `stream` yields for the same arguments.
+Folds are balanced (a sentence is cut into equal folds, none mostly padding), and an
+optional head (short folds run first) gets the first audio out early. `stream` yields
+the audio in order as it becomes final; `generate` returns it at once and equals the
+joined stream for the same arguments.
 """
 from __future__ import annotations
 
@@ -46,8 +50,8 @@ from vocoder import hparams as hp
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
 
-# Steps run per call of the scripted loop: large enough to hide the call's cost, small
-# enough that the per-step buffers stay in cache.
+# Steps per call of the scripted loop: enough to hide the per-chunk work, few enough that
+# the chunk's buffers stay in cache (and under one frame, see `_run_wave`).
 CHUNK_STEPS = 64
 # Streaming: the first yield comes once this many samples of audio are final, later ones
 # in pieces of at least `STREAM_MIN_SAMPLES`.
@@ -295,9 +299,12 @@ class _Group:
 
 
 class FastWaveRNN:
-    """A WaveRNN's weights fused for fast sampling. Holds no state between calls.
+    """A WaveRNN's weights fused for fast sampling. Holds no state between calls: one
+    instance serves several threads.
 
-    `model` is a loaded `WaveRNN` in eval mode; it is read once here and not kept.
+    `model` is a loaded `WaveRNN` in eval mode. Its upsampling network is used as is;
+    the other weights are copied, fused, when this is built (after any change to the
+    model, build a new one).
     `precision` is that of the recurrent matmuls: "fp32"; "fp16" (weights stored in
     fp16, arithmetic in fp32: fbgemm, CPU only); or "int8" (fbgemm's dynamic
     quantisation, CPU only: fastest, slightly different sound, see bench/RESULTS.md).
