@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,9 @@ def add_common_train_options(parser: argparse.ArgumentParser, save_every: int, s
     parser.add_argument("--overfit-batch", action="store_true",
                         help="debugging aid: train on one fixed batch over and over; the loss should fall "
                              "towards zero if the model and data are sound")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop cleanly (checkpoint written) once this much wall-clock time has passed: "
+                             "for time-boxed or preemptible machines; resume later with the same command")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
@@ -643,8 +647,13 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     """
     step = start_step
     losses: list[float] = []
+    deadline = None if getattr(args, "time_limit", None) is None else time.monotonic() + args.time_limit
     try:
         for batch in batches:
+            if deadline is not None and _out_of_time(deadline, dist):
+                if dist.is_main:
+                    print(f"\ntime limit reached at step {step}", file=sys.stderr)
+                break
             values = train_step(batch, step)
             step += 1
             losses.append(float(values["loss"]))
@@ -663,6 +672,11 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     if dist.is_main and step > start_step:
         save(step)
     return losses
+
+
+def _out_of_time(deadline: float, dist: Distributed) -> bool:
+    # Every rank must stop at the same step, so the ranks agree on the latest clock.
+    return dist.all_mean(float(time.monotonic() >= deadline)) > 0
 
 
 @dataclass

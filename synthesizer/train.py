@@ -132,7 +132,8 @@ def build_parser(prog: str = "sv2tts-synthesizer-train") -> argparse.ArgumentPar
         epilog="Schedule (r, lr, until step, batch): " + str(default_hparams.tts_schedule) + ". Any field of "
                "SynthesizerHParams can be set with --hparams, e.g. tts_lstm_dims=512 "
                "'tts_schedule=((2, 1e-3, 20000, 12),)'.")
-    parser.add_argument("data", type=Path, help="folder written by sv2tts-synthesizer-preprocess")
+    parser.add_argument("data", type=Path, help="folder written by sv2tts-synthesizer-preprocess, or a pack "
+                                                "of one made by `python -m synthesizer.packed`")
     add_common_train_options(parser, save_every=1000, sample_every=500)
     parser.add_argument("--guided-attention", type=float, default=0.0, metavar="WEIGHT",
                         help="weight of the guided-attention loss that favours diagonal alignments (default 0: "
@@ -180,7 +181,11 @@ def train(args, dist: Distributed) -> TrainSummary:
         model.step.zero_()
     end_step = args.steps if args.steps is not None else hp.tts_schedule[-1][2]
 
-    dataset = SynthesizerData(read_metadata(args.data, ("mel", "embed", "text")), hp)
+    if args.data.is_file():  # a pack written by synthesizer.packed
+        from synthesizer.packed import PackedSynthesizerData
+        dataset = PackedSynthesizerData(args.data)
+    else:
+        dataset = SynthesizerData(read_metadata(args.data, ("mel", "embed", "text")), hp)
     phases = [(until, batch) for _, _, until, batch in hp.tts_schedule]
     sampler = StepBatchSampler(SampleStream(len(dataset), args.seed), phases, start_step, end_step, dist.rank,
                                dist.world_size, args.overfit_batch)

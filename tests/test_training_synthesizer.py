@@ -84,3 +84,46 @@ def test_resume_is_exact(data, tmp_path):
     resumed = read_checkpoint(tmp_path / "resumed" / "synthesizer.pt")
     assert same_state(resumed["model_state"], straight["model_state"])
     assert same_state(resumed["optimizer_state"], straight["optimizer_state"])
+
+
+def test_pack_round_trip_and_training_from_a_pack(data, tmp_path):
+    from deepfake_audio.training import read_metadata
+    from synthesizer.packed import PackedSynthesizerData, pack_dataset
+    from synthesizer.text import text_to_sequence
+    pack = tmp_path / "data.npz"
+    assert pack_dataset(data, pack) == 16
+    packed = PackedSynthesizerData(pack)
+    records = read_metadata(data)
+    assert len(packed) == len(records)
+    for u in (0, 7, 15):
+        ids, mel, embed = packed[(u, 0)]
+        assert ids.tolist() == text_to_sequence(records[u]["text"])
+        original = np.load(records[u]["mel"])
+        assert mel.shape == original.shape and np.abs(mel - original).max() <= 4.0 / 255 + 1e-6
+        assert np.allclose(embed, np.load(records[u]["embed"]), atol=1e-3)
+    # The same model trains from the pack as from the folder (up to the quantisation).
+    summary = _train(pack, tmp_path / "run", 3)
+    assert summary.step == 3 and all(np.isfinite(summary.losses))
+    with pytest.raises(Exception, match="not a synthesizer pack"):
+        PackedSynthesizerData(tmp_path / "run" / "synthesizer.pt")
+
+
+def test_time_limit_stops_cleanly_and_export_shrinks(data, tmp_path):
+    from deepfake_audio.export import export_weights
+    run = tmp_path / "run"
+    summary = _train(data, run, 1000, "--time-limit", "0")
+    assert summary.step == 0 and not (run / "synthesizer.pt").exists()  # no step taken, nothing to save
+    _train(data, run, 2)
+    full = read_checkpoint(run / "synthesizer.pt")
+    size = export_weights(run / "synthesizer.pt", tmp_path / "small.pt", fp16=True)
+    assert size < 0.3 * (run / "synthesizer.pt").stat().st_size
+    small = read_checkpoint(tmp_path / "small.pt")
+    assert set(small) == {"model_state", "hparams"}
+    assert small["model_state"]["decoder.r"].dtype == full["model_state"]["decoder.r"].dtype
+    synth = Synthesizer(tmp_path / "small.pt")  # float16 weights load into the float32 model
+    assert synth.step == 2 and synth.hparams.tts_lstm_dims == 64
+    embed = np.load(sorted((data / "embeds").rglob("*.npy"))[0])
+    a = Synthesizer(run / "synthesizer.pt").synthesize_spectrograms(["Hi there."], [embed], seed=3)[0]
+    b = synth.synthesize_spectrograms(["Hi there."], [embed], seed=3)[0]
+    n = min(a.shape[1], b.shape[1])
+    assert np.abs(a[:, :n] - b[:, :n]).mean() < 0.05
