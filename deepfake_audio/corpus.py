@@ -72,7 +72,7 @@ VOICES: tuple[Voice, ...] = (
     Voice("espeak_gb_f4", "espeak-ng", "en-gb+f4", "espeak-ng", ESPEAK_LICENCE),
     Voice("espeak_scot_m7", "espeak-ng", "en-gb-scotland+m7", "espeak-ng", ESPEAK_LICENCE),
 )
-HELD_OUT: tuple[str, ...] = ("flite_rms", "espeak_gb_f4")
+HELD_OUT: tuple[str, ...] = ("flite_rms", "flite_awb")
 
 
 def load_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[str]:
