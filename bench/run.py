@@ -88,8 +88,8 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     from synthesizer import fast
     from synthesizer.inference import Synthesizer, make_generator
     synth = Synthesizer(models / "synthesizer.pt", device)
-    if mode == "fast" and fast.available(device):
-        decoder = fast.FastDecoder(synth.model.decoder)
+    if mode in fast.CELLS and fast.available(device):
+        decoder = fast.FastDecoder(synth.model.decoder, mode)
         generate = lambda *a: fast.generate(synth.model, decoder, *a)  # noqa: E731
     else:
         generate = synth.model.generate
@@ -210,6 +210,7 @@ def m_flops(models: Path, device: str, runs: int) -> dict:
 MEASUREMENTS = {
     "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
     "synthesizer-fast": lambda m, d, r: m_synthesizer(m, d, r, "fast"),
+    "synthesizer-int8": lambda m, d, r: m_synthesizer(m, d, r, "int8"),
     "vocoder-parity": lambda m, d, r: m_vocoder(m, d, r, "parity"),
     "vocoder-fast": lambda m, d, r: m_vocoder(m, d, r, "fast"),
     "vocoder-fast-1thread": lambda m, d, r: m_vocoder(m, d, r, "fast", threads=1),
@@ -284,20 +285,28 @@ def main(argv=None) -> int:
     devices = ["cpu"] + (["cuda"] if args.device != "cpu" and torch.cuda.is_available() else [])
     if args.device == "cuda":
         devices = devices[1:]
+    header = "# Benchmarks\n\nWritten by `bench/run.py`; see its docstring for the method.\n\n"
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(args.models or Path(tmp))
-        sections = []
+        sections: list[str] = []
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
-                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality", "clone-int8", "synthesizer-fast")]
+                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality", "clone-int8", "synthesizer-fast",
+                "synthesizer-int8")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
                 print(f"[{device}] {name} ({runs} runs)...", file=sys.stderr, flush=True)
-                results[name] = run_child(name, models, device, runs, args.threads)
+                try:
+                    results[name] = run_child(name, models, device, runs, args.threads)
+                except RuntimeError as exc:  # one broken measurement must not lose the others
+                    print(exc, file=sys.stderr)
+                    results.setdefault("failed", []).append(name)
                 load.append(os.getloadavg()[0])
+                # Written after every measurement, so a run cut short still leaves its table.
+                args.out.write_text(header + "\n".join(sections + [report(device, results, args, load)]))
             sections.append(report(device, results, args, load))
-    text = "# Benchmarks\n\nWritten by `bench/run.py`; see its docstring for the method.\n\n" + "\n".join(sections)
+    text = header + "\n".join(sections)
     args.out.write_text(text)
     print(text)
     return 0
@@ -330,6 +339,10 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         s = r["synthesizer-fast"]
         row("synthesizer (fast: fp16 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
             spread(s["ms_per_step"]), "synthesizer-fast")
+    if "synthesizer-int8" in r:
+        s = r["synthesizer-int8"]
+        row("synthesizer (int8 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
+            spread(s["ms_per_step"]), "synthesizer-int8")
     for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
                        ("vocoder-fast", "WaveRNN fast (default)"),
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
@@ -349,6 +362,8 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         row("streamed clone", "time to first audio, s", spread(r["stream"]["first"]), "stream")
         row("streamed clone", f"real-time factor, {r['stream']['audio']:.1f} s",
             spread(r["stream"]["times"], 1 / r["stream"]["audio"]), "stream")
+    if r.get("failed"):
+        lines += ["", f"Failed (see the log): {', '.join(r['failed'])}."]
     if "quality" in r:
         lines += ["", "Sound of the fast paths (1.25 s, formula weights): total-variation distance between "
                   "the histograms of sampled classes (16 bins) and mean absolute difference of the Welch "

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--text-file", type=Path, help="UTF-8 text file with what to say")
     clone.add_argument("--out", type=Path, required=True, help="output 16-bit WAV file")
     clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
-    clone.add_argument("--vocoder", choices=("wavernn", "griffinlim"), default="wavernn",
-                       help="WaveRNN (needs vocoder.pt) or Griffin-Lim (no weights, lower quality)")
+    clone.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
+                       help="WaveRNN (needs vocoder.pt), Griffin-Lim (no weights, lower quality), or auto "
+                            "(default: WaveRNN when its weights are present)")
     clone.add_argument("--mode", choices=("fast", "int8", "parity"), default="fast",
                        help="WaveRNN sampling: fast (default), int8 (faster, CPU), or parity "
                             "(the reference implementation's exact numbers, several times slower)")
@@ -142,6 +143,7 @@ def cmd_clone(args) -> int:
         if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
             raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).")
     pipe = _pipeline(args)
+    _say_which_models(pipe)
     if args.stream:
         return _clone_streaming(pipe, args, text, embedding)
     bars = _StageBars()
@@ -152,8 +154,22 @@ def cmd_clone(args) -> int:
         bars.close()
     _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate))
     print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
-          f"real-time factor {result.real_time_factor:.2f})")
+          f"{_VOCODER_NAMES[result.vocoder]}, real-time factor {result.real_time_factor:.2f})")
     return 0
+
+
+_VOCODER_NAMES = {"wavernn": "WaveRNN", "griffinlim": "Griffin-Lim"}
+
+
+def _say_which_models(pipe) -> None:
+    """One stderr line when the shipped starter models stand in for missing official weights."""
+    if pipe.is_starter("synthesizer"):
+        vocoder = "starter WaveRNN" if pipe.is_starter("vocoder") else \
+            ("WaveRNN" if pipe.vocoder is not None else "Griffin-Lim")
+        from deepfake_audio.download import download_command
+        print(f"using the starter synthesizer ({pipe.synthesizer_path}) with {vocoder}: small models trained on "
+              f"synthetic voices. For real cloning fetch the official weights: "
+              f"{download_command(pipe.models_dir)}", file=sys.stderr)
 
 
 def _clone_streaming(pipe, args, text: str, embedding) -> int:

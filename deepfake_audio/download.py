@@ -28,6 +28,8 @@ from deepfake_audio.errors import WeightsError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS_DIR: Path = Path(__file__).resolve().parents[1] / "saved_models" / "default"
+# Small models trained by the project (see its model card), used where official weights are absent.
+STARTER_MODELS_DIR: Path = DEFAULT_MODELS_DIR.parent / "starter"
 HF_REPO_ID = "CorentinJ/SV2TTS"
 DOWNLOAD_COMMAND = "python -m deepfake_audio download"
 # The encoder is not fetched by default; the CLI adds it with this flag.

@@ -15,7 +15,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from deepfake_audio.download import DEFAULT_MODELS_DIR, missing_weights_message
+from deepfake_audio.download import DEFAULT_MODELS_DIR, STARTER_MODELS_DIR, missing_weights_message
 from deepfake_audio.errors import MissingWeightsError, TextError
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from synthesizer.audio import griffin_lim
@@ -26,7 +26,7 @@ from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder import hparams as vocoder_hp
 from vocoder.inference import Vocoder
 
-VocoderName = Literal["wavernn", "griffinlim"]
+VocoderName = Literal["auto", "wavernn", "griffinlim"]
 VOCODERS: tuple[str, ...] = ("wavernn", "griffinlim")
 SAMPLE_RATE = syn_hp.sample_rate
 MAX_TEXT_CHARS = 5000
@@ -84,7 +84,9 @@ class Pipeline:
     Weights come from `models_dir` (default `saved_models/default/`): `encoder.pt`
     (optional: the official encoder bundled with the `resemblyzer` package is the
     fallback), `synthesizer.pt` and `vocoder.pt`. Explicit paths override the folder.
-    Missing synthesizer or vocoder weights are not an error at load time: the calls
+    Where the folder lacks a synthesizer or vocoder, the small starter models shipped in
+    `saved_models/starter/` stand in (unless `starter=False`); `describe` says which
+    weights are in use. Still-missing weights are not an error at load time: the calls
     that need them raise `MissingWeightsError` saying which file is missing and how to
     fetch it, and Griffin-Lim works without a vocoder. Corrupt or mismatched files
     raise `WeightsError` here.
@@ -92,15 +94,32 @@ class Pipeline:
 
     def __init__(self, models_dir: Path | str | None = None, *, encoder: Path | str | None = None,
                  synthesizer: Path | str | None = None, vocoder: Path | str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, starter: bool = True):
         self.models_dir = models_folder(models_dir)
         self.device = torch.device(device or default_device())
         self.encoder_path = Path(encoder) if encoder else encoder_weights(self.models_dir)
-        self.synthesizer_path = Path(synthesizer) if synthesizer else self.models_dir / "synthesizer.pt"
-        self.vocoder_path = Path(vocoder) if vocoder else self.models_dir / "vocoder.pt"
+        self.synthesizer_path = Path(synthesizer) if synthesizer else self._weights("synthesizer.pt", starter)
+        self.vocoder_path = Path(vocoder) if vocoder else self._weights("vocoder.pt", starter)
         self.encoder = Encoder(self.encoder_path, self.device)
         self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, explicit=synthesizer)
         self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, explicit=vocoder)
+
+    def _weights(self, name: str, starter: bool) -> Path:
+        """`name` in the models folder; else the starter model of that name when one is shipped."""
+        path = self.models_dir / name
+        if not path.is_file() and starter and (STARTER_MODELS_DIR / name).is_file():
+            return STARTER_MODELS_DIR / name
+        return path
+
+    def is_starter(self, stage: str) -> bool:
+        """Whether `stage` ("synthesizer" or "vocoder") runs on a shipped starter model."""
+        path = {"synthesizer": self.synthesizer_path, "vocoder": self.vocoder_path}[stage]
+        # The folder, not the file, is resolved: a starter file may be a link to elsewhere.
+        return path.is_file() and path.absolute().parent.resolve() == STARTER_MODELS_DIR.resolve()
+
+    def default_vocoder(self) -> str:
+        """WaveRNN when its weights are loaded, else Griffin-Lim."""
+        return "wavernn" if self.vocoder is not None else "griffinlim"
 
     def _load_if_present(self, cls, path: Path, explicit):
         if not path.is_file():
@@ -111,12 +130,18 @@ class Pipeline:
 
     def describe(self) -> dict[str, str]:
         """Which weights each stage uses, in words."""
+        def loaded(stage: str, path: Path, model) -> str:
+            if self.is_starter(stage):
+                official = self.models_dir / path.name
+                return (f"starter model {path} (step {model.step}; small, trained on synthetic voices: for "
+                        f"real cloning put the official {path.name} in {official.parent})")
+            return f"{path} (step {model.step})"
         return {
             "encoder": f"{self.encoder_path} (step {self.encoder.step})",
-            "synthesizer": f"{self.synthesizer_path} (step {self.synthesizer.step})" if self.synthesizer
+            "synthesizer": loaded("synthesizer", self.synthesizer_path, self.synthesizer) if self.synthesizer
             else f"missing: {missing_weights_message(self.synthesizer_path)}",
-            "vocoder": f"{self.vocoder_path} (step {self.vocoder.step})" if self.vocoder
-            else f"missing (Griffin-Lim available): {missing_weights_message(self.vocoder_path)}",
+            "vocoder": loaded("vocoder", self.vocoder_path, self.vocoder) if self.vocoder
+            else f"Griffin-Lim (no WaveRNN weights; {missing_weights_message(self.vocoder_path)})",
         }
 
     def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
@@ -129,7 +154,8 @@ class Pipeline:
 
         Each text is used as one utterance (no splitting): this is the reference's
         behaviour. `clone` splits long text into sentences first. `mode` "fast" runs the
-        decoder's LSTMs with fp16 weights (see `synthesizer.fast`); "parity" is the reference.
+        decoder's LSTMs with fp16 weights, "int8" with int8 weights (see `synthesizer.fast`);
+        "parity" is the reference.
         """
         synthesizer = self._require_synthesizer()
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -168,19 +194,23 @@ class Pipeline:
             progress=lambda done, total: progress("vocoding", done / total, f"{100 * done // total}%"))
 
     def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
-              seed: int | None = None, vocoder: VocoderName = "wavernn", *,
+              seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
               progress: ProgressFn = _no_progress, mode: str = "fast") -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
-        `mode` "fast" (default) or "int8" use the fast synthesizer and that WaveRNN mode;
+        `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
+        `mode` "fast" (default: fp16 synthesizer cells) or "int8" (int8 cells) set the
+        synthesizer's and WaveRNN's precision;
         "parity" gives the reference's numbers (see `vocode`). `deepfake_audio.streaming`
         streams the result.
         """
         sentences = self.prepare_text(text)
         self._require_synthesizer()
+        if vocoder == "auto":
+            vocoder = self.default_vocoder()
         if vocoder not in VOCODERS:
             raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
         if vocoder == "wavernn" and self.vocoder is None:
@@ -197,7 +227,7 @@ class Pipeline:
 
         start = time.perf_counter()
         progress("synthesizing", 0.0, f"{len(sentences)} sentence(s)")
-        mels = self.synthesize(sentences, embedding, seed, progress, "parity" if mode == "parity" else "fast")
+        mels = self.synthesize(sentences, embedding, seed, progress, mode)
         seconds["synthesizing"] = time.perf_counter() - start
 
         start = time.perf_counter()

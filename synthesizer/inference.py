@@ -49,7 +49,7 @@ class Synthesizer:
         check_state_dict(self.model, state, self.weights, "synthesizer")
         self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
-        self._fast: fast.FastDecoder | None = None
+        self._fast: dict[str, fast.FastDecoder] = {}
         self._fast_lock = threading.Lock()
 
     @property
@@ -75,8 +75,9 @@ class Synthesizer:
         maximum is below -3.4. Seeding (`seed`, or an explicit `generator`) reproduces
         the reference run made right after `torch.manual_seed(seed)`.
         `progress(done, total)` is called after each chunk. `mode` "fast" runs the
-        decoder's LSTM cells with fp16 weights (`synthesizer.fast`: faster on CPU, not the
-        reference's exact numbers); "parity" (the default) is the reference path.
+        decoder's LSTM cells with fp16 weights and "int8" with int8 weights (`synthesizer.fast`:
+        faster on CPU, not the reference's exact numbers); "parity" (the default) is the
+        reference path.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -97,13 +98,13 @@ class Synthesizer:
             chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
                                  device=self.device)
             speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
-            if mode == "fast" and fast.available(self.device):
-                _, mels, alignments = fast.generate(self.model, self._fast_decoder(), chars, speakers,
+            if mode in fast.CELLS and fast.available(self.device):
+                _, mels, alignments = fast.generate(self.model, self._fast_decoder(mode), chars, speakers,
                                                     self.hparams.max_decoder_frames, generator)
-            elif mode in ("fast", "parity"):
+            elif mode in ("fast", "int8", "parity"):
                 _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator)
             else:
-                raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity' or 'fast'")
+                raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
             for mel in mels.cpu().numpy():
                 specs.append(self.trim_trailing_silence(mel))
             if progress is not None:
@@ -112,11 +113,11 @@ class Synthesizer:
             return specs, alignments.cpu().numpy()
         return specs
 
-    def _fast_decoder(self) -> "fast.FastDecoder":
+    def _fast_decoder(self, mode: str = "fast") -> "fast.FastDecoder":
         with self._fast_lock:
-            if self._fast is None:
-                self._fast = fast.FastDecoder(self.model.decoder)
-            return self._fast
+            if mode not in self._fast:
+                self._fast[mode] = fast.FastDecoder(self.model.decoder, mode)
+            return self._fast[mode]
 
     def trim_trailing_silence(self, mel: np.ndarray) -> np.ndarray:
         """Drop trailing frames whose loudest channel is below the stop threshold (keeps >= 1 frame)."""

@@ -17,7 +17,14 @@ from synthesizer.text.symbols import NUM_SYMBOLS
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Always-on dropout drawing its Bernoulli mask from `generator` (same draws as torch's CPU dropout)."""
+    """Always-on dropout drawing its Bernoulli mask from `generator` (same draws as torch's CPU dropout).
+
+    A generator on another device than `x` (a CPU-seeded run of a CUDA model) draws the
+    mask where it lives, so a seed gives the same masks on every device.
+    """
+    if generator is not None and generator.device != x.device:
+        mask = torch.empty(x.shape, dtype=x.dtype, device=generator.device).bernoulli_(1 - p, generator=generator)
+        return x * mask.to(x.device).div_(1 - p)
     mask = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
     return x * mask.div_(1 - p)
 

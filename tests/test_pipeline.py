@@ -109,4 +109,47 @@ def test_missing_weights(quick_dir, tmp_path):
     assert len(pipe.clone(DATA / "ref.wav", "Hello.", vocoder="griffinlim", seed=1).wav) > 0
     (tmp_path / "synthesizer.pt").unlink()
     with pytest.raises(MissingWeightsError, match="synthesizer.pt"):
-        Pipeline(tmp_path, device="cpu").clone(DATA / "ref.wav", "Hello.")
+        Pipeline(tmp_path, device="cpu", starter=False).clone(DATA / "ref.wav", "Hello.")
+
+
+@pytest.fixture
+def starter_dir(quick_dir, tmp_path, monkeypatch):
+    """A starter-models folder holding (a link to) the quick synthesizer, and an empty models folder."""
+    import deepfake_audio.pipeline as pipeline_module
+    starter = tmp_path / "starter"
+    starter.mkdir()
+    (starter / "synthesizer.pt").symlink_to(quick_dir / "synthesizer.pt")
+    monkeypatch.setattr(pipeline_module, "STARTER_MODELS_DIR", starter)
+    (tmp_path / "models").mkdir()
+    return starter
+
+
+def test_starter_models_stand_in_for_missing_official_ones(starter_dir, quick_dir, tmp_path):
+    models = tmp_path / "models"
+    pipe = Pipeline(models, device="cpu")
+    assert pipe.synthesizer_path == starter_dir / "synthesizer.pt" and pipe.vocoder is None
+    assert pipe.is_starter("synthesizer") and not pipe.is_starter("vocoder")
+    described = pipe.describe()
+    assert described["synthesizer"].startswith("starter model") and str(models) in described["synthesizer"]
+    assert described["vocoder"].startswith("Griffin-Lim")
+    result = pipe.clone(DATA / "ref.wav", "Hello.", seed=1)  # "auto": Griffin-Lim, as no WaveRNN is there
+    assert result.vocoder == "griffinlim" and len(result.wav) > 0
+    from deepfake_audio.studio import Studio
+    assert "Starter models in use" in Studio(data_dir=tmp_path / "data", pipeline=pipe).weights_notice()
+    # Official weights in the folder win; starter=False turns the fallback off.
+    (models / "synthesizer.pt").symlink_to(quick_dir / "synthesizer.pt")
+    (models / "vocoder.pt").symlink_to(quick_dir / "vocoder.pt")
+    official = Pipeline(models, device="cpu")
+    assert not official.is_starter("synthesizer") and official.default_vocoder() == "wavernn"
+    assert Pipeline(tmp_path / "empty", device="cpu", starter=False).synthesizer is None
+
+
+def test_cli_says_when_starter_models_are_used(starter_dir, tmp_path, capsys):
+    from deepfake_audio import cli
+    out = tmp_path / "out.wav"
+    assert cli.main(["clone", "--voice", str(DATA / "ref.wav"), "--text", "Hello.", "--out", str(out),
+                     "--models", str(tmp_path / "models"), "--device", "cpu", "--seed", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "using the starter synthesizer" in captured.err and "Griffin-Lim" in captured.err
+    assert "python -m deepfake_audio download" in captured.err
+    assert "Griffin-Lim" in captured.out and out.is_file()
