@@ -5,7 +5,8 @@
 #
 # Saved voices live in /data (a volume). Weights: the official encoder is bundled; mount
 # a folder with synthesizer.pt and vocoder.pt at /app/saved_models/default, or build with
-# FETCH_WEIGHTS=1. Without them the studio starts and says which command fetches them.
+# FETCH_WEIGHTS=1. Without them the studio runs on the shipped starter models and says
+# which command fetches the official ones.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,6 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     DEEPFAKE_AUDIO_DATA=/data \
     NUMBA_CACHE_DIR=/home/studio/.cache/numba
+
+# ffmpeg encodes the studio's live playback stream.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
 
 # uid 1000 is the user Hugging Face Docker Spaces run as.
 RUN useradd --create-home --uid 1000 studio

@@ -13,6 +13,7 @@ import argparse
 import functools
 import hashlib
 import html
+import inspect
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
@@ -87,22 +89,38 @@ ERROR_TITLES = [(AudioError, "Reference audio"), (TextError, "Text"), (WeightsEr
                 (VoiceError, "Voice library"), (RequestError, "Request")]
 
 
+def _as_user_error(exc: Exception, where: str) -> gr.Error:
+    """The `gr.Error` shown for `exc`: its message when the user can act on it, else a generic one."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, DeepfakeAudioError):
+        title = next((t for cls, t in ERROR_TITLES if isinstance(exc, cls)), "Error")
+        return gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False)
+    logger.error("Unexpected error in %s", where, exc_info=exc)
+    return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). The details are in the "
+                    "server log; your saved voices are safe.", title="Server error", print_exception=False)
+
+
 def _user_errors(fn):
-    """Turn the errors a user can act on into a `gr.Error` with their message; hide the rest."""
+    """Turn the errors a user can act on into a `gr.Error` with their message; hide the rest.
+
+    Works for plain functions and for generators (streamed events).
+    """
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise _as_user_error(exc, fn.__name__) from None
+        return generator_wrapper
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except DeepfakeAudioError as exc:
-            title = next((t for cls, t in ERROR_TITLES if isinstance(exc, cls)), "Error")
-            raise gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False) from None
         except Exception as exc:
-            logger.exception("Unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). The details are in the "
-                           "server log; your saved voices are safe.", title="Server error",
-                           print_exception=False) from None
+            raise _as_user_error(exc, fn.__name__) from None
     return wrapper
 
 
@@ -113,16 +131,32 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return [RECORDING_CHOICE] + [(name, name) for name in studio.voices.names()]
 
     @_user_errors
-    def clone(reference, voice, text, seed, vocoder, progress=gr.Progress()):
+    def clone(reference, voice, text, seed, vocoder, stream=False, progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
         Returns the 16-bit WAV, the speaker similarity (0 to 1, as text), its reading in words,
-        a status line (durations, real-time factor, seed) and the two figures.
+        a status line (durations, real-time factor, seed), the two figures and, when `stream`
+        is true, the live stream of the audio as it was made (played by the page as it arrives).
         """
-        out = studio.clone(reference, voice, text, seed, vocoder,
-                           report=lambda fraction, desc: progress(fraction, desc=desc))
+        report = lambda fraction, desc: progress(fraction, desc=desc)  # noqa: E731
+        if stream and studio.can_stream:
+            live = _LiveBuffer(studio.pipeline.synthesizer.sample_rate)
+            for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report):
+                if isinstance(item, np.ndarray):
+                    piece = live.add(item)
+                    if piece is not None:
+                        yield (*[gr.skip()] * 6, piece)
+                else:
+                    out = item
+            rest = live.flush()
+            if rest is not None:
+                yield (*[gr.skip()] * 6, rest)
+            final_live = gr.skip()
+        else:
+            out = studio.clone(reference, voice, text, seed, vocoder, report=report)
+            final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
-        return (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot)
+        yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
 
     @_user_errors
     def save_voice(name, reference):
@@ -199,8 +233,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                              info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
                             vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
                                                value=studio.default_vocoder, min_width=200, elem_id="vocoder")
+                        stream = gr.Checkbox(label="Play while generating", value=studio.can_stream,
+                                             visible=studio.can_stream, elem_id="stream-toggle",
+                                             info="Hear the first words while the rest is still being made")
                         synthesize = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
                     with gr.Column(scale=1, min_width=320):
+                        live = gr.Audio(label="Live playback", streaming=True, autoplay=True, interactive=False,
+                                        visible=studio.can_stream, elem_id="live-audio")
                         output = gr.Audio(label="Cloned speech (16-bit WAV)", type="filepath", interactive=False,
                                           buttons=["download"], elem_id="output-audio")
                         similarity = gr.Textbox(label="Speaker similarity (cosine of encoder embeddings, 0 to 1)",
@@ -224,8 +263,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 gr.Markdown("\n".join(f"- **{stage}**: `{where}`" for stage, where in studio.describe_weights().items()))
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
-        synthesize.click(clone, [reference, voice, text, seed, vocoder],
-                         [output, similarity, reading, status, mel_plot, embedding_plot], api_name="clone",
+        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream],
+                         [output, similarity, reading, status, mel_plot, embedding_plot, live], api_name="clone",
                          scroll_to_output=True, **heavy)
         save_button.click(save_voice, [voice_name, reference], [voice, library_status, voice_name],
                           api_name="save_voice", **heavy)
@@ -237,6 +276,36 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         clear_button.click(clear_results, None, [map_plot, map_table], api_name="clear_results")
         gr.api(voices, api_name="voices")
     return demo
+
+
+class _LiveBuffer:
+    """Groups the stream's pieces into playable chunks: the first after 0.25 s of audio, then 0.5 s each.
+
+    Every chunk becomes one encoded segment on the page, so tiny pieces would cost more
+    in overhead than they gain in latency.
+    """
+
+    FIRST_SECONDS, NEXT_SECONDS = 0.25, 0.5
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.pieces: list[np.ndarray] = []
+        self.samples = 0
+        self.sent = 0
+
+    def add(self, audio: np.ndarray) -> tuple[int, np.ndarray] | None:
+        self.pieces.append(audio)
+        self.samples += len(audio)
+        wanted = self.FIRST_SECONDS if self.sent == 0 else self.NEXT_SECONDS
+        return self.flush() if self.samples >= wanted * self.sample_rate else None
+
+    def flush(self) -> tuple[int, np.ndarray] | None:
+        if not self.samples:
+            return None
+        audio = np.concatenate(self.pieces)
+        self.pieces, self.samples = [], 0
+        self.sent += 1
+        return self.sample_rate, (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
 
 
 def shell_version() -> str:

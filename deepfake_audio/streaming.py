@@ -44,10 +44,32 @@ class AudioChunk:
     sentence: int  # index into the sentences of the text (a pause belongs to the sentence before it)
 
 
+class CloneStream:
+    """Iterator of `AudioChunk`s that also keeps what the clone is made of.
+
+    `sentences`, `embedding` and `vocoder` are set from the start; `mels` (one (80, frames)
+    per sentence, in order) fills in as sentences are synthesized and is complete once
+    the stream is exhausted.
+    """
+
+    def __init__(self, sentences: list[str], embedding: np.ndarray, vocoder: str):
+        self.sentences = sentences
+        self.embedding = embedding
+        self.vocoder = vocoder
+        self.mels: list[np.ndarray] = []
+        self._chunks: Iterator[AudioChunk] = iter(())
+
+    def __iter__(self) -> "CloneStream":
+        return self
+
+    def __next__(self) -> AudioChunk:
+        return next(self._chunks)
+
+
 def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
-                 seed: int | None = None, vocoder: str = "wavernn", *, embedding: np.ndarray | None = None,
+                 seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
-                 progress: ProgressFn = _no_progress) -> Iterator[AudioChunk]:
+                 progress: ProgressFn = _no_progress) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
 
     Input errors (text, audio, weights) are raised before the first piece. Same seed,
@@ -55,6 +77,8 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     """
     sentences = pipe.prepare_text(text)
     synthesizer = pipe._require_synthesizer()
+    if vocoder == "auto":
+        vocoder = pipe.default_vocoder()
     if vocoder not in VOCODERS:
         raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
     if vocoder == "wavernn" and pipe.vocoder is None:
@@ -66,10 +90,13 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
         embedding = pipe.embed(reference_audio, sample_rate)
         progress("encoding", 1.0, "voice embedded")
     embedding = np.asarray(embedding, dtype=np.float32)
-    return _stream(pipe, synthesizer, sentences, embedding, seed, vocoder, mode, head, progress)
+    stream = CloneStream(sentences, embedding, vocoder)
+    stream._chunks = _stream(pipe, synthesizer, stream, seed, mode, head, progress)
+    return stream
 
 
-def _stream(pipe, synthesizer, sentences, embedding, seed, vocoder, mode, head, progress) -> Iterator[AudioChunk]:
+def _stream(pipe, synthesizer, stream: CloneStream, seed, mode, head, progress) -> Iterator[AudioChunk]:
+    sentences, embedding, vocoder = stream.sentences, stream.embedding, stream.vocoder
     synth_rng = make_generator(seed)
     vocoder_rng = make_generator(seed, pipe.device)
     out = _Output(len(sentences))
@@ -80,7 +107,8 @@ def _stream(pipe, synthesizer, sentences, embedding, seed, vocoder, mode, head, 
     for g, group in enumerate(groups):
         progress("synthesizing", group[0] / len(sentences), f"sentence {group[0] + 1} of {len(sentences)}")
         mels = synthesizer.synthesize_spectrograms([sentences[k] for k in group], [embedding] * len(group),
-                                                   generator=synth_rng, mode="parity" if mode == "parity" else "fast")
+                                                   generator=synth_rng, mode=mode)
+        stream.mels.extend(mels)
         if vocoder == "griffinlim":
             for k, mel in zip(group, mels):
                 yield from out.sentence(pipe.vocode(mel, "griffinlim", None if seed is None else seed + k), k)

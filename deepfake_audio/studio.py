@@ -16,14 +16,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from deepfake_audio.audio_io import write_wav
 from deepfake_audio.download import download_command
 from deepfake_audio.errors import AudioError, DeepfakeAudioError
-from deepfake_audio.pipeline import MAX_TEXT_CHARS, SENTENCE_PAUSE_SECONDS, CloneResult, Pipeline
+from deepfake_audio.pipeline import MAX_TEXT_CHARS, OUTPUT_PEAK, SENTENCE_PAUSE_SECONDS, CloneResult, Pipeline
 from deepfake_audio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
 from deepfake_audio.similarity import cosine_similarity, describe_similarity, output_embedding, project_2d
 from deepfake_audio.voices import ResultLog, VoiceError, VoiceLibrary, clean_name
@@ -117,10 +117,19 @@ class Studio:
     def has_vocoder(self) -> bool:
         return self.pipeline.vocoder is not None
 
+    @property
+    def can_stream(self) -> bool:
+        """Whether the page can play audio as it is made (Gradio encodes the stream with ffmpeg)."""
+        return shutil.which("ffmpeg") is not None
+
     def weights_notice(self) -> str:
         """One Markdown line per missing checkpoint, with the command that fetches it ('' when complete)."""
         command = download_command(self.pipeline.models_dir)
         lines = []
+        if self.pipeline.is_starter("synthesizer"):
+            lines.append("**Starter models in use**: a small synthesizer trained on synthetic voices, so clones "
+                         "sound robotic and only roughly like the reference. For real cloning fetch the official "
+                         f"weights with `{command}` and restart.")
         if not self.has_synthesizer:
             lines.append(f"**No synthesizer weights** ({self.pipeline.synthesizer_path.name} is not in "
                          f"`{self.pipeline.models_dir}`): cloning is off until you run `{command}`.")
@@ -151,6 +160,42 @@ class Studio:
         Raises a `DeepfakeAudioError` subclass for anything the user can fix.
         """
         report = report or (lambda fraction, desc: None)
+        request = self._request(reference, voice, text, seed, vocoder)
+        result = self.pipeline.clone(request.reference, text, seed=request.seed, vocoder=request.vocoder,
+                                     embedding=request.embedding, progress=_StageReporter(report, request.vocoder))
+        return self._finish(result, request, text, report)
+
+    def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
+                     vocoder: str | None = None, report: Report | None = None) -> Iterator[np.ndarray | CloneOutput]:
+        """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
+
+        Input errors are raised before the first piece. The output's WAV is the pieces
+        joined, scaled to the 0.97 peak of `clone`'s output (a stream cannot know its
+        loudest sample in advance, so quiet speech plays quieter live).
+        """
+        report = report or (lambda fraction, desc: None)
+        request = self._request(reference, voice, text, seed, vocoder)
+        from deepfake_audio.streaming import stream_clone
+        start = time.perf_counter()
+        stream = stream_clone(self.pipeline, request.reference, text, seed=request.seed, vocoder=request.vocoder,
+                              embedding=request.embedding, progress=_StageReporter(report, request.vocoder))
+        pieces: list[np.ndarray] = []
+        first_audio = None
+        for chunk in stream:
+            if first_audio is None:
+                first_audio = time.perf_counter() - start
+            pieces.append(chunk.audio)
+            yield chunk.audio
+        wav = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+        if peak > 0:
+            wav = (wav * (OUTPUT_PEAK / peak)).astype(np.float32)
+        result = CloneResult(wav, self.pipeline.synthesizer.sample_rate, stream.embedding, stream.mels,
+                             stream.sentences, request.vocoder, {"streaming": time.perf_counter() - start})
+        yield self._finish(result, request, text, report, first_audio=first_audio)
+
+    def _request(self, reference, voice, text: str, seed, vocoder) -> "_Request":
+        """Check a clone request; raises the error a user can act on."""
         Pipeline.prepare_text(text)
         seed = self.check_seed(seed)
         vocoder, note = self._choose_vocoder(vocoder)
@@ -161,10 +206,11 @@ class Studio:
             embedding, voice = saved.embedding, saved.name
         elif reference is None or str(reference).strip() == "":
             raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a saved voice.")
+        return _Request(None if voice else reference, voice, embedding, seed, vocoder, note)
 
-        result = self.pipeline.clone(None if voice else reference, text, seed=seed, vocoder=vocoder,
-                                     embedding=embedding, progress=_StageReporter(report, vocoder))
-
+    def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report,
+                first_audio: float | None = None) -> CloneOutput:
+        """Similarity check, results log, WAV file and figures of a finished clone."""
         report(0.0, "Comparing the result with the reference voice")
         start = time.perf_counter()
         out_embedding = output_embedding(self.pipeline.encoder, result.wav, result.sample_rate)
@@ -174,12 +220,13 @@ class Studio:
         compare_seconds = time.perf_counter() - start
 
         report(0.5, "Drawing the spectrogram and embeddings")
-        wav_path = self._write_output(result, voice or "recording", seed)
+        voice = request.voice or "recording"
+        wav_path = self._write_output(result, voice, request.seed)
         if out_embedding is not None:
-            self.results.add(text, voice, result.embedding, out_embedding, similarity)
-        status = self._status(result, seed, vocoder, note, compare_seconds)
+            self.results.add(text, request.voice, result.embedding, out_embedding, similarity)
+        status = self._status(result, request.seed, request.vocoder, request.note, compare_seconds, first_audio)
         report(1.0, "Done")
-        return CloneOutput(wav_path, result, seed, voice or "recording", out_embedding, similarity, reading, status,
+        return CloneOutput(wav_path, result, request.seed, voice, out_embedding, similarity, reading, status,
                            mel_figure(result.mels, pause_seconds=SENTENCE_PAUSE_SECONDS),
                            embeddings_figure(result.embedding, out_embedding))
 
@@ -222,10 +269,13 @@ class Studio:
                 pass
 
     @staticmethod
-    def _status(result: CloneResult, seed: int, vocoder: str, note: str, compare_seconds: float) -> str:
+    def _status(result: CloneResult, seed: int, vocoder: str, note: str, compare_seconds: float,
+                first_audio: float | None = None) -> str:
         rtf = result.real_time_factor
         pace = "faster than real time" if rtf < 1 else "slower than real time"
         stages = " · ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.seconds.items())
+        if first_audio is not None:
+            stages += f" (first audio after {first_audio:.1f} s)"
         sentences = len(result.sentences)
         lines = [f"**{result.duration:.1f} s** of speech in {sum(result.seconds.values()):.1f} s: "
                  f"**real-time factor {rtf:.2f}** ({pace}).",
@@ -299,6 +349,18 @@ class Studio:
             voice_map_figure([], np.zeros((0, 2)), "pca")
         except Exception:  # a cold first map is slower, nothing worse
             logger.warning("Warm-up of the voice map failed", exc_info=True)
+
+
+@dataclass
+class _Request:
+    """A checked clone request."""
+
+    reference: str | Path | None  # None when a saved voice is used
+    voice: str  # saved voice name, or ""
+    embedding: np.ndarray | None
+    seed: int
+    vocoder: str
+    note: str  # why the vocoder differs from the one asked for, or ""
 
 
 class _StageReporter:

@@ -117,10 +117,14 @@ def client(server):
     return Client(server.url, verbose=False)
 
 
-def clone(client, reference, text="Hello there. This is a test.", seed=3, vocoder="griffinlim", voice=""):
+def clone(client, reference, text="Hello there. This is a test.", seed=3, vocoder="griffinlim", voice="",
+          stream=False):
+    """/clone's first six outputs (WAV, score, reading, status, two figures); the seventh is the live stream."""
     from gradio_client import handle_file
-    return client.predict(handle_file(str(reference)) if reference else None, voice, text, seed, vocoder,
-                          api_name="/clone")
+    out = client.predict(handle_file(str(reference)) if reference else None, voice, text, seed, vocoder, stream,
+                         api_name="/clone")
+    assert len(out) == 7
+    return out[:6]
 
 
 def check_wav(path) -> tuple[np.ndarray, int]:
@@ -249,6 +253,28 @@ def test_concurrent_clients_are_all_answered(server, audio):
         assert f"Seed {100 + k}" in status
 
 
+def test_streamed_clone_gives_what_was_heard(client, server, audio):
+    pieces, final = [], None
+    for item in server.studio.clone_stream(audio["voice"], None, "One. Two. Three.", 4, "wavernn"):
+        if isinstance(item, np.ndarray):
+            assert final is None and item.dtype == np.float32 and len(item) > 0
+            pieces.append(item)
+        else:
+            final = item
+    heard = np.concatenate(pieces)
+    whole = server.studio.pipeline.clone(audio["voice"], "One. Two. Three.", seed=4, vocoder="wavernn")
+    assert len(pieces) >= 3 and len(heard) == len(whole.wav)  # same layout as the one-shot clone
+    saved, _ = sf.read(str(final.wav_path), dtype="float32")
+    # The WAV is the stream at the one-shot clone's 0.97 peak (to 16-bit rounding).
+    assert np.abs(saved - heard * (0.97 / np.abs(heard).max())).max() < 2 / 32767
+    assert "first audio after" in final.status and len(final.result.mels) == 3
+    # Through the web API: the same request, streamed, ends with the same WAV.
+    if server.studio.can_stream:
+        wav_path, _, _, status, *_ = clone(client, audio["voice"], "One. Two. Three.", 4, "wavernn", stream=True)
+        assert np.array_equal(sf.read(wav_path, dtype="float32")[0], saved)
+        assert "first audio after" in status
+
+
 def test_progress_reports_each_stage(server, audio):
     seen = []
     server.studio.clone(audio["voice"], None, "One. Two.", 1, "griffinlim",
@@ -262,9 +288,10 @@ def test_progress_reports_each_stage(server, audio):
 def test_missing_weights(quick_dir, tmp_path, audio):
     from deepfake_audio.errors import MissingWeightsError
     from deepfake_audio.studio import Studio
+    from deepfake_audio.pipeline import Pipeline
     empty = tmp_path / "no-weights"
     empty.mkdir()
-    bare = Studio(empty, tmp_path / "data")
+    bare = Studio(data_dir=tmp_path / "data", pipeline=Pipeline(empty, starter=False))
     notice = bare.weights_notice()
     assert notice.count("\n\n") == 1  # one line each for the synthesizer and the vocoder
     assert "No synthesizer weights" in notice and "python -m deepfake_audio download --models" in notice
@@ -277,7 +304,8 @@ def test_missing_weights(quick_dir, tmp_path, audio):
              if c["props"].get("elem_id") == "weights-notice"]
     assert shown == [notice]
 
-    partial = Studio(models_folder(tmp_path / "no-vocoder", quick_dir, ["synthesizer.pt"]), tmp_path / "data2")
+    partial = Studio(data_dir=tmp_path / "data2", pipeline=Pipeline(
+        models_folder(tmp_path / "no-vocoder", quick_dir, ["synthesizer.pt"]), starter=False))
     assert "Griffin-Lim stands in" in partial.weights_notice() and "synthesizer" not in partial.weights_notice()
     out = partial.clone(audio["voice"], None, "Hello.", 1, "wavernn")
     assert "Griffin-Lim was used" in out.status and "Griffin-Lim vocoder" in out.status

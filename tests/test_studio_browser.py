@@ -24,7 +24,8 @@ from PIL import Image
 from test_studio_api import check_wav, expected_samples, models_folder, speechlike_wav, start_studio
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+                 "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts" / "studio"
@@ -47,6 +48,7 @@ def server(quick_dir, tmp_path_factory):
     models = models_folder(tmp_path_factory.mktemp("browser-models"), quick_dir)
     studio, server = start_studio(models, tmp_path_factory.mktemp("browser-data"))
     with server:
+        server.studio = studio
         yield server
 
 
@@ -178,6 +180,26 @@ def test_clone_in_the_browser(page, server, files):
 
     if os.environ.get("STUDIO_DOCS_SCREENSHOT") == "1":
         page.screenshot(path=str(REPO / "docs" / "studio.png"), full_page=True)
+
+
+def test_streamed_clone_plays_while_it_is_made(page, server, files):
+    if not server.studio.can_stream:
+        pytest.skip("live playback needs ffmpeg: run scripts/setup.sh --dev")
+    open_studio(page, server)
+    upload_reference(page, files["voice"])
+    page.locator("#text-input textarea").fill("One sentence first. Then another one. And a third.")
+    page.check("#vocoder input[value='wavernn']")
+    assert page.is_checked("#stream-toggle input")
+    page.fill("#seed input", "5")
+    page.click("#synthesize")
+    # The live player gets a source and plays some of it before the final WAV is there.
+    page.wait_for_function("""() => {
+        const audio = document.querySelector('#live-audio audio');
+        return audio && (audio.currentTime > 0 || audio.played.length > 0);
+    }""")
+    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+    assert "first audio after" in page.inner_text("#run-status")
+    assert page.console_errors == []
 
 
 def test_save_voice_and_see_it_on_the_map(page, server, files):
