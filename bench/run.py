@@ -143,17 +143,17 @@ def m_clone(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
             "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
 
 
-def m_stream(models: Path, device: str, runs: int) -> dict:
+def m_stream(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
     from deepfake_audio.streaming import stream_clone
     pipe = _capped_pipeline(models, device)
     ref = ROOT / "tests" / "data" / "ref.wav"
-    for _ in stream_clone(pipe, ref, "Hi.", seed=0):  # warm up
+    for _ in stream_clone(pipe, ref, "Hi.", seed=0, mode=mode):  # warm up
         pass
     first, total, audio = [], [], 0
     for _ in range(runs):
         start = time.perf_counter()
         samples = 0
-        for k, chunk in enumerate(stream_clone(pipe, ref, TEXT, seed=1)):
+        for k, chunk in enumerate(stream_clone(pipe, ref, TEXT, seed=1, mode=mode)):
             if k == 0:
                 first.append(time.perf_counter() - start)
             samples += len(chunk.audio)
@@ -218,7 +218,7 @@ MEASUREMENTS = {
     "vocoder-int8": lambda m, d, r: m_vocoder(m, d, r, "int8"),
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
-    "stream": m_stream, "quality": m_quality,
+    "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
 }
 
 
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
                 "vocoder-int8", "vocoder-fast-1thread", "flops", "quality", "clone-int8", "synthesizer-fast",
-                "synthesizer-int8")]
+                "synthesizer-int8", "stream-int8")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
@@ -358,10 +358,10 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
             row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
                 spread(c["times"], 1 / c["audio"]), key)
-    if "stream" in r:
-        row("streamed clone", "time to first audio, s", spread(r["stream"]["first"]), "stream")
-        row("streamed clone", f"real-time factor, {r['stream']['audio']:.1f} s",
-            spread(r["stream"]["times"], 1 / r["stream"]["audio"]), "stream")
+    for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)")]:
+        if key in r:
+            row(label, "time to first audio, s", spread(r[key]["first"]), key)
+            row(label, f"real-time factor, {r[key]['audio']:.1f} s", spread(r[key]["times"], 1 / r[key]["audio"]), key)
     if r.get("failed"):
         lines += ["", f"Failed (see the log): {', '.join(r['failed'])}."]
     if "quality" in r:
