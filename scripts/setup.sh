@@ -18,9 +18,13 @@ if command -v apt-get >/dev/null; then
         if [ "$dev" = 1 ]; then
             $SUDO apt-get update -qq
             DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-        elif ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-                 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null; }; then
-            echo "note: could not install$missing; the studio works, without live playback" >&2
+        else
+            # Best effort, never a password prompt: the studio runs without live playback.
+            [ -n "$SUDO" ] && SUDO="sudo -n"
+            if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+                   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null; } 2>/dev/null; then
+                echo "note: could not install$missing (try: sudo apt-get install$missing); the studio works, without live playback" >&2
+            fi
         fi
     fi
 fi
