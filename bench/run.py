@@ -88,11 +88,8 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     from synthesizer import fast
     from synthesizer.inference import Synthesizer, make_generator
     synth = Synthesizer(models / "synthesizer.pt", device)
-    if mode in fast.CELLS and fast.available(device):
-        decoder = fast.FastDecoder(synth.model.decoder, mode)
-        generate = lambda *a: fast.generate(synth.model, decoder, *a)  # noqa: E731
-    else:
-        generate = synth.model.generate
+    cells = fast.lstm_cells(synth.model.decoder, mode) if mode in fast.CELLS and fast.available(device) else None
+    generate = lambda *a: synth.model.generate(*a, lstm_cells=cells)  # noqa: E731
     chars = torch.tensor([synth.text_ids(TEXT)], device=device)
     speaker = torch.from_numpy(np.load(ROOT / "tests" / "data" / "embed.npy"))[None].to(device)
     frames = []

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from deepfake_audio.checkpoint import model_state_of, read_checkpoint
-from deepfake_audio.errors import DeepfakeAudioError
 
 
 def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:
@@ -35,20 +34,16 @@ def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:
     return out.stat().st_size
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deepfake_audio.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (model_state + optimizer_state)")
     parser.add_argument("out", type=Path, help="inference checkpoint to write")
     parser.add_argument("--fp16", action="store_true", help="store floating-point weights as float16")
     args = parser.parse_args(argv)
-    try:
-        size = export_weights(args.checkpoint, args.out, args.fp16)
-    except DeepfakeAudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    size = export_weights(args.checkpoint, args.out, args.fp16)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deepfake_audio.training import run_cli
+    sys.exit(run_cli(main))

@@ -20,7 +20,7 @@ from deepfake_audio.errors import MissingWeightsError, TextError
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import Synthesizer, make_generator
+from synthesizer.inference import Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder import hparams as vocoder_hp

@@ -18,10 +18,9 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from synthesizer.model import Decoder, DecoderState, Tacotron
+from synthesizer.model import Decoder, LSTMCells
 
 
 def available(device: torch.device | str) -> bool:
@@ -72,59 +71,7 @@ class _Int8LSTMCell(_Fp16LSTMCell):
 CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 
-class FastDecoder:
-    """`Decoder.step` with fp16 ("fast") or int8 LSTM cells. Holds no per-call state; safe to share between threads."""
-
-    def __init__(self, decoder: Decoder, mode: str = "fast"):
-        self.decoder = decoder
-        self.rnn1 = CELLS[mode](decoder.res_rnn1)
-        self.rnn2 = CELLS[mode](decoder.res_rnn2)
-
-    def step(self, encoder_seq: torch.Tensor, encoder_seq_proj: torch.Tensor, prenet_in: torch.Tensor,
-             state: DecoderState, char_mask: torch.Tensor, mel_weight: torch.Tensor,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d = self.decoder
-        prenet_out = d.prenet(prenet_in, generator)
-        state.attn_hidden = d.attn_rnn(torch.cat([state.context, prenet_out], dim=-1), state.attn_hidden)
-        scores = d.attn_net(encoder_seq_proj, state.attn_hidden, state.cumulative, char_mask)
-        state.cumulative = state.cumulative + scores
-        state.context = (scores.unsqueeze(1) @ encoder_seq).squeeze(1)
-        x = d.rnn_input(torch.cat([state.context, state.attn_hidden], dim=1))
-        state.rnn1 = self.rnn1(x, state.rnn1)
-        x = x + state.rnn1[0]
-        state.rnn2 = self.rnn2(x, state.rnn2)
-        x = x + state.rnn2[0]
-        mels = F.linear(x, mel_weight).view(x.size(0), d.n_mels, -1)
-        stop = torch.sigmoid(d.stop_proj(torch.cat((x, state.context), dim=1)))
-        return mels, scores, stop
-
-
-@torch.inference_mode()
-def generate(model: Tacotron, fast_decoder: FastDecoder, chars: torch.Tensor, speaker_embedding: torch.Tensor,
-             steps: int = 2000, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`Tacotron.generate` (same arguments, same stopping rule, same results up to fp16 rounding)."""
-    if model.training:
-        raise RuntimeError("generate() needs eval mode: call model.eval() first")
-    batch, n_chars = chars.shape
-    device = chars.device
-    r = model.r
-    state = DecoderState.zeros(batch, n_chars, model.decoder_dims, model.lstm_dims,
-                               model.encoder_dims + model.speaker_embedding_size, device)
-    char_mask = (chars != 0).float()
-    encoder_seq = model.encoder(chars, speaker_embedding, generator)
-    encoder_seq_proj = model.encoder_proj(encoder_seq)
-    prenet_in = torch.zeros(batch, model.n_mels, device=device)
-    mel_weight = model.decoder.mel_weight_for(r)
-    mel_outputs, attn_scores = [], []
-    for t in range(0, steps, r):
-        frames, scores, stop = fast_decoder.step(encoder_seq, encoder_seq_proj, prenet_in, state, char_mask,
-                                                 mel_weight, generator)
-        mel_outputs.append(frames)
-        attn_scores.append(scores.unsqueeze(1))
-        prenet_in = frames[:, :, -1]
-        if (stop > 0.5).all() and t > 10:
-            break
-    mels = torch.cat(mel_outputs, dim=2)
-    linear = model.post_proj(model.postnet(mels)).transpose(1, 2)
-    return mels, linear, torch.cat(attn_scores, 1)
+def lstm_cells(decoder: Decoder, mode: str = "fast") -> LSTMCells:
+    """fp16 ("fast") or int8 copies of the decoder's two residual LSTM cells, for
+    `Tacotron.generate(..., lstm_cells=...)`. They hold no per-call state: safe to share between threads."""
+    return CELLS[mode](decoder.res_rnn1), CELLS[mode](decoder.res_rnn2)

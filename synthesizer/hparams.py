@@ -4,7 +4,7 @@ The audio settings here are also the vocoder's: the vocoder consumes these mels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

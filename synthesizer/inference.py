@@ -49,7 +49,7 @@ class Synthesizer:
         check_state_dict(self.model, state, self.weights, "synthesizer")
         self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
-        self._fast: dict[str, fast.FastDecoder] = {}
+        self._fast: dict[str, fast.LSTMCells] = {}
         self._fast_lock = threading.Lock()
 
     @property
@@ -98,13 +98,10 @@ class Synthesizer:
             chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
                                  device=self.device)
             speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
-            if mode in fast.CELLS and fast.available(self.device):
-                _, mels, alignments = fast.generate(self.model, self._fast_decoder(mode), chars, speakers,
-                                                    self.hparams.max_decoder_frames, generator)
-            elif mode in ("fast", "int8", "parity"):
-                _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator)
-            else:
+            if mode not in ("fast", "int8", "parity"):
                 raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+            _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator,
+                                                      self._lstm_cells(mode))
             for mel in mels.cpu().numpy():
                 specs.append(self.trim_trailing_silence(mel))
             if progress is not None:
@@ -113,10 +110,13 @@ class Synthesizer:
             return specs, alignments.cpu().numpy()
         return specs
 
-    def _fast_decoder(self, mode: str = "fast") -> "fast.FastDecoder":
+    def _lstm_cells(self, mode: str) -> "fast.LSTMCells | None":
+        """The reduced-precision LSTM cells of `mode`, made once; None for parity or where fbgemm is missing."""
+        if mode not in fast.CELLS or not fast.available(self.device):
+            return None
         with self._fast_lock:
             if mode not in self._fast:
-                self._fast[mode] = fast.FastDecoder(self.model.decoder, mode)
+                self._fast[mode] = fast.lstm_cells(self.model.decoder, mode)
             return self._fast[mode]
 
     def trim_trailing_silence(self, mel: np.ndarray) -> np.ndarray:

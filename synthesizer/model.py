@@ -7,6 +7,7 @@ an explicit `torch.Generator` so generation is reproducible and thread-safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,11 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> tor
         return x * mask.to(x.device).div_(1 - p)
     mask = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
     return x * mask.div_(1 - p)
+
+
+# (x, (h, c)) -> (h, c): an LSTM cell, as nn.LSTMCell is called.
+LSTMCell = Callable[[torch.Tensor, tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+LSTMCells = tuple[LSTMCell, LSTMCell]
 
 
 class HighwayNetwork(nn.Module):
@@ -182,12 +188,15 @@ class Decoder(nn.Module):
 
     def step(self, encoder_seq: torch.Tensor, encoder_seq_proj: torch.Tensor, prenet_in: torch.Tensor,
              state: DecoderState, char_mask: torch.Tensor, r: int, generator: torch.Generator | None = None,
-             mel_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             mel_weight: torch.Tensor | None = None, lstm_cells: LSTMCells | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance `state` in place by one step.
 
         Returns mel frames (B, n_mels, r), attention weights (B, N) and stop probabilities (B, 1).
         `mel_weight` (from `mel_weight_for`) computes only the r frames that are kept.
+        `lstm_cells` replace `res_rnn1` and `res_rnn2` (reduced-precision copies, see `synthesizer.fast`).
         """
+        rnn1, rnn2 = lstm_cells or (self.res_rnn1, self.res_rnn2)
         batch = encoder_seq.size(0)
         prenet_out = self.prenet(prenet_in, generator)
         state.attn_hidden = self.attn_rnn(torch.cat([state.context, prenet_out], dim=-1), state.attn_hidden)
@@ -195,9 +204,9 @@ class Decoder(nn.Module):
         state.cumulative = state.cumulative + scores
         state.context = (scores.unsqueeze(1) @ encoder_seq).squeeze(1)
         x = self.rnn_input(torch.cat([state.context, state.attn_hidden], dim=1))
-        state.rnn1 = self.res_rnn1(x, state.rnn1)
+        state.rnn1 = rnn1(x, state.rnn1)
         x = x + state.rnn1[0]
-        state.rnn2 = self.res_rnn2(x, state.rnn2)
+        state.rnn2 = rnn2(x, state.rnn2)
         x = x + state.rnn2[0]
         if mel_weight is None:
             mels = self.mel_proj(x).view(batch, self.n_mels, self.max_r)[:, :, :r]
@@ -245,13 +254,14 @@ class Tacotron(nn.Module):
 
     @torch.inference_mode()
     def generate(self, chars: torch.Tensor, speaker_embedding: torch.Tensor, steps: int = 2000,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, lstm_cells: LSTMCells | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive synthesis of a padded batch.
 
         chars (B, N) int64 (0 = padding), speaker_embedding (B, 256) float32.
         Stops when every item's stop probability exceeds 0.5 (after frame 10) or after
         `steps` frames. Returns decoder mels (B, 80, T), post-net mels (B, 80, T) and
-        attention (B, T / r, N).
+        attention (B, T / r, N). `lstm_cells`: see `Decoder.step`.
         """
         if self.training:
             raise RuntimeError("generate() needs eval mode: call model.eval() first")
@@ -268,7 +278,7 @@ class Tacotron(nn.Module):
         mel_outputs, attn_scores = [], []
         for t in range(0, steps, r):
             frames, scores, stop = self.decoder.step(encoder_seq, encoder_seq_proj, prenet_in, state,
-                                                     char_mask, r, generator, mel_weight)
+                                                     char_mask, r, generator, mel_weight, lstm_cells)
             mel_outputs.append(frames)
             attn_scores.append(scores.unsqueeze(1))
             prenet_in = frames[:, :, -1]

@@ -115,7 +115,7 @@ class PackedSynthesizerData(torch.utils.data.Dataset):
         return ids, mel, self.embeds[u].astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m synthesizer.packed",
                                      description="Pack a folder written by synthesizer.preprocess into one "
                                                  "compact .npz that synthesizer.train reads directly.")
@@ -123,14 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="pack to write (.npz)")
     parser.add_argument("--speakers", nargs="+", default=None, help="keep only these speakers")
     args = parser.parse_args(argv)
-    try:
-        n = pack_dataset(args.data, args.out, speakers=set(args.speakers) if args.speakers else None)
-    except DeepfakeAudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    n = pack_dataset(args.data, args.out, speakers=set(args.speakers) if args.speakers else None)
     print(f"{n} utterances -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB)")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deepfake_audio.training import run_cli
+    sys.exit(run_cli(main))
