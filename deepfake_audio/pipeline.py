@@ -27,6 +27,11 @@ from vocoder import hparams as vocoder_hp
 from vocoder.inference import Vocoder
 
 VocoderName = Literal["auto", "wavernn", "griffinlim"]
+# Griffin-Lim outside parity mode: the fast variant (momentum 0.99) in 32 iterations. On
+# the held-out corpus voices' own mels (100 sentences) pocketsphinx's word error rate was
+# 20.5 % with it against 21.7 % for the reference's 60 plain iterations (14.3 % on the
+# recordings themselves), in about half the time.
+FAST_GRIFFIN_LIM = {"momentum": 0.99, "iterations": 32}
 VOCODERS: tuple[str, ...] = ("wavernn", "griffinlim")
 SAMPLE_RATE = syn_hp.sample_rate
 MAX_TEXT_CHARS = 5000
@@ -178,7 +183,7 @@ class Pipeline:
         """
         if vocoder == "griffinlim":
             rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
-            wav = griffin_lim(mel, rng=rng)
+            wav = griffin_lim(mel, rng=rng, **({} if mode == "parity" else FAST_GRIFFIN_LIM))
             progress("vocoding", 1.0, "Griffin-Lim")
             return wav
         if vocoder != "wavernn":
@@ -262,7 +267,7 @@ class Pipeline:
         else:
             pieces = []
             for k, mel in enumerate(mels):
-                pieces.append(self.vocode(mel, "griffinlim", None if seed is None else seed + k))
+                pieces.append(self.vocode(mel, "griffinlim", None if seed is None else seed + k, mode=mode))
                 progress("vocoding", (k + 1) / len(mels), f"sentence {k + 1} of {len(mels)}")
         joined = np.concatenate([part for piece in pieces for part in (piece, pause)][:-1])
         peak = np.max(np.abs(joined)) if joined.size else 0.0

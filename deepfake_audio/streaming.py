@@ -111,7 +111,8 @@ def _stream(pipe, synthesizer, stream: CloneStream, seed, mode, head, progress) 
         stream.mels.extend(mels)
         if vocoder == "griffinlim":
             for k, mel in zip(group, mels):
-                yield from out.sentence(pipe.vocode(mel, "griffinlim", None if seed is None else seed + k), k)
+                wav = pipe.vocode(mel, "griffinlim", None if seed is None else seed + k, mode=mode)
+                yield from out.sentence(wav, k)
                 progress("vocoding", (k + 1) / len(sentences), f"sentence {k + 1} of {len(sentences)}")
             continue
         # One pass over the group's joined mels, cut at the joins as `clone` does.

@@ -84,19 +84,36 @@ def melspectrogram(wav: np.ndarray, hp: SynthesizerHParams = default_hparams) ->
 
 
 def griffin_lim(mel: np.ndarray, hp: SynthesizerHParams = default_hparams,
-                rng: np.random.RandomState | None = None) -> np.ndarray:
+                rng: np.random.RandomState | None = None, momentum: float = 0.0,
+                iterations: int | None = None) -> np.ndarray:
     """Waveform from a normalised mel by Griffin-Lim phase reconstruction.
 
     mel: (80, frames) in [-4, 4]. Returns float64 (200 * (frames - 1),) at 16 kHz.
     `rng` draws the initial phases (`np.random.RandomState(seed)` reproduces the
     reference seeded with `np.random.seed(seed)`); None uses numpy's global RNG as the
     reference does.
+    `momentum` 0 is the reference's algorithm. Above 0 it is the "fast Griffin-Lim" of
+    Perraudin, Balazs and Søndergaard (2013): each iteration's phases are pushed on past
+    the previous ones by this factor (0.99 is their choice), which converges to a more
+    consistent spectrogram, and so less phasey, clearer speech, in fewer iterations.
+    `iterations` defaults to hp.griffin_lim_iters (60).
     """
+    iterations = hp.griffin_lim_iters if iterations is None else iterations
     D = _denormalize(mel, hp)
     S = np.maximum(1e-10, np.dot(_inv_mel_basis(hp), _db_to_amp(D + hp.ref_level_db)))
     S = np.abs(S ** hp.power).astype(complex)
     uniform = (rng or np.random).rand(*S.shape)
-    y = _istft(S * np.exp(2j * np.pi * uniform), hp)
-    for _ in range(hp.griffin_lim_iters):
-        y = _istft(S * np.exp(1j * np.angle(_stft(y, hp))), hp)
-    return inv_preemphasis(y, hp.preemphasis, hp.preemphasize)
+    if momentum <= 0:
+        y = _istft(S * np.exp(2j * np.pi * uniform), hp)
+        for _ in range(iterations):
+            y = _istft(S * np.exp(1j * np.angle(_stft(y, hp))), hp)
+        return inv_preemphasis(y, hp.preemphasis, hp.preemphasize)
+    phases = np.exp(2j * np.pi * uniform)
+    previous = np.zeros_like(S)
+    for _ in range(iterations):
+        projected = _stft(_istft(S * phases, hp), hp)
+        # Extrapolate from the last projection; only the phase of the result is kept.
+        pushed = projected - (momentum / (1 + momentum)) * previous
+        phases = pushed / np.maximum(1e-16, np.abs(pushed))
+        previous = projected
+    return inv_preemphasis(_istft(S * phases, hp), hp.preemphasis, hp.preemphasize)

@@ -153,3 +153,14 @@ def test_cli_says_when_starter_models_are_used(starter_dir, tmp_path, capsys):
     assert "using the starter synthesizer" in captured.err and "Griffin-Lim" in captured.err
     assert "python -m deepfake_audio download" in captured.err
     assert "Griffin-Lim" in captured.out and out.is_file()
+
+
+def test_pipeline_griffin_lim_modes(pipe):
+    """Parity mode keeps the reference's Griffin-Lim; the other modes use the fast one."""
+    from deepfake_audio.pipeline import FAST_GRIFFIN_LIM
+    from synthesizer.audio import griffin_lim, load_wav, melspectrogram
+    mel = melspectrogram(load_wav(DATA / "ref.wav")[:8000])
+    np.testing.assert_array_equal(pipe.vocode(mel, "griffinlim", seed=3, mode="parity"),
+                                  griffin_lim(mel, rng=np.random.RandomState(3)))
+    np.testing.assert_array_equal(pipe.vocode(mel, "griffinlim", seed=3),
+                                  griffin_lim(mel, rng=np.random.RandomState(3), **FAST_GRIFFIN_LIM))

@@ -117,6 +117,19 @@ def test_head_comes_first_in_short_folds():
     assert single.folds == [(0, 5000)]
 
 
+@pytest.mark.parametrize("total", [80000, 81234, 200000])
+def test_fold_count_fits_the_threads(total):
+    """Folds shared out between 2 threads come in pairs, still cover the audio with the same overlap,
+    and are shorter than the single-thread plan's, so neither thread waits on the other."""
+    one, two = plan_folds(total), plan_folds(total, multiple=2)
+    (wave,) = two.waves
+    assert len(wave.starts) % 2 == 0 and len(wave.starts) >= len(one.waves[0].starts)
+    assert wave.length <= one.waves[0].length
+    assert all(b - a == wave.length - 800 for a, b in zip(wave.starts, wave.starts[1:]))
+    assert total <= wave.starts[-1] + wave.length < total + len(wave.starts)
+    assert plan_folds(5000, multiple=2).folds == [(0, 5000)]  # one fold is never split
+
+
 @pytest.mark.parametrize("frames", [1, 2, 3, 20])
 def test_short_mels_work(vocoder, mel, frames):
     for mode in ("fast", "int8"):

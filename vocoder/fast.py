@@ -33,8 +33,10 @@ joined stream for the same arguments.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -90,9 +92,16 @@ class FoldPlan:
         return sum(w.length for w in self.waves)
 
 
-def _even_folds(start: int, length: int, target: int, overlap: int) -> Wave:
-    """Equal folds of about `target` (+ 2 overlap) samples covering [start, start + length)."""
+def _even_folds(start: int, length: int, target: int, overlap: int, multiple: int = 1) -> Wave:
+    """Equal folds of about `target` (+ 2 overlap) samples covering [start, start + length).
+
+    With `multiple` > 1 the number of folds is rounded up to a multiple of it (when there
+    is more than one fold): the folds are shared out between that many threads, and a
+    thread with one fold fewer than the others would wait for them at every chunk.
+    """
     n = max(1, math.ceil((length - overlap) / (target + overlap)))
+    if n > 1 and multiple > 1:
+        n = max(n, min(math.ceil(n / multiple) * multiple, (length - overlap) // (2 * overlap)))
     if n == 1:
         return Wave((start,), length)
     body = math.ceil((length - overlap) / n) - overlap
@@ -100,13 +109,14 @@ def _even_folds(start: int, length: int, target: int, overlap: int) -> Wave:
 
 
 def plan_folds(total: int, target: int = hp.voc_target, overlap: int = hp.voc_overlap,
-               head: int = 0, head_target: int = 1600) -> FoldPlan:
+               head: int = 0, head_target: int = 1600, multiple: int = 1) -> FoldPlan:
     """Cut `total` samples into folds of about `target` (+ 2 overlap) samples.
 
     Unlike the reference's folding, the folds are made equal so that none is mostly
-    padding. With `head` > 0, the first `head` samples are cut into folds of about
-    `head_target` and generated first, as their own wave: a small batch of short folds,
-    so the start of the audio is final long before the rest.
+    padding, and their number is a multiple of `multiple` (the threads sharing them). With
+    `head` > 0, the first `head` samples are cut into folds of about `head_target` and
+    generated first, as their own wave: a small batch of short folds, so the start of the
+    audio is final long before the rest.
     """
     waves = []
     begin = 0
@@ -116,7 +126,7 @@ def plan_folds(total: int, target: int = hp.voc_target, overlap: int = hp.voc_ov
             first = Wave((0,), max(head, 2 * overlap + 1))
         waves.append(first)
         begin = first.starts[-1] + first.length - overlap  # the next fold overlaps the head's last
-    waves.append(_even_folds(begin, total - begin, target, overlap))
+    waves.append(_even_folds(begin, total - begin, target, overlap, multiple))
     return FoldPlan(total, overlap, tuple(waves))
 
 
@@ -261,6 +271,29 @@ class _Sampler(nn.Module):
 
 
 _threads: list[ThreadPoolExecutor] = []
+_intra_op_lock = threading.Lock()
+_intra_op_users = [0, 0]  # callers inside `_intra_op_threads`, the thread count to restore
+
+
+@contextlib.contextmanager
+def _intra_op_threads(count: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to `count` (0: leave it). The
+    setting is process-wide, so overlapping callers share it and the last one out restores it."""
+    if count <= 0:
+        yield
+        return
+    with _intra_op_lock:
+        if _intra_op_users[0] == 0:
+            _intra_op_users[1] = torch.get_num_threads()
+            torch.set_num_threads(count)
+        _intra_op_users[0] += 1
+    try:
+        yield
+    finally:
+        with _intra_op_lock:
+            _intra_op_users[0] -= 1
+            if _intra_op_users[0] == 0:
+                torch.set_num_threads(_intra_op_users[1])
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -379,6 +412,12 @@ class FastWaveRNN:
         except Exception:  # TorchScript is optional: eager gives the same numbers, slower
             self.sampler = sampler
 
+    def threads(self) -> int:
+        """Threads that share out the folds of a wave. fbgemm's fp16 matmul is single-threaded,
+        so each intra-op thread runs its own folds; MKL's fp32 and fbgemm's int8 matmuls
+        split every call between the intra-op threads instead."""
+        return torch.get_num_threads() if self.precision == "fp16" else 1
+
     def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
         """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]
         to the (uncropped) sample hop * f + kernel_start + k. Its stages are linear, shared by all
@@ -423,13 +462,14 @@ class FastWaveRNN:
         `min_samples` except the last. `sampling` "cdf" (inverse CDF, one uniform number per
         sample) or "gumbel" (argmax of logits - log E: the parity loop's generator draws,
         three times slower to draw). The folds are
-        `plan`, else `plan_folds(200 * T, target, overlap, head)`, or one fold when not `batched`.
+        `plan`, else `plan_folds(200 * T, target, overlap, head)` with as many folds as there are
+        threads or a multiple, or one fold when not `batched`.
         """
         frames = mel.shape[-1]
         total = frames * self.hop
         wave_len = (frames - 1) * self.hop if ending else total
         if plan is None:
-            plan = plan_folds(total, target, overlap, head) if batched else FoldPlan(total, overlap, (Wave((0,), total),))
+            plan = plan_folds(total, target, overlap, head, multiple=self.threads()) if batched else FoldPlan(total, overlap, (Wave((0,), total),))
         if wave_len <= 0:
             return
         mel_frames, frame = self.conditioning(mel)
@@ -466,9 +506,7 @@ class FastWaveRNN:
         frames = frame.shape[0] - 1
         total = frames * hop
         chunk = min(CHUNK_STEPS, length, hop - 1)  # a chunk spans at most two frames
-        # fbgemm's fp16 matmul is single-threaded, so threads can share out the folds; MKL's
-        # fp32 and fbgemm's int8 matmuls split each call between the intra-op threads instead.
-        threads = torch.get_num_threads() if self.precision == "fp16" else 1
+        threads = self.threads()
         bounds = np.linspace(0, batch, min(threads, batch) + 1).round().astype(int)
         groups = [_Group(slice(a, b), chunk, lay, self.n_classes, dev) for a, b in zip(bounds[:-1], bounds[1:])]
         gumbel = sampling == "gumbel"
@@ -481,39 +519,48 @@ class FastWaveRNN:
         t = torch.arange(chunk + 1, device=dev)
         zero_frame = mel_frames.shape[0] - 1
         for first in range(0, length, chunk):
-            steps = min(chunk, length - first)
-            n = starts + first + t  # (B, chunk + 1)
-            valid = n < total
-            u = n + self.upsample.indent
-            f_lo = torch.div(u[:, :1] - self.kernel_start - len(self.kernel) + 1, hop, rounding_mode="floor")
-            f = f_lo + torch.arange(taps, device=dev)  # (B, taps) padded frame indices
-            k = u[:, :, None] - hop * f[:, None, :] - self.kernel_start  # (B, chunk + 1, taps)
-            inside = (k >= 0) & (k < len(self.kernel)) & valid[:, :, None]
-            weights = kernel[torch.where(inside, k, len(self.kernel))]
-            f = torch.where((f >= 0) & (f < zero_frame), f, zero_frame)
-            q = torch.where(valid, torch.div(n, hop, rounding_mode="floor"), frames)
-            q0, q1 = q[:, :1], q[:, -1:]
-            x = torch.cat([weights, (q == q0)[:, :, None].float(), ((q == q1) & (q1 != q0))[:, :, None].float()], 2)
-            y = torch.cat([mel_frames[f], frame[q0], frame[q1]], 1)  # (B, taps + 2, width)
-            if gumbel:
-                noise.exponential_(generator=generator)  # (chunk, batch, classes): the parity loop's order
-                torch.sub(self.b3, noise.log_(), out=noise)
-            else:
-                noise.uniform_(generator=generator)
-            for g in groups:
-                torch.bmm(x[g.folds], y[g.folds], out=g.periods)
-                g.periods[:, 0] += g.carry
-                g.periods[:, chunk] = 0
-            args = [(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
-                    for g in groups]
-            # The scripted loop releases the GIL, so plain threads run the groups side by side.
-            futures = [_pool().submit(_inference, self.sampler, a) for a in args[1:]]
-            self.sampler(*args[0])
-            for future in futures:
-                future.result()
-            for g in groups:
-                g.carry.copy_(g.periods[:, chunk])
+            # The groups' threads stand in for the intra-op threads here: an intra-op
+            # thread woken by a small op competes with them for the cores (measured ~15 %).
+            with _intra_op_threads(1 if len(groups) > 1 else 0):
+                steps = min(chunk, length - first)
+                n = starts + first + t  # (B, chunk + 1)
+                valid = n < total
+                u = n + self.upsample.indent
+                f_lo = torch.div(u[:, :1] - self.kernel_start - len(self.kernel) + 1, hop, rounding_mode="floor")
+                f = f_lo + torch.arange(taps, device=dev)  # (B, taps) padded frame indices
+                k = u[:, :, None] - hop * f[:, None, :] - self.kernel_start  # (B, chunk + 1, taps)
+                inside = (k >= 0) & (k < len(self.kernel)) & valid[:, :, None]
+                weights = kernel[torch.where(inside, k, len(self.kernel))]
+                f = torch.where((f >= 0) & (f < zero_frame), f, zero_frame)
+                q = torch.where(valid, torch.div(n, hop, rounding_mode="floor"), frames)
+                q0, q1 = q[:, :1], q[:, -1:]
+                x = torch.cat([weights, (q == q0)[:, :, None].float(), ((q == q1) & (q1 != q0))[:, :, None].float()], 2)
+                y = torch.cat([mel_frames[f], frame[q0], frame[q1]], 1)  # (B, taps + 2, width)
+                if gumbel:
+                    noise.exponential_(generator=generator)  # (chunk, batch, classes): the parity loop's order
+                    torch.sub(self.b3, noise.log_(), out=noise)
+                else:
+                    noise.uniform_(generator=generator)
+                # Each group fills its own buffer (in its thread, so it is in that core's cache)
+                # and runs its steps. The scripted loop releases the GIL, so plain threads run
+                # the groups side by side.
+                jobs = [(self._run_group, (g, x, y, noise, steps, gumbel)) for g in groups]
+                futures = [_pool().submit(_inference, fn, args) for fn, args in jobs[1:]]
+                _inference(*jobs[0])
+                for future in futures:
+                    future.result()
             yield first, torch.cat([g.classes[:steps] for g in groups], dim=1)
+
+    def _run_group(self, g: _Group, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, steps: int,
+                   gumbel: bool) -> None:
+        """One chunk of one group's folds: its per-step inputs (x @ y, plus what the last chunk's
+        final step carried over), then `steps` steps of the loop."""
+        chunk = g.periods.shape[1] - 1
+        torch.bmm(x[g.folds], y[g.folds], out=g.periods)
+        g.periods[:, 0] += g.carry
+        g.periods[:, chunk] = 0
+        self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+        g.carry.copy_(g.periods[:, chunk])
 
 
 class _Assembler:
