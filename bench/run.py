@@ -89,7 +89,11 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     from synthesizer.inference import Synthesizer, make_generator
     synth = Synthesizer(models / "synthesizer.pt", device)
     cells = fast.lstm_cells(synth.model.decoder, mode) if mode in fast.CELLS and fast.available(device) else None
-    generate = lambda *a: synth.model.generate(*a, lstm_cells=cells)  # noqa: E731
+
+    def generate(*args):
+        with fast.decoding(cells):  # as Synthesizer.synthesize_spectrograms runs it
+            return synth.model.generate(*args, lstm_cells=cells)
+
     chars = torch.tensor([synth.text_ids(TEXT)], device=device)
     speaker = torch.from_numpy(np.load(ROOT / "tests" / "data" / "embed.npy"))[None].to(device)
     frames = []

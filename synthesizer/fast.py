@@ -1,9 +1,11 @@
 """Fast Tacotron decoding: the decoder's LSTM cells with fp16 (or int8) weights.
 
-At batch 1 a decoder step is a chain of matrix-vector products that read about 10 MB of
+At batch 1 a decoder step is a chain of matrix-vector products that read about 5 MB of
 weights besides the two 1024-unit LSTM cells, which read 32 MB each: the step is bound
 by memory bandwidth, not arithmetic. Stored in fp16 (fbgemm's matmul, arithmetic still
-in fp32) the cells read half as much. Everything else is the parity path's modules.
+in fp32) the cells read half as much, and each cell's matmul is shared out between the
+CPU threads, so that all cores draw on memory. Everything else is the parity path's
+modules.
 
 The result is not the parity path's: weights rounded to fp16 move the mels by about
 1e-3 (of a [-4, 4] range), well below what the pre-net's always-on dropout changes
@@ -15,12 +17,17 @@ few hundredths.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 from torch import nn
 
+from deepfake_audio.threads import intra_op_threads, worker_pool
 from synthesizer.model import Decoder, LSTMCells
+
+# Blocks an fp16 cell's matmul is cut into at most (beyond a few, the per-call handoffs cost more).
+MAX_PARTS = 4
 
 
 def available(device: torch.device | str) -> bool:
@@ -29,27 +36,48 @@ def available(device: torch.device | str) -> bool:
 
 
 class _Fp16LSTMCell:
-    """`nn.LSTMCell` with its two weight matrices packed together in fp16."""
+    """`nn.LSTMCell` with its two weight matrices packed together in fp16.
 
-    def __init__(self, cell: nn.LSTMCell):
-        weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1).detach().float().contiguous()
+    fbgemm's fp16 matmul runs on one thread, and one thread cannot draw all of the memory
+    bandwidth a batch-1 step needs, so the gate rows are cut into `parts` blocks (default:
+    torch's thread count when built) computed side by side on the shared worker pool.
+    The blocks' results are exactly the whole matmul's.
+    """
+
+    def __init__(self, cell: nn.LSTMCell, parts: int | None = None):
+        weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1).detach().float()
+        bias = (cell.bias_ih + cell.bias_hh).detach().float()
+        parts = max(1, min(parts or torch.get_num_threads(), MAX_PARTS))
+        # Blocks start at multiples of 64 rows: fbgemm then sums each output in the same order
+        # as for the whole matrix, so the split changes no bit.
+        bounds = sorted({64 * round(k * len(weight) / parts / 64) for k in range(parts)} | {len(weight)})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fp16 fbgemm ops are deprecated but still the way in
-            self.packed = torch.fbgemm_pack_gemm_matrix_fp16(weight)
-        self.bias = (cell.bias_ih + cell.bias_hh).detach().float().contiguous()
+            self.blocks = [(torch.fbgemm_pack_gemm_matrix_fp16(weight[a:b].contiguous()), bias[a:b].contiguous())
+                           for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
+    def parts(self) -> int:
+        return len(self.blocks)
 
     def __call__(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = state
+        xh = torch.cat([x, h], dim=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gates = torch.fbgemm_linear_fp16_weight(torch.cat([x, h], dim=1), self.packed, self.bias)
+            rest = [worker_pool().submit(torch.fbgemm_linear_fp16_weight, xh, *block) for block in self.blocks[1:]]
+            first = torch.fbgemm_linear_fp16_weight(xh, *self.blocks[0])
+        gates = torch.cat([first] + [part.result() for part in rest], dim=1) if rest else first
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class _Int8LSTMCell(_Fp16LSTMCell):
-    """`nn.LSTMCell` with its two weight matrices packed together in int8 (per-row scales)."""
+class _Int8LSTMCell:
+    """`nn.LSTMCell` with its two weight matrices packed together in int8 (per-row scales).
+    fbgemm's dynamic int8 matmul uses torch's intra-op threads itself."""
+
+    parts = 1
 
     def __init__(self, cell: nn.LSTMCell):
         weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1).detach().float().contiguous()
@@ -69,6 +97,13 @@ class _Int8LSTMCell(_Fp16LSTMCell):
 
 
 CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
+
+
+def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
+    """Context for `Tacotron.generate` with `cells`: while split cells run on the worker pool,
+    torch's intra-op threads are held at one (see `deepfake_audio.threads`)."""
+    split = cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells)
+    return intra_op_threads(1) if split else contextlib.nullcontext()
 
 
 def lstm_cells(decoder: Decoder, mode: str = "fast") -> LSTMCells:

@@ -100,8 +100,10 @@ class Synthesizer:
             speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
             if mode not in ("fast", "int8", "parity"):
                 raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
-            _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames, generator,
-                                                      self._lstm_cells(mode))
+            cells = self._lstm_cells(mode)
+            with fast.decoding(cells):
+                _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
+                                                          generator, cells)
             for mel in mels.cpu().numpy():
                 specs.append(self.trim_trailing_silence(mel))
             if progress is not None:

@@ -209,3 +209,25 @@ def test_fast_synthesizer_stays_close_to_parity(seed1_dir):
     assert np.abs(int8 - parity).mean() < 0.3 * np.abs(other_seed - parity).mean()
     with pytest.raises(ValueError, match="parity"):
         synth.synthesize_spectrograms(*args, seed=1, mode="turbo")
+
+
+def test_fp16_cell_split_between_threads_is_exact(seed1_dir):
+    """An fp16 LSTM cell cut into blocks run on the worker pool gives the whole matmul's numbers,
+    and decoding with split cells gives torch its thread count back afterwards."""
+    from synthesizer import fast
+    from synthesizer.inference import Synthesizer
+    synth = Synthesizer(seed1_dir / "synthesizer.pt")
+    cell = synth.model.decoder.res_rnn1
+    x, h, c = (torch.randn(3, cell.hidden_size, generator=torch.Generator().manual_seed(k)) for k in range(3))
+    whole = fast._Fp16LSTMCell(cell, parts=1)
+    for parts in (2, 3):
+        split = fast._Fp16LSTMCell(cell, parts=parts)
+        assert split.parts == parts
+        for a, b in zip(split(x, (h, c)), whole(x, (h, c))):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    threads = torch.get_num_threads()
+    with fast.decoding((split, split)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+    with fast.decoding((whole, whole)):
+        assert torch.get_num_threads() == threads

@@ -33,12 +33,8 @@ joined stream for the same arguments.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -48,6 +44,7 @@ import torch.nn.functional as F
 from scipy import signal
 from torch import nn
 
+from deepfake_audio.threads import intra_op_threads, worker_pool
 from vocoder import hparams as hp
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
@@ -270,39 +267,6 @@ class _Sampler(nn.Module):
             torch.index_select(self.table, 0, classes[j], out=h1x[:, rnn])
 
 
-_threads: list[ThreadPoolExecutor] = []
-_intra_op_lock = threading.Lock()
-_intra_op_users = [0, 0]  # callers inside `_intra_op_threads`, the thread count to restore
-
-
-@contextlib.contextmanager
-def _intra_op_threads(count: int) -> Iterator[None]:
-    """Run the block with torch's intra-op thread count set to `count` (0: leave it). The
-    setting is process-wide, so overlapping callers share it and the last one out restores it."""
-    if count <= 0:
-        yield
-        return
-    with _intra_op_lock:
-        if _intra_op_users[0] == 0:
-            _intra_op_users[1] = torch.get_num_threads()
-            torch.set_num_threads(count)
-        _intra_op_users[0] += 1
-    try:
-        yield
-    finally:
-        with _intra_op_lock:
-            _intra_op_users[0] -= 1
-            if _intra_op_users[0] == 0:
-                torch.set_num_threads(_intra_op_users[1])
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Worker threads for the fold groups beyond the first (which runs in the calling thread)."""
-    if not _threads:
-        _threads.append(ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="wavernn"))
-    return _threads[0]
-
-
 def _inference(fn: Callable, args: tuple) -> None:
     with torch.inference_mode():  # thread-local: the worker needs it too
         fn(*args)
@@ -519,9 +483,8 @@ class FastWaveRNN:
         t = torch.arange(chunk + 1, device=dev)
         zero_frame = mel_frames.shape[0] - 1
         for first in range(0, length, chunk):
-            # The groups' threads stand in for the intra-op threads here: an intra-op
-            # thread woken by a small op competes with them for the cores (measured ~15 %).
-            with _intra_op_threads(1 if len(groups) > 1 else 0):
+            # The groups' threads stand in for the intra-op threads (see deepfake_audio.threads).
+            with intra_op_threads(1 if len(groups) > 1 else 0):
                 steps = min(chunk, length - first)
                 n = starts + first + t  # (B, chunk + 1)
                 valid = n < total
@@ -545,7 +508,7 @@ class FastWaveRNN:
                 # and runs its steps. The scripted loop releases the GIL, so plain threads run
                 # the groups side by side.
                 jobs = [(self._run_group, (g, x, y, noise, steps, gumbel)) for g in groups]
-                futures = [_pool().submit(_inference, fn, args) for fn, args in jobs[1:]]
+                futures = [worker_pool().submit(_inference, fn, args) for fn, args in jobs[1:]]
                 _inference(*jobs[0])
                 for future in futures:
                     future.result()
