@@ -30,6 +30,13 @@ def worker_pool() -> ThreadPoolExecutor:
         return _pool[0]
 
 
+def cpu_threads() -> int:
+    """torch's intra-op thread count as set by the user: what it is outside any
+    `intra_op_threads` block (another request may be inside one right now)."""
+    with _lock:
+        return _intra_op["restore"] if _intra_op["users"] else torch.get_num_threads()
+
+
 @contextlib.contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run the block with torch's intra-op thread count set to `count` (0 or less: leave it).

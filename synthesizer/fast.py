@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from deepfake_audio.threads import intra_op_threads, worker_pool
+from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
 from synthesizer.model import Decoder, LSTMCells
 
 # Blocks an fp16 cell's matmul is cut into at most (beyond a few, the per-call handoffs cost more).
@@ -47,7 +47,7 @@ class _Fp16LSTMCell:
     def __init__(self, cell: nn.LSTMCell, parts: int | None = None):
         weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1).detach().float()
         bias = (cell.bias_ih + cell.bias_hh).detach().float()
-        parts = max(1, min(parts or torch.get_num_threads(), MAX_PARTS))
+        parts = max(1, min(parts or cpu_threads(), MAX_PARTS))
         # Blocks start at multiples of 64 rows: fbgemm then sums each output in the same order
         # as for the whole matrix, so the split changes no bit.
         bounds = sorted({64 * round(k * len(weight) / parts / 64) for k in range(parts)} | {len(weight)})

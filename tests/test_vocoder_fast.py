@@ -225,9 +225,13 @@ def test_fp16_cell_split_between_threads_is_exact(seed1_dir):
         assert split.parts == parts
         for a, b in zip(split(x, (h, c)), whole(x, (h, c))):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+    from deepfake_audio.threads import cpu_threads
     threads = torch.get_num_threads()
     with fast.decoding((split, split)):
         assert torch.get_num_threads() == 1
+        # Cells built meanwhile (another request) still split for the user's thread count.
+        assert cpu_threads() == threads
+        assert fast._Fp16LSTMCell(cell).parts == min(threads, fast.MAX_PARTS)
     assert torch.get_num_threads() == threads
     with fast.decoding((whole, whole)):
         assert torch.get_num_threads() == threads

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from scipy import signal
 from torch import nn
 
-from deepfake_audio.threads import intra_op_threads, worker_pool
+from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder import hparams as hp
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
@@ -380,7 +380,7 @@ class FastWaveRNN:
         """Threads that share out the folds of a wave. fbgemm's fp16 matmul is single-threaded,
         so each intra-op thread runs its own folds; MKL's fp32 and fbgemm's int8 matmuls
         split every call between the intra-op threads instead."""
-        return torch.get_num_threads() if self.precision == "fp16" else 1
+        return cpu_threads() if self.precision == "fp16" else 1
 
     def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
         """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]
