@@ -26,6 +26,10 @@ from torch import nn
 from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
 from synthesizer.model import Decoder, LSTMCells
 
+# fbgemm's fp16 ops are deprecated but still the way in; filtered once here, not per call
+# (a decoder step calls them twice, from several threads).
+warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated")
+
 # Blocks an fp16 cell's matmul is cut into at most (beyond a few, the per-call handoffs cost more).
 MAX_PARTS = 4
 
@@ -51,10 +55,8 @@ class _Fp16LSTMCell:
         # Blocks start at multiples of 64 rows: fbgemm then sums each output in the same order
         # as for the whole matrix, so the split changes no bit.
         bounds = sorted({64 * round(k * len(weight) / parts / 64) for k in range(parts)} | {len(weight)})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the fp16 fbgemm ops are deprecated but still the way in
-            self.blocks = [(torch.fbgemm_pack_gemm_matrix_fp16(weight[a:b].contiguous()), bias[a:b].contiguous())
-                           for a, b in zip(bounds[:-1], bounds[1:])]
+        self.blocks = [(torch.fbgemm_pack_gemm_matrix_fp16(weight[a:b].contiguous()), bias[a:b].contiguous())
+                       for a, b in zip(bounds[:-1], bounds[1:])]
 
     @property
     def parts(self) -> int:
@@ -63,10 +65,8 @@ class _Fp16LSTMCell:
     def __call__(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = state
         xh = torch.cat([x, h], dim=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rest = [worker_pool().submit(torch.fbgemm_linear_fp16_weight, xh, *block) for block in self.blocks[1:]]
-            first = torch.fbgemm_linear_fp16_weight(xh, *self.blocks[0])
+        rest = [worker_pool().submit(torch.fbgemm_linear_fp16_weight, xh, *block) for block in self.blocks[1:]]
+        first = torch.fbgemm_linear_fp16_weight(xh, *self.blocks[0])
         gates = torch.cat([first] + [part.result() for part in rest], dim=1) if rest else first
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -79,6 +79,8 @@ class Synthesizer:
         faster on CPU, not the reference's exact numbers); "parity" (the default) is the
         reference path.
         """
+        if mode not in ("fast", "int8", "parity"):
+            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
         if isinstance(texts, str):
             texts = [texts]
         embeds = [embeddings] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 1 else list(embeddings)
@@ -98,8 +100,6 @@ class Synthesizer:
             chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
                                  device=self.device)
             speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
-            if mode not in ("fast", "int8", "parity"):
-                raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
             cells = self._lstm_cells(mode)
             with fast.decoding(cells):
                 _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,

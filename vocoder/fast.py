@@ -49,6 +49,9 @@ from vocoder import hparams as hp
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
 
+# fbgemm's fp16 ops are deprecated but still the way in.
+warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated")
+
 # Steps per call of the scripted loop: enough to hide the per-chunk work, few enough that
 # the chunk's buffers stay in cache (and under one frame, see `_run_wave`).
 CHUNK_STEPS = 64
@@ -433,7 +436,8 @@ class FastWaveRNN:
         total = frames * self.hop
         wave_len = (frames - 1) * self.hop if ending else total
         if plan is None:
-            plan = plan_folds(total, target, overlap, head, multiple=self.threads()) if batched else FoldPlan(total, overlap, (Wave((0,), total),))
+            whole = FoldPlan(total, overlap, (Wave((0,), total),))
+            plan = plan_folds(total, target, overlap, head, multiple=self.threads()) if batched else whole
         if wave_len <= 0:
             return
         mel_frames, frame = self.conditioning(mel)
