@@ -37,6 +37,12 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requir
 
 COPY --chown=studio:studio . .
 RUN mkdir -p /data saved_models/default && chown studio:studio /data saved_models/default
+# The fast vocoder's C loop (vocoder/native): built with a compiler that is removed again.
+# It dispatches on the CPU at run time, so the image runs on any x86-64 host.
+ENV DEEPFAKE_AUDIO_CACHE=/app/.native
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+ && python -m vocoder.native && chown -R studio:studio /app/.native \
+ && apt-get purge -y -qq gcc libc6-dev && apt-get autoremove -y -qq && rm -rf /var/lib/apt/lists/*
 USER studio
 
 ARG FETCH_WEIGHTS=0

@@ -111,7 +111,9 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
 
 
 def m_vocoder(models: Path, device: str, runs: int, mode: str = "fast", precision: str | None = None,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, native: bool = True) -> dict:
+    if not native:
+        os.environ["DEEPFAKE_AUDIO_NATIVE"] = "0"  # read when the first fast vocoder is built
     import torch
     from vocoder.fast import FastWaveRNN
     from vocoder.inference import Vocoder
@@ -215,6 +217,7 @@ MEASUREMENTS = {
     "vocoder-parity": lambda m, d, r: m_vocoder(m, d, r, "parity"),
     "vocoder-fast": lambda m, d, r: m_vocoder(m, d, r, "fast"),
     "vocoder-fast-1thread": lambda m, d, r: m_vocoder(m, d, r, "fast", threads=1),
+    "vocoder-fast-torchscript": lambda m, d, r: m_vocoder(m, d, r, "fast", native=False),
     "vocoder-fast-fp32": lambda m, d, r: m_vocoder(m, d, r, "fast", precision="fp32"),
     "vocoder-int8": lambda m, d, r: m_vocoder(m, d, r, "int8"),
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
@@ -292,8 +295,8 @@ def main(argv=None) -> int:
         sections: list[str] = []
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
-                "vocoder-int8", "vocoder-fast-1thread", "flops", "quality", "clone-int8", "synthesizer-fast",
-                "synthesizer-int8", "stream-int8")]
+                "vocoder-int8", "vocoder-fast-1thread", "vocoder-fast-torchscript", "flops", "quality", "clone-int8",
+                "synthesizer-fast", "synthesizer-int8", "stream-int8")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
@@ -346,6 +349,7 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             spread(s["ms_per_step"]), "synthesizer-int8")
     for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
                        ("vocoder-fast", "WaveRNN fast (default)"),
+                       ("vocoder-fast-torchscript", "WaveRNN fast, TorchScript loop (no C compiler)"),
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
                        ("vocoder-fast-fp32", "WaveRNN fast, fp32 weights"),
                        ("vocoder-int8", "WaveRNN int8")]:

@@ -29,6 +29,7 @@ from deepfake_audio.similarity import cosine_similarity, describe_similarity, ou
 from deepfake_audio.voices import ResultLog, VoiceError, VoiceLibrary, clean_name
 from encoder import hparams as encoder_hp
 from encoder.inference import prepare_reference
+from vocoder import native
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +340,8 @@ class Studio:
         return voice_map_figure(points, projection.coords, projection.method), rows
 
     def _warm_up(self) -> None:
-        """Load the audio stack, compile UMAP and load matplotlib's fonts before the first user needs them."""
+        """Load the audio stack, compile UMAP, load matplotlib's fonts and build the native vocoder
+        loop before the first user needs them."""
         try:
             rng = np.random.default_rng(0)
             output_embedding(self.pipeline.encoder, 0.1 * rng.standard_normal(22050), 22050)  # imports librosa
@@ -349,6 +351,8 @@ class Studio:
             voice_map_figure([], np.zeros((0, 2)), "pca")
         except Exception:  # a cold first map is slower, nothing worse
             logger.warning("Warm-up of the voice map failed", exc_info=True)
+        if native.library() is None:  # built now (a few seconds) if setup did not build it
+            logger.info("Fast vocoder: TorchScript loop (%s)", native.reason())
 
 
 @dataclass

@@ -43,3 +43,6 @@ fi
 # The project itself, editable, for the training console commands (sv2tts-*); no new dependencies.
 .venv/bin/python -m pip install -q --no-deps -e .
 .venv/bin/python -c "import webrtcvad, torch, librosa; import encoder.inference as e; e.default_weights_path()"
+# The fast vocoder's C loop, built now rather than on the first clone (it falls back to
+# its TorchScript loop where there is no C compiler: the reason is printed).
+.venv/bin/python -m vocoder.native || true

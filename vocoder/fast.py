@@ -46,6 +46,7 @@ from torch import nn
 
 from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder import hparams as hp
+from vocoder import native
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
 
@@ -296,6 +297,8 @@ class _Group:
         r, f = lay.rnn, lay.fc
         self.state = [torch.zeros(batch, r + 1, device=dev) for _ in range(3)]  # h1x, h2z, sx
         self.work = [torch.empty(batch, k, device=dev) for k in (r, r, f, f, n_classes, n_classes, 1)]
+        self.h2 = torch.zeros(batch, r, device=dev)  # the native loop's h2 (h2z's first columns otherwise)
+        self.scratch: torch.Tensor | None = None
 
 
 class FastWaveRNN:
@@ -378,12 +381,18 @@ class FastWaveRNN:
             self.sampler = torch.jit.script(sampler)
         except Exception:  # TorchScript is optional: eager gives the same numbers, slower
             self.sampler = sampler
+        # The C loop (vocoder/native) runs the fp16 path where this machine can build and run it.
+        self.native: native.NativeLoop | None = None
+        lib = native.library() if precision == "fp16" and rnn % 8 == 0 else None
+        if lib is not None:
+            self.native = native.NativeLoop(lib, rnn, fc, self.n_classes, self.w1, self.w2[:rnn], self.wf1,
+                                            self.wf2, self.w3, self.b3, self.v1rz, self.v1n, self.table)
 
     def threads(self) -> int:
-        """Threads that share out the folds of a wave. fbgemm's fp16 matmul is single-threaded,
-        so each intra-op thread runs its own folds; MKL's fp32 and fbgemm's int8 matmuls
-        split every call between the intra-op threads instead."""
-        return cpu_threads() if self.precision == "fp16" else 1
+        """Threads that share out the folds of a wave. The native loop and fbgemm's fp16 matmul
+        run on one thread each, so each intra-op thread runs its own folds; MKL's fp32 and
+        fbgemm's int8 matmuls split every call between the intra-op threads instead."""
+        return cpu_threads() if self.native is not None or self.precision == "fp16" else 1
 
     def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
         """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]
@@ -526,7 +535,12 @@ class FastWaveRNN:
         torch.bmm(x[g.folds], y[g.folds], out=g.periods)
         g.periods[:, 0] += g.carry
         g.periods[:, chunk] = 0
-        self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+        if self.native is not None and not gumbel:
+            if g.scratch is None:
+                g.scratch = self.native.scratch(g.acc.shape[0])
+            self.native.run(g.acc, noise[:, g.folds, 0], g.classes, g.state[0], g.h2, g.scratch, steps)
+        else:
+            self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
         g.carry.copy_(g.periods[:, chunk])
 
 

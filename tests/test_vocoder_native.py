@@ -1,0 +1,105 @@
+"""The native (C) WaveRNN loop: built on this machine, same numbers as the TorchScript loop,
+and a clean fallback wherever it cannot be built or run."""
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import vector
+from vocoder import native
+from vocoder.fast import FastWaveRNN
+from vocoder.inference import Vocoder
+
+ROOT = Path(__file__).resolve().parents[1]
+# On an x86-64 machine with a C compiler and AVX2 (CI's), the native loop must be in use.
+EXPECTED = platform.machine() in ("x86_64", "AMD64") and native._compiler() is not None and "avx2" in (
+    Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else "")
+
+
+@pytest.fixture(scope="module")
+def vocoder(seed1_dir):
+    return Vocoder(seed1_dir / "vocoder.pt")
+
+
+def test_native_loop_is_built_and_used_here(vocoder):
+    if not EXPECTED:
+        pytest.skip("no x86-64 AVX2 CPU with a C compiler")
+    assert native.library() is not None, native.reason()
+    assert vocoder.fast("fast").native is not None
+    assert vocoder.fast("int8").native is None and FastWaveRNN(vocoder.model, "fp32").native is None
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)])
+def test_native_matmul_equals_fp16_weight_product(m, k, n):
+    if native.library() is None:
+        pytest.skip(native.reason())
+    g = torch.Generator().manual_seed(m * k + n)
+    w, x = torch.randn(k, n, generator=g) / k ** 0.5, torch.randn(m, k, generator=g)
+    expected = x.double() @ w.half().double()  # fp16 weights, exact products and sums
+    got = native.matmul(w, x).double()
+    assert got.shape == (m, n)
+    assert (got - expected).abs().max() < 1e-5 * max(1.0, expected.abs().max().item())
+
+
+def test_native_loop_reproduces_the_torchscript_loop(vocoder):
+    """Same fused fp16 weights, same uniform draws: the C loop picks the TorchScript loop's
+    classes sample for sample (the order of fp32 sums differs, so a near-tie may eventually
+    flip one class; none does in the first folds here)."""
+    if native.library() is None:
+        pytest.skip(native.reason())
+    fast = FastWaveRNN(vocoder.model, "fp16")
+    mel = torch.from_numpy(vector("voc_input_mel.npy")[:, :60] / 4).float()[None]
+    kwargs = dict(target=4000, overlap=400)
+    a = fast.generate(mel, generator=torch.Generator().manual_seed(7), **kwargs)
+    loop, fast.native = fast.native, None
+    try:
+        b = fast.generate(mel, generator=torch.Generator().manual_seed(7), **kwargs)
+    finally:
+        fast.native = loop
+    assert a.shape == b.shape == (59 * 200,)
+    differ = np.flatnonzero(a != b)
+    first = differ[0] if len(differ) else len(a)
+    assert first >= 4000, first
+    assert len(differ) < 0.25 * len(a)
+
+
+def test_fast_mode_runs_without_the_native_loop(seed1_dir):
+    """DEEPFAKE_AUDIO_NATIVE=0: the TorchScript loop, same sampling distribution."""
+    code = ("import sys, numpy as np; sys.path[:0] = ['tests', '.']\n"
+            "from vocoder import native; from vocoder.inference import Vocoder\n"
+            f"v = Vocoder({str(seed1_dir / 'vocoder.pt')!r})\n"
+            "w = v.infer_waveform(np.load('tests/data/voc_input_mel.npy')[:, :20], seed=1, mode='fast')\n"
+            "assert v.fast('fast').native is None and w.shape == (3800,) and np.isfinite(w).all()\n"
+            "print(native.reason())\n")
+    env = dict(os.environ, DEEPFAKE_AUDIO_NATIVE="0")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "disabled by DEEPFAKE_AUDIO_NATIVE" in done.stdout
+
+
+@pytest.mark.parametrize("compiler", [None, "false"])
+def test_no_compiler_or_failed_build_falls_back(monkeypatch, tmp_path, compiler):
+    """No compiler, or one that fails: library() is None with the reason, nothing raised."""
+    monkeypatch.setenv("DEEPFAKE_AUDIO_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_compiler", lambda: shutil.which(compiler) if compiler else None)
+    monkeypatch.setattr(native, "_state", {})
+    assert native.library() is None
+    assert ("no C compiler" if compiler is None else "compiling wavernn.c failed") in native.reason()
+    assert not list(tmp_path.glob("*.so"))  # no half-written library left behind
+
+
+def test_build_is_cached_and_rebuilt_when_forced(monkeypatch, tmp_path):
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("DEEPFAKE_AUDIO_CACHE", str(tmp_path))
+    path = native.build()
+    stamp = path.stat().st_mtime_ns
+    assert native.build() == path and path.stat().st_mtime_ns == stamp
+    assert native.build(force=True) == path and list(tmp_path.iterdir()) == [path]

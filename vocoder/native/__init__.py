@@ -1,0 +1,193 @@
+"""The fast WaveRNN loop compiled from C (wavernn.c), loaded with ctypes.
+
+The library is built on first use with the system's C compiler (`cc`, or `$CC`), about a
+second, into a cache folder (`$DEEPFAKE_AUDIO_CACHE`, else ~/.cache/deepfake-audio), keyed
+by the source's hash so an edited source is rebuilt. It is portable across x86-64 CPUs:
+the kernels are compiled for AVX2/FMA/F16C and only called where the CPU has them.
+
+Where there is no compiler, the CPU lacks AVX2, the build fails or `DEEPFAKE_AUDIO_NATIVE=0`
+is set, `library()` returns None and the fast vocoder keeps its TorchScript loop (same
+network, same sampling; slower). `python -m vocoder.native` builds it and says which.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("wavernn.c")
+ABI_VERSION = 1
+FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DEEPFAKE_AUDIO_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "deepfake-audio"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def build(force: bool = False) -> Path:
+    """Compile wavernn.c into the cache (if not there yet) and return the library's path.
+    Raises RuntimeError with the compiler's message when it cannot."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + sys.platform.encode()).hexdigest()[:16]
+    target = cache_dir() / f"wavernn-{key}.so"
+    if target.is_file() and not force:
+        return target
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (install gcc, or set CC)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: another process may be building the same file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"compiling {SOURCE.name} failed: {done.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    lib.dfa_abi_version.restype = ctypes.c_int
+    lib.dfa_supported.restype = ctypes.c_int
+    if lib.dfa_abi_version() != ABI_VERSION:
+        raise RuntimeError(f"{path} has ABI {lib.dfa_abi_version()}, expected {ABI_VERSION}")
+    if not lib.dfa_supported():
+        return lib
+    p, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long  # noqa: E741
+    lib.dfa_new.restype = p
+    lib.dfa_new.argtypes = [i, i, i] + [p] * 9
+    lib.dfa_free.restype = None
+    lib.dfa_free.argtypes = [p]
+    lib.dfa_run.restype = None
+    lib.dfa_run.argtypes = [p, p, l, p, l, p, l, p, p, p, i, i]
+    lib.dfa_matmul.restype = i
+    lib.dfa_matmul.argtypes = [p, i, i, p, i, p]
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library if this machine can run it, else None (the reason is logged once
+    and kept in `reason()`)."""
+    with _lock:
+        if "lib" not in _state:
+            lib, why = None, ""
+            if os.environ.get("DEEPFAKE_AUDIO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+                why = "disabled by DEEPFAKE_AUDIO_NATIVE"
+            else:
+                try:
+                    loaded = _load(build())
+                    if loaded.dfa_supported():
+                        lib = loaded
+                    else:
+                        why = "this CPU lacks AVX2/FMA/F16C"
+                except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                    why = str(err)
+            if why:
+                log.info("native WaveRNN loop not used (%s): the TorchScript loop runs instead", why)
+            _state["lib"], _state["reason"] = lib, why
+        return _state["lib"]  # type: ignore[return-value]
+
+
+def reason() -> str:
+    """Why `library()` is None ('' when it is not)."""
+    library()
+    return str(_state["reason"])
+
+
+def _ptr(t: torch.Tensor | np.ndarray) -> int:
+    return t.data_ptr() if isinstance(t, torch.Tensor) else t.ctypes.data
+
+
+def _fp16_bits(w: torch.Tensor) -> np.ndarray:
+    """(in, out) float weights -> row-major fp16 bit patterns (round to nearest even)."""
+    return np.ascontiguousarray(w.detach().cpu().to(torch.float16).numpy().view(np.uint16))
+
+
+class NativeLoop:
+    """The fused WaveRNN's weights in the library's layout; `run` is the sampling loop.
+    Safe to call from several threads at once (the weights are read-only)."""
+
+    def __init__(self, lib: ctypes.CDLL, rnn: int, fc: int, classes: int, w1: torch.Tensor, w2: torch.Tensor,
+                 wf1: torch.Tensor, wf2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, v1rz: torch.Tensor,
+                 v1n: torch.Tensor, table: torch.Tensor):
+        """Weights as `FastWaveRNN` fuses them, (in, out): w1 (rnn + 1, 6 rnn), w2 (rnn, 3 rnn),
+        wf1 (rnn + 1, fc), wf2 (fc, fc), w3 (fc, classes), stored in fp16 (round to nearest even;
+        the arithmetic is fp32); b3 (classes), v1rz (2 rnn), v1n (rnn), table (classes) in fp32."""
+        if rnn % 8:
+            raise ValueError(f"the native loop needs rnn_dims a multiple of 8, not {rnn}")
+        self.lib, self.rnn, self.fc, self.classes = lib, rnn, fc, classes
+        mats = [_fp16_bits(w) for w in (w1, w2, wf1, wf2, w3)]
+        vecs = [np.ascontiguousarray(v.detach().cpu().float().numpy()) for v in (b3, v1rz, v1n, table)]
+        self.handle = lib.dfa_new(rnn, fc, classes, *(_ptr(a) for a in mats + vecs))  # copied by the library
+        if not self.handle:
+            raise MemoryError("out of memory packing the WaveRNN weights")
+
+    def __del__(self) -> None:
+        if getattr(self, "handle", None):
+            self.lib.dfa_free(self.handle)
+            self.handle = None
+
+    def scratch(self, batch: int) -> torch.Tensor:
+        return torch.empty(batch * (self.rnn + 1 + 2 * self.fc + self.classes) + self.classes)
+
+    def run(self, acc: torch.Tensor, uniform: torch.Tensor, classes: torch.Tensor, h1x: torch.Tensor,
+            h2: torch.Tensor, scratch: torch.Tensor, steps: int) -> None:
+        """`steps` samples of a batch of folds (B = rows of acc), as `_Sampler` with inverse-CDF sampling.
+
+        acc (B, >= (steps + 1) * width) float32; uniform (>= steps, B) float32 in [0, 1); classes
+        (>= steps, B) int64, written. Each of these three may have any row stride but unit column
+        stride. h1x (B, rnn + 1) = [h1 | x] and h2 (B, rnn), contiguous, carried from chunk to
+        chunk; scratch from `scratch(B)`.
+        """
+        batch = acc.shape[0]
+        for t, dtype in ((acc, torch.float32), (uniform, torch.float32), (classes, torch.int64)):
+            if t.dtype != dtype or t.device.type != "cpu" or t.stride(-1) != 1:
+                raise ValueError("native loop: CPU tensors with unit column stride expected")
+        if not (h1x.is_contiguous() and h2.is_contiguous() and h1x.shape == (batch, self.rnn + 1)
+                and h2.shape == (batch, self.rnn) and scratch.numel() >= batch * (self.rnn + 1 + 2 * self.fc
+                                                                                  + self.classes) + self.classes):
+            raise ValueError("native loop: state buffers of the wrong shape")
+        self.lib.dfa_run(self.handle, _ptr(acc), acc.stride(0), _ptr(uniform), uniform.stride(0), _ptr(classes),
+                         classes.stride(0), _ptr(h1x), _ptr(h2), _ptr(scratch), batch, steps)
+
+
+def matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x (m, k) @ w (k, n) with w rounded to fp16, through the library's kernel (for tests)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"native library unavailable: {reason()}")
+    wb = _fp16_bits(w)
+    xc = x.detach().float().contiguous()
+    out = torch.empty(x.shape[0], w.shape[1])
+    if lib.dfa_matmul(_ptr(wb), w.shape[0], w.shape[1], _ptr(xc), x.shape[0], _ptr(out)) != 0:
+        raise MemoryError("out of memory")
+    return out
