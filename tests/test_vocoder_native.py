@@ -103,3 +103,14 @@ def test_build_is_cached_and_rebuilt_when_forced(monkeypatch, tmp_path):
     stamp = path.stat().st_mtime_ns
     assert native.build() == path and path.stat().st_mtime_ns == stamp
     assert native.build(force=True) == path and list(tmp_path.iterdir()) == [path]
+
+
+def test_damaged_cached_build_is_rebuilt(monkeypatch, tmp_path):
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("DEEPFAKE_AUDIO_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_state", {})
+    path = native.build()
+    path.write_bytes(b"not a library")  # e.g. a disk that filled up mid-copy
+    assert native.library() is not None or native.reason() == "this CPU lacks AVX2/FMA/F16C"
+    assert path.read_bytes() != b"not a library"

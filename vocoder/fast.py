@@ -21,10 +21,12 @@ over preallocated buffers:
   draws; given the same generator words it then picks the parity loop's classes
   whenever the logits agree to rounding (tests/test_vocoder_fast.py checks that it
   reproduces the parity samples exactly).
-* Matmuls: fp32; fp16 weights with fp32 arithmetic (fbgemm; the CPU default, several
-  times faster than MKL's fp32 at these shapes on AMD CPUs); or int8 (fbgemm's dynamic
-  quantisation). On CPU with fp16 the folds are shared out between threads, which meet
-  once per chunk of steps.
+* Matmuls: fp32; fp16 weights with fp32 arithmetic (the CPU default); or int8 (fbgemm's
+  dynamic quantisation). With fp16 on an x86-64 CPU with AVX2 the whole loop runs in C
+  (vocoder/native: each fp16 weight, once loaded, serves every fold of the group; about
+  1.6 times the TorchScript loop's speed), else in TorchScript with fbgemm's fp16 matmul
+  (several times faster than MKL's fp32 at these shapes on AMD CPUs). With fp16 the folds
+  are shared out between threads, which meet once per chunk of steps.
 
 Folds are balanced (a sentence is cut into equal folds, none mostly padding), and an
 optional head (short folds run first) gets the first audio out early. `stream` yields
@@ -54,8 +56,10 @@ from vocoder.model import WaveRNN
 warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated")
 
 # Steps per call of the scripted loop: enough to hide the per-chunk work, few enough that
-# the chunk's buffers stay in cache (and under one frame, see `_run_wave`).
+# the chunk's buffers stay in cache (and under one frame, see `_run_wave`). The native loop
+# makes each step's inputs when it needs them, so its chunks can be longer.
 CHUNK_STEPS = 64
+NATIVE_CHUNK_STEPS = 192
 # Streaming: the first yield comes once this many samples of audio are final, later ones
 # in pieces of at least `STREAM_MIN_SAMPLES`.
 STREAM_FIRST_SAMPLES = 800
@@ -285,20 +289,25 @@ def default_precision(device: torch.device | str) -> str:
 
 
 class _Group:
-    """Buffers of the folds one thread runs."""
+    """Buffers of the folds one thread runs: for the native loop (`loop`) its state and
+    scratch, else the scripted loop's per-chunk buffer and state."""
 
-    def __init__(self, folds: slice, chunk: int, lay: _Layout, n_classes: int, dev: torch.device):
+    def __init__(self, folds: slice, chunk: int, lay: _Layout, n_classes: int, dev: torch.device,
+                 loop: native.NativeLoop | None = None):
         batch = folds.stop - folds.start
         self.folds = folds
-        self.acc = torch.empty(batch, (chunk + 1) * lay.width, device=dev)
-        self.periods = self.acc.view(batch, chunk + 1, lay.width)
         self.carry = torch.zeros(batch, lay.width, device=dev)
         self.classes = torch.empty(chunk, batch, dtype=torch.long, device=dev)
         r, f = lay.rnn, lay.fc
+        self.native = loop is not None
+        if loop is not None:
+            self.h1x, self.h2 = torch.zeros(batch, r + 1), torch.zeros(batch, r)
+            self.scratch = loop.scratch(batch)
+            return
+        self.acc = torch.empty(batch, (chunk + 1) * lay.width, device=dev)
+        self.periods = self.acc.view(batch, chunk + 1, lay.width)
         self.state = [torch.zeros(batch, r + 1, device=dev) for _ in range(3)]  # h1x, h2z, sx
         self.work = [torch.empty(batch, k, device=dev) for k in (r, r, f, f, n_classes, n_classes, 1)]
-        self.h2 = torch.zeros(batch, r, device=dev)  # the native loop's h2 (h2z's first columns otherwise)
-        self.scratch: torch.Tensor | None = None
 
 
 class FastWaveRNN:
@@ -482,11 +491,12 @@ class FastWaveRNN:
         batch, length = len(wave.starts), wave.length
         frames = frame.shape[0] - 1
         total = frames * hop
-        chunk = min(CHUNK_STEPS, length, hop - 1)  # a chunk spans at most two frames
+        gumbel = sampling == "gumbel"
+        loop = None if gumbel else self.native  # the native loop samples by inverse CDF only
+        chunk = min(NATIVE_CHUNK_STEPS if loop else CHUNK_STEPS, length, hop - 1)  # at most two frames
         threads = self.threads()
         bounds = np.linspace(0, batch, min(threads, batch) + 1).round().astype(int)
-        groups = [_Group(slice(a, b), chunk, lay, self.n_classes, dev) for a, b in zip(bounds[:-1], bounds[1:])]
-        gumbel = sampling == "gumbel"
+        groups = [_Group(slice(a, b), chunk, lay, self.n_classes, dev, loop) for a, b in zip(bounds[:-1], bounds[1:])]
         noise = torch.empty(chunk, batch, self.n_classes if gumbel else 1, device=dev)
         # Mel part of the prefill: sample n gets kernel[u - hop * f - start] * mel_frames[f] summed
         # over the few padded frames f near it (u = n + indent); frame part: frame[n // hop].
@@ -529,18 +539,18 @@ class FastWaveRNN:
 
     def _run_group(self, g: _Group, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, steps: int,
                    gumbel: bool) -> None:
-        """One chunk of one group's folds: its per-step inputs (x @ y, plus what the last chunk's
-        final step carried over), then `steps` steps of the loop."""
+        """One chunk of one group's folds: `steps` steps of the loop over its per-step inputs
+        x @ y (x (B, chunk + 1, taps), y (B, taps, width)) plus what the last chunk's final step
+        carried over. The native loop makes each step's inputs itself, as it needs them."""
+        if g.native:
+            self.native.run(x[g.folds], y[g.folds], g.carry, noise[:, g.folds, 0], g.classes, g.h1x, g.h2,
+                            g.scratch, steps)
+            return
         chunk = g.periods.shape[1] - 1
         torch.bmm(x[g.folds], y[g.folds], out=g.periods)
         g.periods[:, 0] += g.carry
         g.periods[:, chunk] = 0
-        if self.native is not None and not gumbel:
-            if g.scratch is None:
-                g.scratch = self.native.scratch(g.acc.shape[0])
-            self.native.run(g.acc, noise[:, g.folds, 0], g.classes, g.state[0], g.h2, g.scratch, steps)
-        else:
-            self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
+        self.sampler(g.acc, noise[:, g.folds], noise[:, g.folds], g.classes, *g.state, *g.work, steps, gumbel)
         g.carry.copy_(g.periods[:, chunk])
 
 

@@ -28,7 +28,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wavernn.c")
-ABI_VERSION = 1
+ABI_VERSION = 2
 FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
 
 _lock = threading.Lock()
@@ -88,7 +88,9 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.dfa_free.restype = None
     lib.dfa_free.argtypes = [p]
     lib.dfa_run.restype = None
-    lib.dfa_run.argtypes = [p, p, l, p, l, p, l, p, p, p, i, i]
+    lib.dfa_run.argtypes = [p, p, l, p, i, p, p, l, p, l, p, p, p, i, i]
+    lib.dfa_scratch_floats.restype = ctypes.c_size_t
+    lib.dfa_scratch_floats.argtypes = [p, i]
     lib.dfa_matmul.restype = i
     lib.dfa_matmul.argtypes = [p, i, i, p, i, p]
     return lib
@@ -104,7 +106,10 @@ def library() -> ctypes.CDLL | None:
                 why = "disabled by DEEPFAKE_AUDIO_NATIVE"
             else:
                 try:
-                    loaded = _load(build())
+                    try:
+                        loaded = _load(build())
+                    except (OSError, RuntimeError):  # a damaged cached build: make it again, once
+                        loaded = _load(build(force=True))
                     if loaded.dfa_supported():
                         lib = loaded
                     else:
@@ -157,27 +162,37 @@ class NativeLoop:
             self.handle = None
 
     def scratch(self, batch: int) -> torch.Tensor:
-        return torch.empty(batch * (self.rnn + 1 + 2 * self.fc + self.classes) + self.classes)
+        """Working memory for `run` on `batch` folds (two periods per fold and the step's vectors)."""
+        return torch.empty(self.lib.dfa_scratch_floats(self.handle, batch))
 
-    def run(self, acc: torch.Tensor, uniform: torch.Tensor, classes: torch.Tensor, h1x: torch.Tensor,
-            h2: torch.Tensor, scratch: torch.Tensor, steps: int) -> None:
-        """`steps` samples of a batch of folds (B = rows of acc), as `_Sampler` with inverse-CDF sampling.
+    def run(self, coef: torch.Tensor, rows: torch.Tensor, carry: torch.Tensor, uniform: torch.Tensor,
+            classes: torch.Tensor, h1x: torch.Tensor, h2: torch.Tensor, scratch: torch.Tensor, steps: int) -> None:
+        """`steps` samples of a batch of B folds, as `_Sampler` with inverse-CDF sampling.
 
-        acc (B, >= (steps + 1) * width) float32; uniform (>= steps, B) float32 in [0, 1); classes
-        (>= steps, B) int64, written. Each of these three may have any row stride but unit column
-        stride. h1x (B, rnn + 1) = [h1 | x] and h2 (B, rnn), contiguous, carried from chunk to
-        chunk; scratch from `scratch(B)`.
+        Step j's period (its `width` inputs that do not depend on the previous sample) is
+        coef[:, j] @ rows: coef (B, >= steps, taps) and rows (B, taps, width), contiguous
+        float32. carry (B, width): what the previous call's last step added to the period
+        after it, updated. uniform (>= steps, B) float32 in [0, 1) and classes (>= steps, B)
+        int64 (written) may have any row stride, unit column stride. h1x (B, rnn + 1) =
+        [h1 | x] and h2 (B, rnn), contiguous, carried from call to call; scratch from `scratch(B)`.
         """
-        batch = acc.shape[0]
-        for t, dtype in ((acc, torch.float32), (uniform, torch.float32), (classes, torch.int64)):
+        batch, taps = rows.shape[0], rows.shape[1]
+        width = 8 * self.rnn + 2 * self.fc
+        for t, dtype in ((coef, torch.float32), (rows, torch.float32), (carry, torch.float32),
+                         (uniform, torch.float32), (classes, torch.int64)):
             if t.dtype != dtype or t.device.type != "cpu" or t.stride(-1) != 1:
-                raise ValueError("native loop: CPU tensors with unit column stride expected")
-        if not (h1x.is_contiguous() and h2.is_contiguous() and h1x.shape == (batch, self.rnn + 1)
-                and h2.shape == (batch, self.rnn) and scratch.numel() >= batch * (self.rnn + 1 + 2 * self.fc
-                                                                                  + self.classes) + self.classes):
-            raise ValueError("native loop: state buffers of the wrong shape")
-        self.lib.dfa_run(self.handle, _ptr(acc), acc.stride(0), _ptr(uniform), uniform.stride(0), _ptr(classes),
-                         classes.stride(0), _ptr(h1x), _ptr(h2), _ptr(scratch), batch, steps)
+                raise ValueError("native loop: CPU tensors of the right type with unit column stride expected")
+        if not (coef.is_contiguous() and rows.is_contiguous() and carry.is_contiguous()
+                and coef.shape[0] == batch and coef.shape[1] >= steps and coef.shape[2] == taps
+                and rows.shape[2] == width and carry.shape == (batch, width)
+                and uniform.shape[0] >= steps and uniform.shape[1] == batch
+                and classes.shape[0] >= steps and classes.shape[1] == batch
+                and h1x.is_contiguous() and h2.is_contiguous() and h1x.shape == (batch, self.rnn + 1)
+                and h2.shape == (batch, self.rnn) and scratch.numel() >= self.lib.dfa_scratch_floats(self.handle, batch)):
+            raise ValueError("native loop: buffers of the wrong shape")
+        self.lib.dfa_run(self.handle, _ptr(coef), coef.stride(0), _ptr(rows), taps, _ptr(carry), _ptr(uniform),
+                         uniform.stride(0), _ptr(classes), classes.stride(0), _ptr(h1x), _ptr(h2), _ptr(scratch),
+                         batch, steps)
 
 
 def matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <math.h>
 
-#define DFA_ABI_VERSION 1
+#define DFA_ABI_VERSION 2
 #define MAX_ROWS 6   /* rows (folds) per register tile: 6 rows x 16 columns = 12 accumulators */
 
 int dfa_abi_version(void) { return DFA_ABI_VERSION; }
@@ -109,10 +109,24 @@ void *dfa_new(int rnn, int fc, int classes, const uint16_t *w1, const uint16_t *
         a##r##1 = _mm256_fmadd_ps(w1, b, a##r##1); \
     }
 #define TILE_STORE(r) \
-    if (rows > r) store_row(out + (size_t)(r) * ldo, base + (size_t)(r) * ldb, a##r##0, a##r##1, cols);
+    if (rows > r) store_row(out + (size_t)(r) * ldo, base ? base + (size_t)(r) * ldb : NULL, a##r##0, a##r##1, cols);
+
+INLINE TARGET void store_row_plain(float *o, __m256 lo, __m256 hi, int cols) {
+    if (cols == 16) {
+        _mm256_storeu_ps(o, lo);
+        _mm256_storeu_ps(o + 8, hi);
+    } else {
+        float tmp[16];
+        _mm256_storeu_ps(tmp, lo);
+        _mm256_storeu_ps(tmp + 8, hi);
+        for (int c = 0; c < cols; c++) o[c] = tmp[c];
+    }
+}
 
 INLINE TARGET void store_row(float *o, const float *b, __m256 lo, __m256 hi, int cols) {
-    if (cols == 16) {
+    if (!b) {
+        store_row_plain(o, lo, hi, cols);
+    } else if (cols == 16) {
         _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(b), lo));
         _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(b + 8), hi));
     } else {
@@ -182,11 +196,11 @@ INLINE TARGET void tile_narrow(const uint16_t *p, int k, const float *x, int ldx
             s4 = _mm256_fmadd_ps(w0, c0, s4); s5 = _mm256_fmadd_ps(w1, c0, s5);
         }
         store_row(out, base, _mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3), cols);
-        store_row(out + ldo, base + ldb, _mm256_add_ps(s4, s6), _mm256_add_ps(s5, s7), cols);
+        store_row(out + ldo, base ? base + ldb : NULL, _mm256_add_ps(s4, s6), _mm256_add_ps(s5, s7), cols);
     }
 }
 
-/* out[r, :] = base[r, :] + x[r, :k] @ W for r < m. base == out accumulates. Panel by panel, so
+/* out[r, :] = base[r, :] + x[r, :k] @ W for r < m. base == out accumulates; base NULL: the product alone. Panel by panel, so
  * that a panel (k x 16 halves: 16 KB for k = 513) stays in L1 while every row runs over it. */
 static TARGET void matmul(const Mat *w, const float *x, int ldx, int m, float *out, int ldo,
                           const float *base, int ldb) {
@@ -196,8 +210,8 @@ static TARGET void matmul(const Mat *w, const float *x, int ldx, int m, float *o
         /* Tiles of MAX_ROWS rows; the remainder in one tile of its own size. */
         for (; r + MAX_ROWS <= m; r += MAX_ROWS)
             tile(panel, w->k, x + (size_t)r * ldx, ldx, out + (size_t)r * ldo + c0, ldo,
-                 base + (size_t)r * ldb + c0, ldb, MAX_ROWS, cols);
-        const float *xr = x + (size_t)r * ldx, *br = base + (size_t)r * ldb + c0;
+                 base ? base + (size_t)r * ldb + c0 : NULL, ldb, MAX_ROWS, cols);
+        const float *xr = x + (size_t)r * ldx, *br = base ? base + (size_t)r * ldb + c0 : NULL;
         float *orow = out + (size_t)r * ldo + c0;
         switch (m - r) {  /* constant row counts, so each tile's loops unroll */
             case 5: tile(panel, w->k, xr, ldx, orow, ldo, br, ldb, 5, cols); break;
@@ -296,27 +310,71 @@ static TARGET int sample_class(const float *logits, int n, float u, float *cdf) 
 
 /* ---- the loop ----------------------------------------------------------------------- */
 
-/* Run `steps` samples of `b` folds, exactly the step of vocoder/fast.py's `_Sampler` (inverse
- * CDF sampling):
- *   acc      (b rows, `ldacc` apart): (steps + 1) periods of `width` columns, prefilled
+/* out (w) = sum_t coef[t] * rows[t * w + :], t < taps: a period's inputs from the few mel
+ * frames and frame constants near its sample (vocoder/fast.py's `_run_wave` builds both). */
+static TARGET void prefill(float *out, const float *coef, const float *rows, int taps, int w) {
+    int c = 0;
+    for (; c + 8 <= w; c += 8) {
+        __m256 s = _mm256_setzero_ps();
+        for (int t = 0; t < taps; t++)
+            s = _mm256_fmadd_ps(_mm256_set1_ps(coef[t]), _mm256_loadu_ps(rows + (size_t)t * w + c), s);
+        _mm256_storeu_ps(out + c, s);
+    }
+    for (; c < w; c++) {
+        float s = 0;
+        for (int t = 0; t < taps; t++) s += coef[t] * rows[(size_t)t * w + c];
+        out[c] = s;
+    }
+}
+
+static TARGET void add_inplace(float *a, const float *b, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++) a[i] += b[i];
+}
+
+size_t dfa_scratch_floats(const void *handle, int b) {
+    const Model *md = handle;
+    return (size_t)b * (2 * md->width + 6 * md->rnn + md->rnn + 1 + 2 * md->fc + md->classes) + md->classes;
+}
+
+/* Run `steps` samples of `b` folds: the step of vocoder/fast.py's `_Sampler` (inverse-CDF
+ * sampling), with each step's period of `width` inputs made when it is needed rather than
+ * for the whole chunk before it (a chunk's periods would take megabytes of cache):
+ *   coef     coef[f * ldcf + j * taps + t]: step j's weight of row t, for j < steps
+ *   rows     rows[f * taps * width + t * width + c]: fold f's rows (mel frames, frame constants)
+ *   carry    (b, width): what the last call's final step added to the period after it; in/out
  *   uniform  uniform[j * ldu + f]: step j, fold f, in [0, 1)
  *   classes  classes[j * ldc + f] (int64): out
  *   h1x      (b, rnn + 1) = [h1 | x], h2 (b, rnn): in and out
- *   scratch  at least b * (rnn + 1 + 2 fc + classes) + classes floats
+ *   scratch  dfa_scratch_floats(b) floats
  */
-TARGET void dfa_run(const void *handle, float *acc, long ldacc, const float *uniform, long ldu, int64_t *classes,
-                    long ldc, float *h1x, float *h2, float *scratch, int b, int steps) {
+TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const float *rows, int taps, float *carry,
+                    const float *uniform, long ldu, int64_t *classes, long ldc, float *h1x, float *h2,
+                    float *scratch, int b, int steps) {
     const Model *md = handle;
     const int R = md->rnn, FC = md->fc, NC = md->classes, W = md->width;
-    float *sx = scratch, *z1 = sx + (size_t)b * (R + 1), *z2 = z1 + (size_t)b * FC;
+    const long ldp = 2L * W;  /* per fold two periods: this step's and the next one's */
+    float *periods = scratch, *g1 = periods + (size_t)b * ldp, *sx = g1 + (size_t)b * 6 * R;
+    float *z1 = sx + (size_t)b * (R + 1), *z2 = z1 + (size_t)b * FC;
     float *logits = z2 + (size_t)b * FC, *cdf = logits + (size_t)b * NC;
     const int seg_rz1 = 0, seg_gh1n = 2 * R, seg_pn = 3 * R, seg_s = 4 * R, seg_f1 = 4 * R + FC;
     const int seg_rz2 = 5 * R + 2 * FC;
+    for (int f = 0; f < b; f++) {
+        float *p = periods + f * ldp;
+        prefill(p, coef + f * ldcf, rows + (size_t)f * taps * W, taps, W);
+        add_inplace(p, carry + (size_t)f * W, W);
+    }
     for (int j = 0; j < steps; j++) {
-        const long cur = (long)j * W;
-        /* rnn1: gates from the prefill plus x's column; h1 updated in place. */
+        float *cur = periods + (j & 1) * W, *next = periods + ((j + 1) & 1) * W;
+        for (int f = 0; f < b; f++) {  /* the next period's inputs; the last one only collects */
+            float *p = next + f * ldp;
+            if (j + 1 < steps) prefill(p, coef + f * ldcf + (long)(j + 1) * taps, rows + (size_t)f * taps * W, taps, W);
+            else memset(p, 0, (size_t)W * sizeof(float));
+        }
+        /* rnn1: gates from the period plus x's column; h1 updated in place. */
         for (int f = 0; f < b; f++) {
-            float *a = acc + f * ldacc + cur;
+            float *a = cur + f * ldp;
             float *h = h1x + (size_t)f * (R + 1);
             __m256 xv = _mm256_set1_ps(h[R]);
             for (int i = 0; i < 2 * R; i += 8) {
@@ -329,26 +387,28 @@ TARGET void dfa_run(const void *handle, float *acc, long ldacc, const float *uni
             }
             gru_update(a + seg_pn, a + seg_rz1, a + seg_gh1n, a + seg_rz1 + R, h, R);
         }
-        /* h1x feeds rnn2's input gates now and rnn1's hidden gates next step: one matmul. */
-        matmul(&md->m1, h1x, R + 1, b, acc + cur + seg_rz2, ldacc, acc + cur + seg_rz2, ldacc);
+        /* h1x feeds rnn2's input gates now and rnn1's hidden gates next step: one matmul,
+         * its halves added to this period's [rz2, gi2n] and the next one's [rz1, gh1n]. */
+        matmul(&md->m1, h1x, R + 1, b, g1, 6 * R, NULL, 0);
         for (int f = 0; f < b; f++) {
-            float *a = acc + f * ldacc + cur;
+            float *a = cur + f * ldp;
+            add_inplace(a + seg_rz2, g1 + (size_t)f * 6 * R, 3 * R);
+            add_inplace(next + f * ldp, g1 + (size_t)f * 6 * R + 3 * R, 3 * R);
             sigmoid_inplace(a + seg_rz2, 2 * R);
             /* n2 = tanh(gi2n + r2 * gh2n), gh2n sits just before rz2 */
             gru_update(a + seg_rz2 + 2 * R, a + seg_rz2, a + seg_rz2 - R, a + seg_rz2 + R, h2 + (size_t)f * R, R);
         }
-        /* h2 feeds rnn2's hidden gates next step. */
-        float *next = acc + cur + W + seg_rz2 - R;
-        matmul(&md->m2, h2, R, b, next, ldacc, next, ldacc);
+        /* h2 feeds rnn2's hidden gates next step: [gh2n, rz2] of the next period. */
+        matmul(&md->m2, h2, R, b, next + seg_rz2 - R, ldp, next + seg_rz2 - R, ldp);
         for (int f = 0; f < b; f++) {  /* sx = [h1 + h2 | x] */
             const float *p1 = h1x + (size_t)f * (R + 1), *p2 = h2 + (size_t)f * R;
-            float *s = sx + (size_t)f * (R + 1);
-            for (int i = 0; i < R; i++) s[i] = p1[i] + p2[i];
-            s[R] = p1[R];
+            float *o = sx + (size_t)f * (R + 1);
+            for (int i = 0; i < R; i++) o[i] = p1[i] + p2[i];
+            o[R] = p1[R];
         }
-        matmul(&md->mf1, sx, R + 1, b, z1, FC, acc + cur + seg_f1, ldacc);
+        matmul(&md->mf1, sx, R + 1, b, z1, FC, cur + seg_f1, ldp);
         relu_inplace(z1, b * FC);
-        matmul(&md->mf2, z1, FC, b, z2, FC, acc + cur + seg_s, ldacc);
+        matmul(&md->mf2, z1, FC, b, z2, FC, cur + seg_s, ldp);
         relu_inplace(z2, b * FC);
         matmul(&md->m3, z2, FC, b, logits, NC, md->b3, 0);
         for (int f = 0; f < b; f++) {
@@ -357,16 +417,16 @@ TARGET void dfa_run(const void *handle, float *acc, long ldacc, const float *uni
             h1x[(size_t)f * (R + 1) + R] = md->table[c];
         }
     }
+    for (int f = 0; f < b; f++)  /* what the final step added to the period after the chunk */
+        memcpy(carry + (size_t)f * W, periods + f * ldp + (steps & 1) * W, (size_t)W * sizeof(float));
 }
 
 /* out (m, n) = x (m, k) @ w for tests: w (k, n) fp16 bits. Returns 0, or -1 if out of memory. */
 TARGET int dfa_matmul(const uint16_t *w, int k, int n, const float *x, int m, float *out) {
     Mat mat;
-    float *zero = aligned((size_t)n * sizeof(float));
-    if (mat_init(&mat, w, k, n) != 0 || !zero) { mat_free(&mat); free(zero); return -1; }
-    memset(zero, 0, (size_t)n * sizeof(float));
-    matmul(&mat, x, k, m, out, n, zero, 0);
-    free(zero); mat_free(&mat);
+    if (mat_init(&mat, w, k, n) != 0) { mat_free(&mat); return -1; }
+    matmul(&mat, x, k, m, out, n, NULL, 0);
+    mat_free(&mat);
     return 0;
 }
 
