@@ -95,6 +95,17 @@ def test_no_compiler_or_failed_build_falls_back(monkeypatch, tmp_path, compiler)
     assert not list(tmp_path.glob("*.so"))  # no half-written library left behind
 
 
+def test_unwritable_cache_falls_back_with_the_reason(monkeypatch, tmp_path):
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("DEEPFAKE_AUDIO_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(native, "_state", {})
+    assert native.library() is None
+    assert "set DEEPFAKE_AUDIO_CACHE" in native.reason()
+
+
 def test_build_is_cached_and_rebuilt_when_forced(monkeypatch, tmp_path):
     if native._compiler() is None:
         pytest.skip("no C compiler")

@@ -58,9 +58,13 @@ def build(force: bool = False) -> Path:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (install gcc, or set CC)")
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: another process may be building the same file.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as err:
+        raise RuntimeError(f"cannot write {target.parent} ({err.strerror}): set DEEPFAKE_AUDIO_CACHE "
+                           "to a writable folder") from err
     os.close(fd)
     try:
         done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
