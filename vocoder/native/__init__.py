@@ -1,7 +1,7 @@
 """The fast WaveRNN loop compiled from C (wavernn.c), loaded with ctypes.
 
-The library is built on first use with the system's C compiler (`cc`, or `$CC`), about a
-second, into a cache folder (`$DEEPFAKE_AUDIO_CACHE`, else ~/.cache/deepfake-audio), keyed
+The library is built on first use with the system's C compiler (`cc`, or `$CC`), a few
+seconds, into a cache folder (`$DEEPFAKE_AUDIO_CACHE`, else ~/.cache/deepfake-audio), keyed
 by the source's hash so an edited source is rebuilt. It is portable across x86-64 CPUs:
 the kernels are compiled for AVX2/FMA/F16C and only called where the CPU has them.
 
