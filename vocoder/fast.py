@@ -24,7 +24,7 @@ over preallocated buffers:
 * Matmuls: fp32; fp16 weights with fp32 arithmetic (the CPU default); or int8 (fbgemm's
   dynamic quantisation). With fp16 on an x86-64 CPU with AVX2 the whole loop runs in C
   (vocoder/native: each fp16 weight, once loaded, serves every fold of the group; about
-  1.6 times the TorchScript loop's speed), else in TorchScript with fbgemm's fp16 matmul
+  1.5 times the TorchScript loop's speed), else in TorchScript with fbgemm's fp16 matmul
   (several times faster than MKL's fp32 at these shapes on AMD CPUs). With fp16 the folds
   are shared out between threads, which meet once per chunk of steps.
 
@@ -398,10 +398,11 @@ class FastWaveRNN:
                                             self.wf2, self.w3, self.b3, self.v1rz, self.v1n, self.table)
 
     def threads(self) -> int:
-        """Threads that share out the folds of a wave. The native loop and fbgemm's fp16 matmul
-        run on one thread each, so each intra-op thread runs its own folds; MKL's fp32 and
-        fbgemm's int8 matmuls split every call between the intra-op threads instead."""
-        return cpu_threads() if self.native is not None or self.precision == "fp16" else 1
+        """Threads that share out the folds of a wave. The fp16 loops (native, or TorchScript
+        with fbgemm's fp16 matmul) run on one thread each, so each intra-op thread runs its own
+        folds; MKL's fp32 and fbgemm's int8 matmuls split every call between the intra-op
+        threads instead."""
+        return cpu_threads() if self.precision == "fp16" else 1
 
     def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
         """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]

@@ -110,8 +110,9 @@ def library() -> ctypes.CDLL | None:
                 why = "disabled by DEEPFAKE_AUDIO_NATIVE"
             else:
                 try:
+                    path = build()
                     try:
-                        loaded = _load(build())
+                        loaded = _load(path)
                     except (OSError, RuntimeError):  # a damaged cached build: make it again, once
                         loaded = _load(build(force=True))
                     if loaded.dfa_supported():
