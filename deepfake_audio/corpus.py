@@ -151,8 +151,15 @@ def _speaker_id(voice: Voice, index: int) -> str:
 
 def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int = 2, seed: int = 0,
                  voices: tuple[Voice, ...] = VOICES, held_out: tuple[str, ...] = HELD_OUT,
-                 eval_sentences: int = EVAL_SENTENCES, progress: bool = True) -> dict:
-    """Synthesize the corpus into `out` and write its manifest; returns the manifest."""
+                 eval_sentences: int = EVAL_SENTENCES, progress: bool = True,
+                 per_speaker: int | None = None) -> dict:
+    """Synthesize the corpus into `out` and write its manifest; returns the manifest.
+
+    Each training speaker reads `per_speaker` sentences drawn from the pool of
+    `n_sentences` (default: half the pool), so a large pool with few sentences per
+    speaker gives more distinct texts for the same hours of audio.
+    """
+    per_speaker = max(1, n_sentences // 2) if per_speaker is None else per_speaker
     for tool in {"sox", *(("flite",) if any(v.engine == "flite" for v in voices) else ()),
                  *(("text2wave",) if any(v.engine == "festival" for v in voices) else ()),
                  *(("espeak-ng",) if any(v.engine == "espeak-ng" for v in voices) else ())}:
@@ -173,7 +180,7 @@ def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int 
             speaker = _speaker_id(voice, k)
             speakers[speaker] = {"voice": voice.speaker, "augmentation": aug, "split": "train"}
             # each speaker reads its own random subset, so variants do not share every text
-            for i in sorted(rng.sample(range(len(train_set)), k=min(len(train_set), max(1, n_sentences // 2)))):
+            for i in sorted(rng.sample(range(len(train_set)), k=min(len(train_set), per_speaker))):
                 jobs_list.append((voice, aug, train_set[i], out / "train" / speaker / f"{speaker}_{i:05d}.wav"))
     for voice in eval_voices:
         speakers[voice.speaker] = {"voice": voice.speaker, "augmentation": {}, "split": "eval"}
@@ -189,7 +196,8 @@ def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int 
     manifest = {
         "sample_rate": SAMPLE_RATE, "seed": seed, "augment": augment,
         "sentences": {"source": "Debian package `fortunes` (public domain / freely redistributable quotations)",
-                      "train": len(train_set), "eval": len(eval_set), "words": [MIN_WORDS, MAX_WORDS]},
+                      "train": len(train_set), "eval": len(eval_set), "words": [MIN_WORDS, MAX_WORDS],
+                      "per_speaker": per_speaker},
         "voices": [dict(asdict(v), split="eval" if v.speaker in held_out else "train") for v in voices],
         "held_out_voices": list(held_out),
         "speakers": speakers,
@@ -206,11 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=600, help="training sentences in the pool (default 600)")
     parser.add_argument("--augment", type=int, default=2,
                         help="augmented variants (pitch, formant, tempo) per training voice (default 2)")
+    parser.add_argument("--per-speaker", type=int, default=None,
+                        help="sentences each training speaker reads (default: half of --sentences)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sentence choice and augmentation")
     args = parser.parse_args(argv)
     try:
-        manifest = build_corpus(args.out, args.sentences, args.augment, args.jobs, args.seed)
+        manifest = build_corpus(args.out, args.sentences, args.augment, args.jobs, args.seed,
+                                per_speaker=args.per_speaker)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:
     if fp16:  # only floating weights; integer buffers (step, r) keep their type
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     small: dict = {"model_state": {k: v.contiguous().clone() for k, v in state.items()}}
-    for key in ("step", "hparams"):
+    for key in ("step", "hparams", "architecture"):
         if key in ckpt:
             small[key] = ckpt[key]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -467,7 +467,7 @@ class StepBatchSampler:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     hparams: Mapping | None = None, step: int | None = None, backup_every: int = 0,
-                    current_step: int = 0) -> None:
+                    current_step: int = 0, extra: Mapping | None = None) -> None:
     """Write `model_state` + `optimizer_state` (+ `step`) as the published checkpoints have them.
 
     `hparams` (model-changing overrides, plain values) is added only when non-empty, so a
@@ -480,6 +480,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     ckpt["optimizer_state"] = optimizer.state_dict()
     if hparams:
         ckpt["hparams"] = dict(hparams)
+    ckpt.update(extra or {})  # e.g. "architecture" of a non-Tacotron synthesizer
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
     if backup_every and current_step and current_step % backup_every == 0:
         atomic_write(path.with_name(f"{path.stem}_{current_step}{path.suffix}"), lambda tmp: torch.save(ckpt, tmp))

@@ -112,6 +112,14 @@ def guided_attention_loss(attention: torch.Tensor, char_lens: torch.Tensor, mel_
     return (attention * weight * mask).sum() / mask.sum()
 
 
+def attention_focus(attention: torch.Tensor, mel_lens: torch.Tensor, r: int) -> float:
+    """Mean over real decoder steps of the largest attention weight: near 1 once the model attends
+    to one character at a time (an alignment has formed), about 1/N while it is spread out."""
+    steps = torch.ceil(mel_lens.to(attention.device).float() / r)
+    valid = torch.arange(attention.size(1), device=attention.device)[None, :] < steps[:, None]
+    return float((attention.max(dim=2).values * valid).sum() / valid.sum())
+
+
 def pad_to_multiple(batch: dict, r: int, pad_value: float) -> dict:
     extra = (-batch["mels"].shape[2]) % r
     if extra:
@@ -225,6 +233,7 @@ def train(args, dist: Distributed) -> TrainSummary:
             optimizer.step()
         model.step.fill_(step + 1)
         last.update(batch=batch, postnet=postnet_mels.detach(), attention=attention.detach())
+        values["attention_focus"] = attention_focus(attention.detach(), batch["mel_lens"], r)
         return {"loss": loss.item(), **values, "grad_norm": float(grad_norm), "lr": lr, "r": r}
 
     def save(step: int) -> None:
