@@ -48,7 +48,7 @@ USER studio
 ARG FETCH_WEIGHTS=0
 RUN if [ "$FETCH_WEIGHTS" = "1" ]; then python -m deepfake_audio download; fi
 # Compile UMAP's numba code now (into NUMBA_CACHE_DIR) rather than on the first voice map.
-RUN python -c "import numpy as np; from deepfake_audio.similarity import project_2d; \
+RUN python -c "import numpy as np; from deepfake_audio.studio.voice_map import project_2d; \
 project_2d(np.abs(np.random.default_rng(0).standard_normal((6, 256))))"
 
 VOLUME /data

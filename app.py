@@ -29,10 +29,10 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from deepfake_audio.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
-from deepfake_audio.pipeline import MAX_TEXT_CHARS  # noqa: E402
+from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
+from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
-from deepfake_audio.voices import VoiceError  # noqa: E402
+from deepfake_audio.studio.library import VoiceError  # noqa: E402
 
 logger = logging.getLogger("deepfake_audio.app")
 
@@ -140,7 +140,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         """
         report = lambda fraction, desc: progress(fraction, desc=desc)  # noqa: E731
         if stream and studio.can_stream:
-            live = _LiveBuffer(studio.pipeline.synthesizer.sample_rate)
+            live = _LiveBuffer(SAMPLE_RATE)
             for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)

@@ -86,7 +86,8 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     import numpy as np
     import torch
     from synthesizer import fast
-    from synthesizer.inference import Synthesizer, make_generator
+    from deepfake_audio.core.rng import make_generator
+    from synthesizer.inference import Synthesizer
     synth = Synthesizer(models / "synthesizer.pt", device)
     cells = fast.lstm_cells(synth.model.decoder, mode) if mode in fast.CELLS and fast.available(device) else None
 
@@ -210,6 +211,53 @@ def m_flops(models: Path, device: str, runs: int) -> dict:
     return out
 
 
+STARTER_TEXT = "The starter model speaks this sentence in about five seconds, give or take a little."
+
+
+def _starter_models(models: Path) -> Path:
+    """A folder with the shipped starter synthesizer, or, before one is shipped, a FastSpeech of its size."""
+    shipped = ROOT / "saved_models" / "starter" / "synthesizer.pt"
+    folder = models / "starter"
+    folder.mkdir(exist_ok=True)
+    target = folder / "synthesizer.pt"
+    if not target.exists():
+        if shipped.is_file():
+            target.symlink_to(shipped)
+        else:
+            import torch
+            from deepfake_audio.training.fastspeech_train import export_hparams
+            from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
+            torch.manual_seed(0)
+            model = FastSpeech(FastSpeechHParams())
+            with torch.no_grad():
+                model.duration.proj.bias.fill_(1.9)  # ~6 frames per character, like the trained model
+            torch.save({"architecture": "fastspeech", "model_state": model.state_dict(),
+                        "hparams": export_hparams(model.hp)}, target)
+    return folder
+
+
+def m_starter_synthesizer(models: Path, device: str, runs: int) -> dict:
+    """The FastSpeech starter: one sentence, all frames in one pass."""
+    import numpy as np
+    from synthesizer.inference import Synthesizer
+    synth = Synthesizer(_starter_models(models) / "synthesizer.pt", device)
+    embed = np.load(ROOT / "tests" / "data" / "embed.npy")
+    mel = synth.synthesize_spectrograms([STARTER_TEXT], embed)[0]
+    times = _timed(lambda: synth.synthesize_spectrograms([STARTER_TEXT], embed), runs)
+    return {"times": times, "audio": mel.shape[1] * 200 / 16000}
+
+
+def m_starter_clone(models: Path, device: str, runs: int) -> dict:
+    """Encoder + starter synthesizer + fast Griffin-Lim, the offline default."""
+    from deepfake_audio.pipeline import Pipeline
+    pipe = Pipeline(_starter_models(models), device=device)
+    ref = ROOT / "tests" / "data" / "ref.wav"
+    pipe.clone(ref, "Hi.", seed=0, vocoder="griffinlim")  # warm up
+    results = [pipe.clone(ref, STARTER_TEXT, seed=1, vocoder="griffinlim") for _ in range(runs)]
+    return {"times": [sum(r.seconds.values()) for r in results], "audio": results[-1].duration,
+            "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
+
+
 MEASUREMENTS = {
     "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
     "synthesizer-fast": lambda m, d, r: m_synthesizer(m, d, r, "fast"),
@@ -223,6 +271,7 @@ MEASUREMENTS = {
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
+    "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
 }
 
 
@@ -363,6 +412,15 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
             row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
                 spread(c["times"], 1 / c["audio"]), key)
+    if "starter-synthesizer" in r:
+        s = r["starter-synthesizer"]
+        row("starter synthesizer (FastSpeech, fp32)", f"real-time factor, one {s['audio']:.1f} s sentence "
+            f"(target <= 0.02: 50x real time)", spread(s["times"], 1 / s["audio"], digits=4), "starter-synthesizer")
+    if "starter-clone" in r:
+        c = r["starter-clone"]
+        stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
+        row("starter clone (encoder + starter + Griffin-Lim)", f"real-time factor, {c['audio']:.1f} s of speech "
+            f"({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
     for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)")]:
         if key in r:
             row(label, "time to first audio, s", spread(r[key]["first"]), key)

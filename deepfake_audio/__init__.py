@@ -4,18 +4,25 @@
     pipe = Pipeline()                       # loads saved_models/default once
     result = pipe.clone("voice.wav", "Hello there.", seed=1)
     result.wav, result.sample_rate          # float32 audio at 16 kHz
+
+Layers (imports only point down): `core` (the base), the stages `encoder`,
+`synthesizer` and `vocoder` (top-level packages), `pipeline` (where they meet), and on
+top the CLI, the studio and `training`.
 """
 from __future__ import annotations
 
-from deepfake_audio.errors import AudioError, DeepfakeAudioError, MissingWeightsError, TextError, WeightsError
+from deepfake_audio.core.errors import (AudioError, DeepfakeAudioError, MissingWeightsError, RequestError, TextError,
+                                        WeightsError)
 
-__all__ = ["Pipeline", "CloneResult", "DeepfakeAudioError", "AudioError", "TextError", "WeightsError",
-           "MissingWeightsError"]
+__all__ = ["Pipeline", "CloneResult", "ClonePlan", "ProgressEvent", "DeepfakeAudioError", "AudioError", "TextError",
+           "WeightsError", "MissingWeightsError", "RequestError"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that importing the errors (done by the stage packages) does not load every model module.
-    if name in ("Pipeline", "CloneResult"):
+    # Every stage imports `deepfake_audio.core`, which runs this file first: loading the
+    # pipeline (and so the stages) here eagerly would import a stage while it is being
+    # imported. The public names are therefore resolved on first use.
+    if name in ("Pipeline", "CloneResult", "ClonePlan", "ProgressEvent"):
         from deepfake_audio import pipeline
         return getattr(pipeline, name)
     raise AttributeError(name)

@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deepfake_audio.errors import DeepfakeAudioError
+from deepfake_audio.core.console import run_command
+from deepfake_audio.core.errors import DeepfakeAudioError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -65,22 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _StageBars:
-    """tqdm bars, one per pipeline stage, fed by the pipeline's progress callback."""
+    """tqdm bars, one per pipeline stage, fed by the pipeline's `ProgressEvent`s."""
 
     def __init__(self):
         from tqdm import tqdm
         self._tqdm = tqdm
         self._bars: dict[str, object] = {}
 
-    def __call__(self, stage: str, fraction: float, detail: str) -> None:
-        bar = self._bars.get(stage)
+    def __call__(self, event) -> None:
+        bar = self._bars.get(event.stage)
         if bar is None:
             for other in self._bars.values():
                 other.close()
-            bar = self._bars[stage] = self._tqdm(total=100, desc=f"{stage:>12}", unit="%", leave=True,
-                                                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-        bar.set_postfix_str(detail, refresh=False)
-        bar.update(max(0, round(100 * fraction) - bar.n))
+            bar = self._bars[event.stage] = self._tqdm(total=100, desc=f"{event.stage:>12}", unit="%", leave=True,
+                                                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        if event.unit == "sentence" and event.done:
+            bar.set_postfix_str(f"sentence {event.done} of {event.total}", refresh=False)
+        bar.update(max(0, round(100 * event.fraction) - bar.n))
 
     def close(self) -> None:
         for bar in self._bars.values():
@@ -105,13 +107,13 @@ def _check_output(path: Path, suffix: str) -> None:
         raise DeepfakeAudioError(f"The output path is a folder: {path}")
 
 
-def _pipeline(args):
+def _pipeline(args, stages: tuple[str, ...] = ("encoder", "synthesizer", "vocoder")):
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise DeepfakeAudioError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu.")
     from deepfake_audio.pipeline import Pipeline
-    return Pipeline(args.models, device=args.device)
+    return Pipeline(args.models, device=args.device, stages=stages)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -129,36 +131,36 @@ def _atomic_write(path: Path, write) -> None:
 
 def cmd_clone(args) -> int:
     import numpy as np
-    from deepfake_audio.audio_io import write_wav
+    from deepfake_audio.core.audio_io import write_wav
     _check_output(args.out, ".wav")
     text = _read_text(args)
-    from deepfake_audio.pipeline import Pipeline
+    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_embedding
     Pipeline.prepare_text(text)  # fail on bad text before loading models
     embedding = None
     if args.embedding is not None:
         try:
-            embedding = np.load(args.embedding).astype(np.float32).reshape(-1)
+            embedding = np.load(args.embedding, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DeepfakeAudioError(f"Cannot read the embedding {args.embedding}: {exc}") from None
-        if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
-            raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).")
+        try:
+            embedding = check_embedding(embedding)
+        except DeepfakeAudioError:
+            raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).") from None
     pipe = _pipeline(args)
     _say_which_models(pipe)
-    if args.stream:
-        return _clone_streaming(pipe, args, text, embedding)
     bars = _StageBars()
     try:
-        result = pipe.clone(args.voice, text, seed=args.seed, vocoder=args.vocoder, embedding=embedding,
-                            progress=bars, mode=args.mode)
+        plan = pipe.plan(args.voice, text, args.seed, args.vocoder, embedding=embedding, mode=args.mode,
+                         progress=bars)
+        if args.stream:
+            return _clone_streaming(pipe, args, plan)
+        result = pipe.run(plan, bars)
     finally:
         bars.close()
     _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate))
     print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
-          f"{_VOCODER_NAMES[result.vocoder]}, real-time factor {result.real_time_factor:.2f})")
+          f"{VOCODER_LABELS[result.vocoder]}, real-time factor {result.real_time_factor:.2f})")
     return 0
-
-
-_VOCODER_NAMES = {"wavernn": "WaveRNN", "griffinlim": "Griffin-Lim"}
 
 
 def _say_which_models(pipe) -> None:
@@ -172,19 +174,19 @@ def _say_which_models(pipe) -> None:
               f"{download_command(pipe.models_dir)}", file=sys.stderr)
 
 
-def _clone_streaming(pipe, args, text: str, embedding) -> int:
+def _clone_streaming(pipe, args, plan) -> int:
     """`clone --stream`: each piece is appended to the WAV (header updated) as soon as it is final."""
     import time
 
     import numpy as np
     import soundfile as sf
+    from deepfake_audio.pipeline import SAMPLE_RATE
     from deepfake_audio.streaming import stream_clone
-    chunks = stream_clone(pipe, args.voice, text, seed=args.seed, vocoder=args.vocoder, embedding=embedding,
-                          mode=args.mode)  # input errors are raised here, before the file exists
+    chunks = stream_clone(pipe, plan=plan)  # input errors were raised by the plan, before the file exists
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start, first, samples = time.perf_counter(), None, 0
     try:
-        with sf.SoundFile(str(args.out), "w", samplerate=pipe.synthesizer.sample_rate, channels=1,
+        with sf.SoundFile(str(args.out), "w", samplerate=SAMPLE_RATE, channels=1,
                           subtype="PCM_16", format="WAV") as out:
             for chunk in chunks:
                 out.write(np.clip(chunk.audio, -1.0, 1.0))
@@ -196,7 +198,7 @@ def _clone_streaming(pipe, args, text: str, embedding) -> int:
     except BaseException:
         args.out.unlink(missing_ok=True)  # never leave half a file behind
         raise
-    seconds = samples / pipe.synthesizer.sample_rate
+    seconds = samples / SAMPLE_RATE
     print(f"wrote {args.out} ({seconds:.1f} s, streamed; first audio after {first or 0:.2f} s, "
           f"real-time factor {(time.perf_counter() - start) / max(seconds, 1e-9):.2f})")
     return 0
@@ -205,11 +207,7 @@ def _clone_streaming(pipe, args, text: str, embedding) -> int:
 def cmd_embed(args) -> int:
     import numpy as np
     _check_output(args.out, ".npy")
-    from encoder.inference import Encoder, prepare_reference
-    wav = prepare_reference(args.voice)  # fail on bad audio before loading anything else
-    from deepfake_audio.pipeline import encoder_weights, models_folder
-    weights = encoder_weights(models_folder(args.models))
-    embedding = Encoder(weights, args.device or "cpu").embed_utterance(wav)
+    embedding, wav = _pipeline(args, stages=("encoder",)).embed(args.voice, return_wav=True)
     _atomic_write(args.out, lambda tmp: np.save(tmp, embedding))
     print(f"wrote {args.out} (256-d voice embedding of {len(wav) / 16000:.1f} s of speech)")
     return 0
@@ -235,18 +233,5 @@ COMMANDS = {"clone": cmd_clone, "embed": cmd_embed, "download": cmd_download, "i
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except DeepfakeAudioError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, not bad input: still no traceback unless asked
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        return 1
+    # A bug, not bad input, is still one line (exit status 1) unless --debug asks for the traceback.
+    return run_command(lambda: COMMANDS[args.command](args), debug=args.debug, catch_all=True)

@@ -9,7 +9,7 @@ is deleted so that the next run fetches it again.
 
 `huggingface_hub` is imported inside the functions: it reads `HF_ENDPOINT` and the
 cache settings when it is first imported, and the missing-weights message must stay
-cheap to build from the checkpoint loader.
+cheap to build for the pipeline's loaders.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deepfake_audio.errors import WeightsError
+from deepfake_audio.core.errors import MissingWeightsError, WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ def download_command(dest: Path | str = DEFAULT_MODELS_DIR, *, encoder: bool = F
     if folder != _absolute(DEFAULT_MODELS_DIR):
         parts += [MODELS_FLAG, shlex.quote(str(folder))]
     return " ".join(parts)
+
+
+def models_folder(models_dir: Path | str | None = None) -> Path:
+    """The models folder: the argument, else $DEEPFAKE_AUDIO_MODELS, else saved_models/default."""
+    return Path(models_dir or os.environ.get("DEEPFAKE_AUDIO_MODELS") or DEFAULT_MODELS_DIR)
 
 
 def missing_weights_message(path: Path | str) -> str:
@@ -270,3 +275,26 @@ def _absolute(path: Path | str) -> Path:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(exc).__name__
+
+
+def fetch_missing_weights(models_dir: Path | str | None = None) -> list[str]:
+    """Download the official checkpoints the studio would otherwise run without; returns their names.
+
+    For hosts that start from a bare checkout (a Hugging Face Space installs only
+    requirements.txt): the synthesizer and vocoder when absent, and encoder.pt when
+    neither it nor the encoder bundled with resemblyzer is there. Raises `WeightsError`
+    when a download fails.
+    """
+    # Lazily: the encoder module is only needed to find resemblyzer's bundled weights.
+    from encoder.inference import default_weights_path
+
+    folder = models_folder(models_dir)
+    wanted = [name for name in ("synthesizer.pt", "vocoder.pt") if not (folder / name).is_file()]
+    if not (folder / "encoder.pt").is_file():
+        try:
+            default_weights_path()
+        except MissingWeightsError:
+            wanted.insert(0, "encoder.pt")
+    if wanted:
+        download_models(folder, wanted)
+    return wanted

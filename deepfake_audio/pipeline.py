@@ -1,29 +1,36 @@
 """The SV2TTS chain in one object: reference voice + text -> cloned speech.
 
-`Pipeline` loads the encoder, synthesizer and vocoder once and is then safe to call
-from several threads: no call mutates shared state, and every random draw comes from a
-generator private to that call. The CLI, the Python API and the studio all use it.
+This is the one place where the three stages meet. `Pipeline` loads the encoder,
+synthesizer and vocoder once and is then safe to call from several threads: no call
+mutates shared state, and every random draw comes from a generator private to that call.
+The CLI, the Python API, streaming and the studio all go through it.
+
+A clone request is checked once, by `Pipeline.plan`, and turned into a `ClonePlan`
+(sentences, their character ids, the vocoder, the seed, the mode and the voice
+embedding); `Pipeline.run` and `deepfake_audio.streaming` carry a plan out. Progress is
+reported as `ProgressEvent`s (stage, done, total), never as text to be parsed.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 
-from deepfake_audio.download import DEFAULT_MODELS_DIR, STARTER_MODELS_DIR, missing_weights_message
-from deepfake_audio.errors import MissingWeightsError, TextError
+from deepfake_audio.core.errors import MissingWeightsError, RequestError, TextError
+from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
+from encoder.audio import preprocess_wav
+from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import Synthesizer
+from synthesizer.inference import MODES, Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
-from vocoder import hparams as vocoder_hp
+from vocoder.hparams import hparams as vocoder_hp
 from vocoder.inference import Vocoder
 
 VocoderName = Literal["auto", "wavernn", "griffinlim"]
@@ -33,16 +40,40 @@ VocoderName = Literal["auto", "wavernn", "griffinlim"]
 # recordings themselves), in about half the time.
 FAST_GRIFFIN_LIM = {"momentum": 0.99, "iterations": 32}
 VOCODERS: tuple[str, ...] = ("wavernn", "griffinlim")
+VOCODER_LABELS = {"wavernn": "WaveRNN", "griffinlim": "Griffin-Lim"}
 SAMPLE_RATE = syn_hp.sample_rate
+HOP_SIZE = syn_hp.hop_size
 MAX_TEXT_CHARS = 5000
 SENTENCE_PAUSE_SECONDS = 0.15
 OUTPUT_PEAK = 0.97
+EMBEDDING_SIZE = 256
+# A result shorter than this after trimming is embedded untrimmed (see `embed_output`).
+MIN_OUTPUT_SPEECH_SECONDS = 0.5
 
-# progress(stage, fraction in [0, 1], detail); stage is "encoding", "synthesizing" or "vocoding".
-ProgressFn = Callable[[str, float, str], None]
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """How far a stage has come: `done` of `total` units.
+
+    stage: "encoding", "synthesizing" or "vocoding". unit: "step" (encoding; WaveRNN's
+    generation steps, so done / total is the fraction) or "sentence" (synthesis, and
+    Griffin-Lim, which vocodes sentence by sentence). `done` 0 opens a stage.
+    """
+
+    stage: str
+    done: int
+    total: int
+    unit: str = "step"
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
 
 
-def _no_progress(stage: str, fraction: float, detail: str) -> None:
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:
     pass
 
 
@@ -50,15 +81,53 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def models_folder(models_dir: Path | str | None = None) -> Path:
-    """The models folder: the argument, else $DEEPFAKE_AUDIO_MODELS, else saved_models/default."""
-    return Path(models_dir or os.environ.get("DEEPFAKE_AUDIO_MODELS") or DEFAULT_MODELS_DIR)
-
-
 def encoder_weights(models_dir: Path) -> Path:
     """`encoder.pt` of the folder when present, else the official encoder bundled with resemblyzer."""
     path = models_dir / "encoder.pt"
     return path if path.is_file() else default_weights_path()
+
+
+def normalize_peak(wav: np.ndarray, peak: float = OUTPUT_PEAK) -> np.ndarray:
+    """`wav` scaled so that its loudest sample is `peak` (silence stays silence), as float32."""
+    loudest = float(np.max(np.abs(wav))) if wav.size else 0.0
+    return (wav * (peak / loudest) if loudest > 0 else wav).astype(np.float32)
+
+
+def cosine_similarity(a, b) -> float:
+    """Cosine of the angle between two embeddings, in [-1, 1] (0 when either is all zeros).
+
+    The encoder's embeddings come out of a ReLU, so two of them score in [0, 1].
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norm) if norm > 0 else 0.0
+
+
+def check_embedding(embedding) -> np.ndarray:
+    """A voice embedding as (256,) float32; `RequestError` when it is not 256 finite numbers."""
+    array = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if array.shape != (EMBEDDING_SIZE,) or not np.all(np.isfinite(array)):
+        raise RequestError(f"A voice embedding must be {EMBEDDING_SIZE} finite numbers, got shape "
+                           f"{np.shape(embedding)}.")
+    return array
+
+
+@dataclass(frozen=True)
+class ClonePlan:
+    """A checked clone request: everything `Pipeline.run` and streaming need, decided once."""
+
+    sentences: tuple[str, ...]
+    ids: tuple[tuple[int, ...], ...]  # character ids of each sentence (cleaned, EOS appended)
+    vocoder: str  # "wavernn" or "griffinlim", resolved
+    seed: int | None
+    mode: str  # "fast", "int8" or "parity"
+    embedding: np.ndarray  # (256,) float32 voice embedding
+    note: str = ""  # why the vocoder differs from the one asked for, or ""
+
+    def sentence_seed(self, k: int) -> int | None:
+        """Griffin-Lim's seed for sentence k (each sentence draws its own phases)."""
+        return None if self.seed is None else self.seed + k
 
 
 @dataclass
@@ -94,20 +163,23 @@ class Pipeline:
     weights are in use. Still-missing weights are not an error at load time: the calls
     that need them raise `MissingWeightsError` saying which file is missing and how to
     fetch it, and Griffin-Lim works without a vocoder. Corrupt or mismatched files
-    raise `WeightsError` here.
+    raise `WeightsError` here. `stages` limits what is loaded (e.g. ("encoder",) to embed
+    voices only).
     """
 
     def __init__(self, models_dir: Path | str | None = None, *, encoder: Path | str | None = None,
                  synthesizer: Path | str | None = None, vocoder: Path | str | None = None,
-                 device: str | None = None, starter: bool = True):
+                 device: str | None = None, starter: bool = True,
+                 stages: Sequence[str] = ("encoder", "synthesizer", "vocoder")):
         self.models_dir = models_folder(models_dir)
         self.device = torch.device(device or default_device())
         self.encoder_path = Path(encoder) if encoder else encoder_weights(self.models_dir)
         self.synthesizer_path = Path(synthesizer) if synthesizer else self._weights("synthesizer.pt", starter)
         self.vocoder_path = Path(vocoder) if vocoder else self._weights("vocoder.pt", starter)
-        self.encoder = Encoder(self.encoder_path, self.device)
-        self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, explicit=synthesizer)
-        self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, explicit=vocoder)
+        self.encoder = Encoder(self.encoder_path, self.device, missing_weights_message)
+        self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, synthesizer) \
+            if "synthesizer" in stages else None
+        self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, vocoder) if "vocoder" in stages else None
 
     def _weights(self, name: str, starter: bool) -> Path:
         """`name` in the models folder; else the starter model of that name when one is shipped."""
@@ -131,7 +203,7 @@ class Pipeline:
             if explicit:  # a path the caller named must exist
                 raise MissingWeightsError(missing_weights_message(path))
             return None
-        return cls(path, self.device)
+        return cls(path, self.device, missing_message=missing_weights_message)
 
     def describe(self) -> dict[str, str]:
         """Which weights each stage uses, in words."""
@@ -149,12 +221,116 @@ class Pipeline:
             else f"Griffin-Lim (no WaveRNN weights; {missing_weights_message(self.vocoder_path)})",
         }
 
-    def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
-        """Speaker embedding (256,) float32 of a recording (path, or array at `sample_rate`)."""
-        return self.encoder.embed_utterance(prepare_reference(audio, sample_rate))
+    @staticmethod
+    def prepare_fast_vocoder() -> str | None:
+        """Build (or find) the fast WaveRNN's C loop now rather than on the first clone.
+
+        Returns None when it is ready, else why the TorchScript loop will be used instead.
+        """
+        from vocoder import native
+        return None if native.library() is not None else native.reason()
+
+    # Voices
+
+    def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None,
+              return_wav: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Speaker embedding (256,) float32 of a reference recording (path, or array at `sample_rate`).
+
+        Raises `AudioError` for missing, corrupt, silent or too short audio. With
+        `return_wav`, also the prepared 16 kHz audio the encoder heard.
+        """
+        wav = prepare_reference(audio, sample_rate)
+        embedding = self.encoder.embed_utterance(wav)
+        return (embedding, wav) if return_wav else embedding
+
+    def embed_output(self, wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+        """Embedding (256,) of generated speech, or None when it is silent.
+
+        Unlike a reference, a result may be short: silences are trimmed only when at
+        least half a second of speech remains, and the encoder pads anything under one
+        partial (1.6 s).
+        """
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.size == 0 or float(np.max(np.abs(wav))) < 1e-4:
+            return None
+        prepared = preprocess_wav(wav, sample_rate)
+        if len(prepared) < MIN_OUTPUT_SPEECH_SECONDS * encoder_hp.sampling_rate:
+            prepared = preprocess_wav(wav, sample_rate, trim_silence=False)
+        return self.encoder.embed_utterance(prepared)
+
+    @staticmethod
+    def similarity(a, b) -> float:
+        """Speaker similarity of two embeddings (cosine; same speaker usually above 0.8)."""
+        return cosine_similarity(a, b)
+
+    # Requests
+
+    @staticmethod
+    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> tuple[list[str], list[list[int]]]:
+        """Validate `text`; its sentences and their character ids. `TextError` when nothing can be said."""
+        if text is None or not str(text).strip():
+            raise TextError("The text is empty: type what the voice should say.")
+        if len(text) > max_chars:
+            raise TextError(f"The text is {len(text)} characters long; the limit is {max_chars}. "
+                            "Split it into several requests.")
+        sentences, ids = [], []
+        for sentence in split_sentences(text):
+            sequence = text_to_sequence(sentence.strip(), syn_hp.tts_cleaner_names)
+            if has_speakable_characters(sequence):
+                sentences.append(sentence)
+                ids.append(sequence)
+        if not sentences:
+            raise TextError("The text has no speakable characters: write English words "
+                            "(letters; digits are read out as numbers).")
+        return sentences, ids
+
+    def resolve_vocoder(self, vocoder: str | None, fallback: bool = False) -> tuple[str, str]:
+        """(vocoder to run, note). "auto" (or None) is WaveRNN when loaded, else Griffin-Lim.
+
+        WaveRNN without weights raises `MissingWeightsError`, or with `fallback` runs
+        Griffin-Lim and says so in the note. An unknown name is a `RequestError`.
+        """
+        name = (vocoder or "auto").strip().lower().replace("-", "").replace(" ", "").replace("_", "")
+        if name == "auto":
+            return self.default_vocoder(), ""
+        if name not in VOCODERS:
+            raise RequestError(f"Unknown vocoder {vocoder!r}: choose {', '.join(VOCODERS)} or auto.")
+        if name == "wavernn" and self.vocoder is None:
+            if fallback:
+                return "griffinlim", "WaveRNN weights are missing, so Griffin-Lim was used."
+            raise MissingWeightsError(missing_weights_message(self.vocoder_path)
+                                      + " (or choose the Griffin-Lim vocoder, which needs no weights)")
+        return name, ""
+
+    def plan(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
+             seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
+             embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
+             fallback_vocoder: bool = False, progress: ProgressFn = no_progress) -> ClonePlan:
+        """Check a clone request once and turn it into a `ClonePlan`.
+
+        Cheap checks come first (text, mode, weights, vocoder), then the voice: the given
+        `embedding`, or the embedding of `reference_audio` (the one costly step, reported
+        as the "encoding" stage).
+        """
+        sentences, ids = self.prepare_text(text)
+        if mode not in MODES:
+            raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
+        self._require_synthesizer()
+        vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
+        if embedding is not None:
+            embedding = check_embedding(embedding)
+        else:
+            if reference_audio is None or (isinstance(reference_audio, str) and not reference_audio.strip()):
+                raise RequestError("Give a reference recording or a saved voice embedding.")
+            progress(ProgressEvent("encoding", 0, 1))
+            embedding = self.embed(reference_audio, sample_rate)
+            progress(ProgressEvent("encoding", 1, 1))
+        return ClonePlan(tuple(sentences), tuple(tuple(i) for i in ids), vocoder, seed, mode, embedding, note)
+
+    # Stages
 
     def synthesize(self, texts: str | Sequence[str], embedding: np.ndarray, seed: int | None = None,
-                   progress: ProgressFn = _no_progress, mode: str = "parity") -> list[np.ndarray]:
+                   progress: ProgressFn = no_progress, mode: str = "parity") -> list[np.ndarray]:
         """Mels (80, frames) for each text, all spoken with `embedding`.
 
         Each text is used as one utterance (no splitting): this is the reference's
@@ -164,16 +340,22 @@ class Pipeline:
         """
         synthesizer = self._require_synthesizer()
         texts = [texts] if isinstance(texts, str) else list(texts)
-        embedding = np.asarray(embedding, dtype=np.float32)
-        if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
-            raise ValueError(f"the speaker embedding must be 256 finite numbers, got shape {embedding.shape}")
-        return synthesizer.synthesize_spectrograms(
-            texts, [embedding] * len(texts), seed=seed, mode=mode,
-            progress=lambda done, total: progress("synthesizing", done / total,
-                                                  f"sentence {done} of {total}"))
+        embedding = check_embedding(embedding)
+        return synthesizer.synthesize_spectrograms(texts, [embedding] * len(texts), seed=seed, mode=mode,
+                                                   progress=_sentence_reporter(progress))
+
+    def synthesize_plan(self, plan: ClonePlan, sentences: Sequence[int] | None = None,
+                        generator: torch.Generator | None = None,
+                        progress: ProgressFn = no_progress) -> list[np.ndarray]:
+        """Mels of the plan's sentences (all, or those indexed by `sentences`), from their ids."""
+        picked = range(len(plan.sentences)) if sentences is None else sentences
+        ids = [list(plan.ids[k]) for k in picked]
+        return self._require_synthesizer().synthesize_ids(
+            ids, [plan.embedding] * len(ids), seed=plan.seed, generator=generator, mode=plan.mode,
+            progress=_sentence_reporter(progress))
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
-               progress: ProgressFn = _no_progress, mode: str = "fast") -> np.ndarray:
+               progress: ProgressFn = no_progress, mode: str = "fast") -> np.ndarray:
         """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised.
 
         WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
@@ -181,27 +363,33 @@ class Pipeline:
         gives direct control. `mode` is WaveRNN's: "fast" (default), "int8", or "parity"
         (the reference's numbers exactly, several times slower).
         """
+        vocoder, _ = self.resolve_vocoder(vocoder)
         if vocoder == "griffinlim":
             rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
             wav = griffin_lim(mel, rng=rng, **({} if mode == "parity" else FAST_GRIFFIN_LIM))
-            progress("vocoding", 1.0, "Griffin-Lim")
+            progress(ProgressEvent("vocoding", 1, 1))
             return wav
-        if vocoder != "wavernn":
-            raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
-        if self.vocoder is None:
-            raise MissingWeightsError(missing_weights_message(self.vocoder_path)
-                                      + " (or choose the Griffin-Lim vocoder, which needs no weights)")
         # Folding pays off only when there is more than one fold; a short mel is cheaper
         # in one unfolded pass than padded up to a full 9600-sample fold.
-        batched = mel.shape[1] * syn_hp.hop_size > vocoder_hp.voc_target + 2 * vocoder_hp.voc_overlap
+        batched = mel.shape[1] * HOP_SIZE > vocoder_hp.voc_target + 2 * vocoder_hp.voc_overlap
         return self.vocoder.infer_waveform(
             mel, batched=batched, seed=seed, mode=mode,
-            progress=lambda done, total: progress("vocoding", done / total, f"{100 * done // total}%"))
+            progress=lambda done, total: progress(ProgressEvent("vocoding", done, total)))
+
+    def stream_vocode(self, mel: np.ndarray, plan: ClonePlan, generator: torch.Generator, head: int,
+                      first_samples: int, min_samples: int, ending: bool,
+                      progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+        """WaveRNN audio of `mel` in pieces as they are final (see `Vocoder.stream_waveform`)."""
+        return self.vocoder.stream_waveform(mel, head=head, generator=generator, mode=plan.mode,
+                                            first_samples=first_samples, min_samples=min_samples, ending=ending,
+                                            progress=progress)
+
+    # Cloning
 
     def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
               seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
-              progress: ProgressFn = _no_progress, mode: str = "fast") -> CloneResult:
+              progress: ProgressFn = no_progress, mode: str = "fast") -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
@@ -212,70 +400,47 @@ class Pipeline:
         "parity" gives the reference's numbers (see `vocode`). `deepfake_audio.streaming`
         streams the result.
         """
-        sentences = self.prepare_text(text)
-        self._require_synthesizer()
-        if vocoder == "auto":
-            vocoder = self.default_vocoder()
-        if vocoder not in VOCODERS:
-            raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
-        if vocoder == "wavernn" and self.vocoder is None:
-            self.vocode(np.zeros((80, 2), np.float32), vocoder)  # raises the missing-weights message
-        seconds: dict[str, float] = {}
         start = time.perf_counter()
-        progress("encoding", 0.0, "reading the reference voice")
-        if embedding is None:
-            if reference_audio is None:
-                raise ValueError("give a reference recording or a saved embedding")
-            embedding = self.embed(reference_audio, sample_rate)
-        progress("encoding", 1.0, "voice embedded")
-        seconds["encoding"] = time.perf_counter() - start
+        plan = self.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
+                         mode=mode, progress=progress)
+        return self.run(plan, progress, encoding_seconds=time.perf_counter() - start)
 
+    def run(self, plan: ClonePlan, progress: ProgressFn = no_progress,
+            encoding_seconds: float = 0.0) -> CloneResult:
+        """Carry out a plan: synthesize every sentence, vocode, join with pauses, normalise the peak."""
+        seconds: dict[str, float] = {"encoding": encoding_seconds}
         start = time.perf_counter()
-        progress("synthesizing", 0.0, f"{len(sentences)} sentence(s)")
-        mels = self.synthesize(sentences, embedding, seed, progress, mode)
+        progress(ProgressEvent("synthesizing", 0, len(plan.sentences), "sentence"))
+        mels = self.synthesize_plan(plan, progress=progress)
         seconds["synthesizing"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        progress("vocoding", 0.0, "0%")
-        wav = self._vocode_sentences(mels, vocoder, seed, progress, mode)
+        wav = self._vocode_sentences(mels, plan, progress)
         seconds["vocoding"] = time.perf_counter() - start
-        return CloneResult(wav, SAMPLE_RATE, np.asarray(embedding, np.float32), mels, sentences, vocoder, seconds)
+        return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 
-    @staticmethod
-    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-        """Validate `text` and split it into sentences; raises `TextError` when nothing can be said."""
-        if text is None or not str(text).strip():
-            raise TextError("The text is empty: type what the voice should say.")
-        if len(text) > max_chars:
-            raise TextError(f"The text is {len(text)} characters long; the limit is {max_chars}. "
-                            "Split it into several requests.")
-        sentences = [s for s in split_sentences(text) if has_speakable_characters(text_to_sequence(s))]
-        if not sentences:
-            raise TextError("The text has no speakable characters: write English words "
-                            "(letters; digits are read out as numbers).")
-        return sentences
-
-    def _vocode_sentences(self, mels: list[np.ndarray], vocoder: str, seed: int | None,
-                          progress: ProgressFn, mode: str = "fast") -> np.ndarray:
+    def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn) -> np.ndarray:
         pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * SAMPLE_RATE))
-        hop = syn_hp.hop_size
-        if vocoder == "wavernn":
+        if plan.vocoder == "wavernn":
+            progress(ProgressEvent("vocoding", 0, 1))
             # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
-            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", seed, progress, mode)
-            cuts = np.cumsum([m.shape[1] for m in mels])[:-1] * hop
+            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", plan.seed, progress, plan.mode)
+            cuts = np.cumsum([m.shape[1] for m in mels])[:-1] * HOP_SIZE
             pieces = np.split(wav, np.minimum(cuts, len(wav)))
         else:
+            progress(ProgressEvent("vocoding", 0, len(mels), "sentence"))
             pieces = []
             for k, mel in enumerate(mels):
-                pieces.append(self.vocode(mel, "griffinlim", None if seed is None else seed + k, mode=mode))
-                progress("vocoding", (k + 1) / len(mels), f"sentence {k + 1} of {len(mels)}")
+                pieces.append(self.vocode(mel, "griffinlim", plan.sentence_seed(k), mode=plan.mode))
+                progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
         joined = np.concatenate([part for piece in pieces for part in (piece, pause)][:-1])
-        peak = np.max(np.abs(joined)) if joined.size else 0.0
-        if peak > 0:
-            joined = joined / peak * OUTPUT_PEAK
-        return joined.astype(np.float32)
+        return normalize_peak(joined)
 
     def _require_synthesizer(self) -> Synthesizer:
         if self.synthesizer is None:
             raise MissingWeightsError(missing_weights_message(self.synthesizer_path))
         return self.synthesizer
+
+
+def _sentence_reporter(progress: ProgressFn) -> Callable[[int, int], None]:
+    return lambda done, total: progress(ProgressEvent("synthesizing", done, total, "sentence"))

@@ -23,9 +23,9 @@ from typing import Iterator
 
 import numpy as np
 
-from deepfake_audio.pipeline import (OUTPUT_PEAK, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODERS, Pipeline,
-                                     ProgressFn, _no_progress)
-from synthesizer.inference import make_generator
+from deepfake_audio.core.rng import make_generator
+from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, ClonePlan, Pipeline,
+                                     ProgressEvent, ProgressFn, no_progress)
 
 # Samples at the start of the first sentence generated before the rest, in short folds.
 HEAD_SAMPLES = 4000
@@ -47,17 +47,27 @@ class AudioChunk:
 class CloneStream:
     """Iterator of `AudioChunk`s that also keeps what the clone is made of.
 
-    `sentences`, `embedding` and `vocoder` are set from the start; `mels` (one (80, frames)
-    per sentence, in order) fills in as sentences are synthesized and is complete once
-    the stream is exhausted.
+    `plan` (sentences, embedding, vocoder, ...) is set from the start; `mels` (one
+    (80, frames) per sentence, in order) fills in as sentences are synthesized and is
+    complete once the stream is exhausted.
     """
 
-    def __init__(self, sentences: list[str], embedding: np.ndarray, vocoder: str):
-        self.sentences = sentences
-        self.embedding = embedding
-        self.vocoder = vocoder
+    def __init__(self, plan: ClonePlan):
+        self.plan = plan
         self.mels: list[np.ndarray] = []
         self._chunks: Iterator[AudioChunk] = iter(())
+
+    @property
+    def sentences(self) -> list[str]:
+        return list(self.plan.sentences)
+
+    @property
+    def embedding(self) -> np.ndarray:
+        return self.plan.embedding
+
+    @property
+    def vocoder(self) -> str:
+        return self.plan.vocoder
 
     def __iter__(self) -> "CloneStream":
         return self
@@ -69,60 +79,49 @@ class CloneStream:
 def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
-                 progress: ProgressFn = _no_progress) -> CloneStream:
+                 progress: ProgressFn = no_progress, plan: ClonePlan | None = None) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
 
     Input errors (text, audio, weights) are raised before the first piece. Same seed,
-    same inputs: same pieces. With Griffin-Lim each sentence is one piece.
+    same inputs: same pieces. With Griffin-Lim each sentence is one piece. A `plan`
+    made by `Pipeline.plan` replaces the request arguments.
     """
-    sentences = pipe.prepare_text(text)
-    synthesizer = pipe._require_synthesizer()
-    if vocoder == "auto":
-        vocoder = pipe.default_vocoder()
-    if vocoder not in VOCODERS:
-        raise ValueError(f"unknown vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
-    if vocoder == "wavernn" and pipe.vocoder is None:
-        pipe.vocode(np.zeros((80, 2), np.float32), vocoder)  # raises the missing-weights message
-    if embedding is None:
-        if reference_audio is None:
-            raise ValueError("give a reference recording or a saved embedding")
-        progress("encoding", 0.0, "reading the reference voice")
-        embedding = pipe.embed(reference_audio, sample_rate)
-        progress("encoding", 1.0, "voice embedded")
-    embedding = np.asarray(embedding, dtype=np.float32)
-    stream = CloneStream(sentences, embedding, vocoder)
-    stream._chunks = _stream(pipe, synthesizer, stream, seed, mode, head, progress)
+    if plan is None:
+        plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
+                         mode=mode, progress=progress)
+    stream = CloneStream(plan)
+    stream._chunks = _stream(pipe, stream, head, progress)
     return stream
 
 
-def _stream(pipe, synthesizer, stream: CloneStream, seed, mode, head, progress) -> Iterator[AudioChunk]:
-    sentences, embedding, vocoder = stream.sentences, stream.embedding, stream.vocoder
-    synth_rng = make_generator(seed)
-    vocoder_rng = make_generator(seed, pipe.device)
-    out = _Output(len(sentences))
+def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn) -> Iterator[AudioChunk]:
+    plan = stream.plan
+    n = len(plan.sentences)
+    synth_rng = make_generator(plan.seed)
+    vocoder_rng = make_generator(plan.seed, pipe.device)
+    out = _Output(n)
     # The first sentence alone, with a head; then all the others in one batch and one vocoder pass.
     # Parity mode reproduces `clone`: everything in one batch and one pass.
-    first_alone = len(sentences) > 1 and not (vocoder == "wavernn" and mode == "parity")
-    groups = [[0], list(range(1, len(sentences)))] if first_alone else [list(range(len(sentences)))]
+    first_alone = n > 1 and not (plan.vocoder == "wavernn" and plan.mode == "parity")
+    groups = [[0], list(range(1, n))] if first_alone else [list(range(n))]
+    progress(ProgressEvent("synthesizing", 0, n, "sentence"))
     for g, group in enumerate(groups):
-        progress("synthesizing", group[0] / len(sentences), f"sentence {group[0] + 1} of {len(sentences)}")
-        mels = synthesizer.synthesize_spectrograms([sentences[k] for k in group], [embedding] * len(group),
-                                                   generator=synth_rng, mode=mode)
+        mels = pipe.synthesize_plan(plan, group, generator=synth_rng)
         stream.mels.extend(mels)
-        if vocoder == "griffinlim":
+        progress(ProgressEvent("synthesizing", group[-1] + 1, n, "sentence"))
+        if plan.vocoder == "griffinlim":
             for k, mel in zip(group, mels):
-                wav = pipe.vocode(mel, "griffinlim", None if seed is None else seed + k, mode=mode)
+                wav = pipe.vocode(mel, "griffinlim", plan.sentence_seed(k), mode=plan.mode)
                 yield from out.sentence(wav, k)
-                progress("vocoding", (k + 1) / len(sentences), f"sentence {k + 1} of {len(sentences)}")
+                progress(ProgressEvent("vocoding", k + 1, n, "sentence"))
             continue
         # One pass over the group's joined mels, cut at the joins as `clone` does.
-        joins = list(np.cumsum([m.shape[1] for m in mels])[:-1] * synthesizer.hparams.hop_size)
-        pieces = pipe.vocoder.stream_waveform(
-            np.concatenate(mels, axis=1), head=head if g == 0 else 0, generator=vocoder_rng, mode=mode,
+        joins = list(np.cumsum([m.shape[1] for m in mels])[:-1] * HOP_SIZE)
+        pieces = pipe.stream_vocode(
+            np.concatenate(mels, axis=1), plan, vocoder_rng, head=head if g == 0 else 0,
             first_samples=FIRST_CHUNK_SAMPLES if g == 0 else CHUNK_SAMPLES, min_samples=CHUNK_SAMPLES,
             ending=g == len(groups) - 1,  # a group that others follow keeps its last frame, unfaded
-            progress=lambda done, total, k=group[-1]: progress("vocoding", done / total,
-                                                               f"sentence {k + 1} of {len(sentences)}"))
+            progress=lambda done, total: progress(ProgressEvent("vocoding", done, total)))
         position, k = 0, 0
         for piece in pieces:
             while len(piece):

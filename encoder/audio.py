@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.audio_io import load_audio, resample
-from encoder import hparams as hp
+from deepfake_audio.core.audio_io import load_audio, resample
+from encoder.hparams import hparams as hp
 
 try:
     import webrtcvad

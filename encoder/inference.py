@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
-from deepfake_audio.errors import AudioError, MissingWeightsError
-from encoder import hparams as hp
+from deepfake_audio.core.checkpoint import MissingMessage, load_model
+from deepfake_audio.core.errors import AudioError, MissingWeightsError
+from encoder.hparams import hparams as hp
 from encoder.audio import normalize_volume, preprocess_wav, trim_long_silences, webrtcvad, wav_to_mel_spectrogram
 from encoder.model import speaker_encoder_from_hparams
 
@@ -62,15 +62,13 @@ def compute_partial_slices(n_samples: int, partial_utterance_n_frames: int = hp.
 class Encoder:
     """A loaded speaker encoder: audio -> 256-d unit-norm voice embedding."""
 
-    def __init__(self, weights: Path | str | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, weights: Path | str | None = None, device: str | torch.device = "cpu",
+                 missing_message: MissingMessage | None = None):
         self.weights = Path(weights) if weights is not None else default_weights_path()
         self.device = torch.device(device)
-        ckpt = read_checkpoint(self.weights)
         # A trained checkpoint of a non-published size says how big it is under "hparams".
-        self.model = speaker_encoder_from_hparams(ckpt.get("hparams"))
-        state = model_state_of(ckpt, self.weights)
-        check_state_dict(self.model, state, self.weights, "speaker encoder")
-        self.model.load_state_dict(state, strict=True)
+        self.model, ckpt = load_model(self.weights, lambda c: speaker_encoder_from_hparams(c.get("hparams")),
+                                      "speaker encoder", missing_message)
         self.step = int(ckpt.get("step", 0))
         self.model.to(self.device).eval()
 

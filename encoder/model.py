@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from encoder import hparams as hp
+from encoder.hparams import hparams as hp
 
 
 class SpeakerEncoder(nn.Module):

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from deepfake_audio.audio_io import load_audio
-from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
+from deepfake_audio.core.audio_io import load_audio
+from deepfake_audio.core.audio_config import MEL, MelConfig
 
 
-def load_wav(path: str | Path, hp: SynthesizerHParams = default_hparams) -> np.ndarray:
+def load_wav(path: str | Path, hp: MelConfig = MEL) -> np.ndarray:
     """Decode and resample a file to hp.sample_rate; rescaled to peak hp.rescaling_max if hp.rescale."""
     wav = load_audio(path, hp.sample_rate)
     if hp.rescale:
@@ -34,18 +34,18 @@ def inv_preemphasis(wav: np.ndarray, k: float, inv_preemphasize: bool = True) ->
     return signal.lfilter([1], [1, -k], wav) if inv_preemphasize else wav
 
 
-def _stft(y: np.ndarray, hp: SynthesizerHParams) -> np.ndarray:
+def _stft(y: np.ndarray, hp: MelConfig) -> np.ndarray:
     import librosa
     return librosa.stft(y=y, n_fft=hp.n_fft, hop_length=hp.hop_size, win_length=hp.win_size)
 
 
-def _istft(y: np.ndarray, hp: SynthesizerHParams) -> np.ndarray:
+def _istft(y: np.ndarray, hp: MelConfig) -> np.ndarray:
     import librosa
     return librosa.istft(y, hop_length=hp.hop_size, win_length=hp.win_size)
 
 
 @lru_cache(maxsize=4)
-def mel_basis(hp: SynthesizerHParams = default_hparams) -> np.ndarray:
+def mel_basis(hp: MelConfig = MEL) -> np.ndarray:
     """Slaney mel filterbank, float32 (num_mels, n_fft // 2 + 1)."""
     import librosa
     assert hp.fmax <= hp.sample_rate // 2
@@ -53,11 +53,11 @@ def mel_basis(hp: SynthesizerHParams = default_hparams) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _inv_mel_basis(hp: SynthesizerHParams) -> np.ndarray:
+def _inv_mel_basis(hp: MelConfig) -> np.ndarray:
     return np.linalg.pinv(mel_basis(hp))
 
 
-def _amp_to_db(x: np.ndarray, hp: SynthesizerHParams) -> np.ndarray:
+def _amp_to_db(x: np.ndarray, hp: MelConfig) -> np.ndarray:
     min_level = np.exp(hp.min_level_db / 20 * np.log(10))
     return 20 * np.log10(np.maximum(min_level, x))
 
@@ -66,24 +66,24 @@ def _db_to_amp(x: np.ndarray) -> np.ndarray:
     return np.power(10.0, x * 0.05)
 
 
-def _normalize(S: np.ndarray, hp: SynthesizerHParams) -> np.ndarray:
+def _normalize(S: np.ndarray, hp: MelConfig) -> np.ndarray:
     m = hp.max_abs_value
     return np.clip((2 * m) * ((S - hp.min_level_db) / (-hp.min_level_db)) - m, -m, m)
 
 
-def _denormalize(D: np.ndarray, hp: SynthesizerHParams) -> np.ndarray:
+def _denormalize(D: np.ndarray, hp: MelConfig) -> np.ndarray:
     m = hp.max_abs_value
     return ((np.clip(D, -m, m) + m) * -hp.min_level_db / (2 * m)) + hp.min_level_db
 
 
-def melspectrogram(wav: np.ndarray, hp: SynthesizerHParams = default_hparams) -> np.ndarray:
+def melspectrogram(wav: np.ndarray, hp: MelConfig = MEL) -> np.ndarray:
     """Normalised log-mel of a wav at hp.sample_rate: float32 (80, 1 + len // 200) in [-4, 4]."""
     D = _stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp)
     S = _amp_to_db(np.dot(mel_basis(hp), np.abs(D)), hp) - hp.ref_level_db
     return _normalize(S, hp).astype(np.float32)
 
 
-def griffin_lim(mel: np.ndarray, hp: SynthesizerHParams = default_hparams,
+def griffin_lim(mel: np.ndarray, hp: MelConfig = MEL,
                 rng: np.random.RandomState | None = None, momentum: float = 0.0,
                 iterations: int | None = None) -> np.ndarray:
     """Waveform from a normalised mel by Griffin-Lim phase reconstruction.

@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
+from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
 from synthesizer.model import Decoder, LSTMCells
 
 # fbgemm's fp16 ops are deprecated but still the way in; filtered once here, not per call
@@ -101,7 +101,7 @@ CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
     """Context for `Tacotron.generate` with `cells`: while split cells run on the worker pool,
-    torch's intra-op threads are held at one (see `deepfake_audio.threads`)."""
+    torch's intra-op threads are held at one (see `deepfake_audio.core.threads`)."""
     split = cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells)
     return intra_op_threads(1) if split else contextlib.nullcontext()
 

@@ -1,36 +1,20 @@
 """Synthesizer hyperparameters (those of the published SV2TTS Tacotron).
 
-The audio settings here are also the vocoder's: the vocoder consumes these mels.
+The audio and mel fields come from `MelConfig`, which the vocoder extends too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepfake_audio.core.audio_config import MelConfig
+from deepfake_audio.core.hparams import with_overrides
+
+__all__ = ["SynthesizerHParams", "hparams", "with_overrides"]
+
 
 @dataclass(frozen=True)
-class SynthesizerHParams:
-    """Tacotron and mel configuration. Times in samples at `sample_rate` unless stated."""
-
-    # Audio and mel (shared with the vocoder)
-    sample_rate: int = 16000
-    n_fft: int = 800
-    hop_size: int = 200  # 12.5 ms
-    win_size: int = 800  # 50 ms
-    num_mels: int = 80
-    fmin: int = 55
-    fmax: int = 7600
-    min_level_db: int = -100
-    ref_level_db: int = 20
-    max_abs_value: float = 4.0  # mels are normalised to [-max_abs_value, max_abs_value]
-    preemphasis: float = 0.97
-    preemphasize: bool = True
-    signal_normalization: bool = True
-    allow_clipping_in_normalization: bool = True
-    symmetric_mels: bool = True
-    rescale: bool = True
-    rescaling_max: float = 0.9
-    power: float = 1.5  # Griffin-Lim magnitude exponent
-    griffin_lim_iters: int = 60
+class SynthesizerHParams(MelConfig):
+    """Tacotron settings on top of the shared mel configuration (`deepfake_audio.core.audio_config`)."""
 
     # Tacotron
     tts_embed_dims: int = 512
@@ -61,22 +45,5 @@ class SynthesizerHParams:
     utterance_min_duration: float = 1.6  # s
     silence_min_duration_split: float = 0.4  # s
 
-    @property
-    def frame_seconds(self) -> float:
-        return self.hop_size / self.sample_rate
-
 
 hparams = SynthesizerHParams()
-
-
-def _as_field_value(value):
-    # Checkpoints store tuples as lists when they pass through JSON; the dataclass wants tuples.
-    return tuple(_as_field_value(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def with_overrides(hp: SynthesizerHParams, overrides=None) -> SynthesizerHParams:
-    """`hp` with {field name: value} replaced (e.g. a checkpoint's "hparams"); unknown names are ignored."""
-    from dataclasses import fields, replace
-    names = {f.name for f in fields(SynthesizerHParams)}
-    changes = {k: _as_field_value(v) for k, v in dict(overrides or {}).items() if k in names}
-    return replace(hp, **changes) if changes else hp

@@ -1,9 +1,12 @@
-"""Text + speaker embedding -> mel spectrograms with a loaded Tacotron.
+"""Text + speaker embedding -> mel spectrograms with a loaded synthesizer.
 
-`Synthesizer.synthesize_spectrograms` reproduces the reference wrapper exactly
-(batches of 16, zero-padded ids, common stop, trailing trim); it is the parity path.
-Sentence splitting for long text lives in `synthesizer.sentences` and is applied by the
-pipeline on top of it.
+Two architectures load through the same class and interface: the published Tacotron
+(the default; a checkpoint without an "architecture" entry is one) and the small
+FastSpeech-style starter model (`synthesizer.fastspeech`, "architecture": "fastspeech").
+For the Tacotron, `Synthesizer.synthesize_spectrograms` reproduces the reference wrapper
+exactly (batches of 16, zero-padded ids, common stop, trailing trim); it is the parity
+path. Sentence splitting for long text lives in `synthesizer.sentences` and is applied by
+the pipeline on top of it.
 """
 from __future__ import annotations
 
@@ -14,40 +17,47 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
-from deepfake_audio.errors import TextError
+from deepfake_audio.core.checkpoint import MissingMessage, check_state_dict, model_state_of, read_checkpoint
+from deepfake_audio.core.errors import TextError, WeightsError
+from deepfake_audio.core.hparams import with_overrides
+from deepfake_audio.core.rng import make_generator
 from synthesizer import fast
-from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams, with_overrides
+from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
+from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.model import Tacotron
 from synthesizer.text import has_speakable_characters, text_to_sequence
 
-
-def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A private RNG: seeded with `seed`, or from OS entropy when None."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
-    return generator
+TACOTRON = "tacotron"
+FASTSPEECH = FastSpeech.architecture
+ARCHITECTURES = (TACOTRON, FASTSPEECH)
+MODES = ("fast", "int8", "parity")
 
 
 class Synthesizer:
-    """A loaded Tacotron synthesizer. Outputs mels (80, frames) in [-4, 4], 12.5 ms frames."""
+    """A loaded synthesizer (Tacotron or FastSpeech). Outputs mels (80, frames) in [-4, 4], 12.5 ms frames."""
 
     sample_rate = default_hparams.sample_rate
 
     def __init__(self, weights: Path | str, device: str | torch.device = "cpu",
-                 hp: SynthesizerHParams = default_hparams):
+                 hp: SynthesizerHParams = default_hparams, missing_message: MissingMessage | None = None):
         self.weights = Path(weights)
         self.device = torch.device(device)
-        ckpt = read_checkpoint(self.weights)
+        ckpt = read_checkpoint(self.weights, missing_message)
+        self.architecture = ckpt.get("architecture", TACOTRON)
+        if self.architecture not in ARCHITECTURES:
+            raise WeightsError(f"{self.weights} holds a synthesizer of unknown architecture "
+                               f"{self.architecture!r}; this version reads {' and '.join(ARCHITECTURES)}.")
         # A trained checkpoint of a non-published size says how it differs under "hparams".
-        self.hparams = with_overrides(hp, ckpt.get("hparams"))
-        self.model = Tacotron(self.hparams)
+        if self.architecture == FASTSPEECH:
+            self.hparams = hp
+            self.model = FastSpeech(with_overrides(FastSpeechHParams(), ckpt.get("hparams")))
+        else:
+            self.hparams = with_overrides(hp, ckpt.get("hparams"))
+            self.model = Tacotron(self.hparams)
         state = model_state_of(ckpt, self.weights)
-        check_state_dict(self.model, state, self.weights, "synthesizer")
-        self.model.load_state_dict(state, strict=True)
+        check_state_dict(self.model, state, self.weights,
+                         "synthesizer" if self.architecture == TACOTRON else "FastSpeech synthesizer")
+        self.model.load_state_dict(state, strict=True)  # fp16 weights are converted to the model's fp32
         self.model.to(self.device).eval()
         self._fast: dict[str, fast.LSTMCells] = {}
         self._fast_lock = threading.Lock()
@@ -58,7 +68,8 @@ class Synthesizer:
 
     @property
     def r(self) -> int:
-        return self.model.r
+        """Frames per decoder step of a Tacotron (a FastSpeech model makes all frames at once: 1)."""
+        return self.model.r if self.architecture == TACOTRON else 1
 
     def text_ids(self, text: str) -> list[int]:
         """Ids of one text as the reference computes them (stripped, cleaned, EOS appended)."""
@@ -77,29 +88,34 @@ class Synthesizer:
         `progress(done, total)` is called after each chunk. `mode` "fast" runs the
         decoder's LSTM cells with fp16 weights and "int8" with int8 weights (`synthesizer.fast`:
         faster on CPU, not the reference's exact numbers); "parity" (the default) is the
-        reference path.
+        reference path. A FastSpeech model has no randomness and one path: seed and mode
+        do not change its output; `return_alignments` gives its durations (frames per
+        character) instead of attention.
         """
-        if mode not in ("fast", "int8", "parity"):
-            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
         if isinstance(texts, str):
             texts = [texts]
-        embeds = [embeddings] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 1 else list(embeddings)
-        if len(embeds) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(embeds)} speaker embeddings")
         inputs = [self.text_ids(t) for t in texts]
         for text, ids in zip(texts, inputs):
             if not has_speakable_characters(ids):
                 raise TextError(f"Nothing to say in {text!r}: the text has no letters the synthesizer can speak.")
+        return self.synthesize_ids(inputs, embeddings, seed, generator, return_alignments, progress, mode)
+
+    def synthesize_ids(self, inputs: Sequence[Sequence[int]], embeddings: np.ndarray | Sequence[np.ndarray],
+                       seed: int | None = None, generator: torch.Generator | None = None,
+                       return_alignments: bool = False, progress=None, mode: str = "parity"):
+        """`synthesize_spectrograms` for texts already turned into character ids (`text_ids`)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        inputs = [list(ids) for ids in inputs]
+        embeds = [embeddings] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 1 else list(embeddings)
+        if len(embeds) != len(inputs):
+            raise ValueError(f"{len(inputs)} texts but {len(embeds)} speaker embeddings")
+        if self.architecture == FASTSPEECH:
+            return self._synthesize_parallel(inputs, embeds, return_alignments, progress)
         if generator is None:
             generator = make_generator(seed)
-        batch_size = self.hparams.synthesis_batch_size
         specs, alignments = [], None
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size]
-            max_len = max(len(ids) for ids in batch)
-            chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
-                                 device=self.device)
-            speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
+        for done, chars, speakers in self._batches(inputs, embeds):
             cells = self._lstm_cells(mode)
             with fast.decoding(cells):
                 _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
@@ -107,10 +123,35 @@ class Synthesizer:
             for mel in mels.cpu().numpy():
                 specs.append(self.trim_trailing_silence(mel))
             if progress is not None:
-                progress(min(start + batch_size, len(inputs)), len(inputs))
+                progress(done, len(inputs))
         if return_alignments:
             return specs, alignments.cpu().numpy()
         return specs
+
+    def _synthesize_parallel(self, inputs: list[list[int]], embeds: list[np.ndarray], return_alignments: bool,
+                             progress) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+        """FastSpeech: each chunk of 16 in one pass; each mel cut to its own predicted length."""
+        specs, durations = [], []
+        for done, chars, speakers in self._batches(inputs, embeds):
+            mels, frames = self.model.generate(chars, speakers)
+            lengths = (chars != 0).sum(1).tolist()
+            for mel, d, n in zip(mels.cpu().numpy(), frames.cpu().numpy(), lengths):
+                specs.append(np.ascontiguousarray(mel[:, :int(d.sum())]))
+                durations.append(d[:n])
+            if progress is not None:
+                progress(done, len(inputs))
+        return (specs, durations) if return_alignments else specs
+
+    def _batches(self, inputs: list[list[int]], embeds: list[np.ndarray]):
+        """(items done after this batch, chars (B, N) zero-padded, speakers (B, 256)) per chunk of 16."""
+        batch_size = self.hparams.synthesis_batch_size
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size]
+            max_len = max(len(ids) for ids in batch)
+            chars = torch.tensor([ids + [0] * (max_len - len(ids)) for ids in batch], dtype=torch.long,
+                                 device=self.device)
+            speakers = torch.from_numpy(np.stack(embeds[start:start + batch_size]).astype(np.float32)).to(self.device)
+            yield start + len(batch), chars, speakers
 
     def _lstm_cells(self, mode: str) -> "fast.LSTMCells | None":
         """The reduced-precision LSTM cells of `mode`, made once; None for parity or where fbgemm is missing."""

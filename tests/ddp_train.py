@@ -12,6 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 stage, out = sys.argv[1], Path(sys.argv[2])
-summary = importlib.import_module(f"{stage}.train").main(sys.argv[3:])
+summary = importlib.import_module(f"deepfake_audio.training.{stage}_train").main(sys.argv[3:])
 params = {name: p.detach().cpu().clone() for name, p in summary.model.named_parameters()}
 torch.save({"params": params, "losses": summary.losses}, out / f"rank{os.environ['RANK']}.pt")

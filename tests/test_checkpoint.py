@@ -7,7 +7,7 @@ import torch
 
 from conftest import DATA, vector
 import weights
-from deepfake_audio.errors import MissingWeightsError, WeightsError
+from deepfake_audio.core.errors import MissingWeightsError, WeightsError
 from encoder.inference import Encoder
 from synthesizer.inference import Synthesizer
 from vocoder.inference import Vocoder
@@ -31,8 +31,9 @@ def test_bare_state_dict_loads(tmp_path):
 
 
 def test_missing_file_names_file_and_command(tmp_path):
-    with pytest.raises(MissingWeightsError) as err:
-        Synthesizer(tmp_path / "synthesizer.pt")
+    from deepfake_audio.download import missing_weights_message
+    with pytest.raises(MissingWeightsError) as err:  # the pipeline's loaders pass the download message in
+        Synthesizer(tmp_path / "synthesizer.pt", missing_message=missing_weights_message)
     message = str(err.value)
     assert "synthesizer.pt" in message and str(tmp_path) in message
     assert "python -m deepfake_audio download" in message

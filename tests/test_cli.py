@@ -54,7 +54,10 @@ def test_embed_then_clone_from_embedding(quick_dir, tmp_path):
     out = tmp_path / "out.wav"
     proc = run("clone", "--embedding", npy, "--text-file", text_file, "--out", out, "--vocoder", "griffinlim",
                "--models", quick_dir)
-    assert proc.returncode == 0, proc.stderr and out.exists()
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(str(out))  # a complete 16 kHz WAV of the sentence (plus nothing else) was written
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16") and info.frames > 200
+    assert "wrote" in proc.stdout and str(out) in proc.stdout
 
 
 def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):

@@ -3,7 +3,7 @@ import json
 
 import soundfile as sf
 
-from deepfake_audio.corpus import HELD_OUT, VOICES, build_corpus, load_sentences
+from deepfake_audio.training.corpus import HELD_OUT, VOICES, build_corpus, load_sentences
 
 
 def test_sentences_are_clean_and_bounded():

@@ -1,8 +1,8 @@
 """Evaluation command: WER arithmetic and a run over a tiny corpus."""
 import pytest
 
-from deepfake_audio.corpus import VOICES, build_corpus
-from deepfake_audio.evaluate import Recogniser, evaluate, word_error_rate, word_errors
+from deepfake_audio.training.corpus import VOICES, build_corpus
+from deepfake_audio.training.evaluate import Recogniser, evaluate, word_error_rate, word_errors
 
 
 def test_word_errors():
@@ -29,5 +29,9 @@ def test_evaluate_runs_on_a_tiny_corpus(tmp_path, quick_dir):
     report = evaluate(tmp_path / "corpus", quick_dir, vocoder="griffinlim", limit=2)
     assert [v.voice for v in report.voices] == ["flite_awb", "espeak_us_m3"]
     assert report.voices[0].floor_wer < 0.6  # the recogniser understands flite's natural-sounding voice
-    assert 0 <= report.identified <= 1 and -1 <= report.similarity <= 1
+    # The summary is the sentence-weighted mean of the voices', each a count over its 2 clones.
+    assert all(v.sentences == 2 and v.identified * 2 == round(v.identified * 2) for v in report.voices)
+    assert report.identified == pytest.approx(sum(v.identified for v in report.voices) / 2)
+    assert report.similarity == pytest.approx(sum(v.similarity for v in report.voices) / 2)
+    assert report.similarity > 0  # ReLU embeddings: a clone is never orthogonal to its reference
     assert report.wer > report.floor_wer  # random weights do not speak

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
-from deepfake_audio.errors import AudioError, MissingWeightsError, TextError
+from deepfake_audio.core.errors import AudioError, MissingWeightsError, TextError
 from deepfake_audio.pipeline import MAX_TEXT_CHARS
 
 
@@ -51,7 +51,7 @@ def test_clone_from_saved_embedding_and_griffinlim(pipe):
 
 def test_progress_reports_every_stage(pipe):
     seen = []
-    pipe.clone(DATA / "ref.wav", "Hi.", seed=1, progress=lambda stage, f, detail: seen.append((stage, f)))
+    pipe.clone(DATA / "ref.wav", "Hi.", seed=1, progress=lambda event: seen.append((event.stage, event.fraction)))
     stages = [s for s, _ in seen]
     assert stages.index("encoding") < stages.index("synthesizing") < stages.index("vocoding")
     assert ("vocoding", 1.0) in seen

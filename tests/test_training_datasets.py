@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio.datasets import DatasetError, detect_format, read_corpora, read_corpus
-from deepfake_audio.training import read_jsonl
+from deepfake_audio.training.datasets import DatasetError, detect_format, read_corpora, read_corpus
+from deepfake_audio.training.files import read_jsonl
 from training_fixtures import encoder_data, speech_corpus
 
 
@@ -130,7 +130,7 @@ def test_encoder_preprocess_output(tmp_path_factory):
 
 
 def test_preprocess_skips_bad_files_and_resumes(corpus, tmp_path):
-    from encoder import preprocess
+    from deepfake_audio.training import encoder_preprocess as preprocess
     data = tmp_path / "corpus"
     shutil.copytree(corpus / "flite_slt", data / "slt")
     shutil.copytree(corpus / "espeak_m3", data / "m3")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_audio.checkpoint import read_checkpoint
-from encoder import train
+from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio.training import encoder_train as train
 from encoder.audio import preprocess_wav
 from encoder.inference import Encoder
 from training_fixtures import (ENCODER_TINY, QUIET, encoder_data, one_thread, same_state, scalars,  # noqa: F401

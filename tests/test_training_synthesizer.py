@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_audio.checkpoint import read_checkpoint
+from deepfake_audio.core.checkpoint import read_checkpoint
 from deepfake_audio.pipeline import Pipeline
-from synthesizer import train
+from deepfake_audio.training import synthesizer_train as train
 from synthesizer.inference import Synthesizer
 from training_fixtures import (QUIET, SYNTH_TINY, one_thread, same_state, scalars, speech_corpus,  # noqa: F401
                                synthesizer_data)
@@ -24,7 +24,7 @@ def _train(data, run, steps, *extra):
 
 
 def test_preprocessed_data(data):
-    from deepfake_audio.training import read_metadata
+    from deepfake_audio.training.files import read_metadata
     from synthesizer.audio import melspectrogram
     records = read_metadata(data)
     assert len(records) == 16
@@ -43,6 +43,11 @@ def test_guided_attention_loss_favours_the_diagonal():
     flipped = diagonal.flip(2)
     lens = torch.tensor([chars]), torch.tensor([steps * 2])
     assert train.guided_attention_loss(diagonal, *lens, r=2) < 0.1 * train.guided_attention_loss(flipped, *lens, r=2)
+    # In a batch, attending to the padding after a shorter item is the worst choice, not a free one.
+    padded = torch.cat([diagonal, torch.zeros(1, steps, 5)], dim=2)
+    on_padding = torch.zeros_like(padded)
+    on_padding[0, :, chars:] = 1 / 5
+    assert train.guided_attention_loss(on_padding, *lens, r=2) > train.guided_attention_loss(flipped, *lens, r=2)
 
 
 def test_loss_falls_on_one_batch(data, tmp_path):
@@ -87,8 +92,8 @@ def test_resume_is_exact(data, tmp_path):
 
 
 def test_pack_round_trip_and_training_from_a_pack(data, tmp_path):
-    from deepfake_audio.training import read_metadata
-    from synthesizer.packed import PackedSynthesizerData, pack_dataset
+    from deepfake_audio.training.files import read_metadata
+    from deepfake_audio.training.packed import PackedSynthesizerData, pack_dataset
     from synthesizer.text import text_to_sequence
     pack = tmp_path / "data.npz"
     assert pack_dataset(data, pack) == 16
@@ -109,7 +114,7 @@ def test_pack_round_trip_and_training_from_a_pack(data, tmp_path):
 
 
 def test_time_limit_stops_cleanly_and_export_shrinks(data, tmp_path):
-    from deepfake_audio.export import export_weights
+    from deepfake_audio.training.export import export_weights
     run = tmp_path / "run"
     summary = _train(data, run, 1000, "--time-limit", "0")
     assert summary.step == 0 and not (run / "synthesizer.pt").exists()  # no step taken, nothing to save

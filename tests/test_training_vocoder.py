@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from deepfake_audio.checkpoint import read_checkpoint
+from deepfake_audio.core.checkpoint import read_checkpoint
 from deepfake_audio.pipeline import Pipeline
-from deepfake_audio.training import read_metadata
+from deepfake_audio.training.files import read_metadata
 from training_fixtures import (QUIET, VOCODER_TINY, one_thread, same_state, speech_corpus,  # noqa: F401
                                synthesizer_data, trained_encoder, trained_synthesizer, vocoder_data)
-from vocoder import train
+from deepfake_audio.training import vocoder_train as train
 from vocoder.inference import Vocoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,7 +24,7 @@ def _train(data, run, steps, *extra):
 
 
 def test_gta_and_ground_truth_inputs(data, tmp_path, tmp_path_factory, seed1_dir):
-    from vocoder import preprocess
+    from deepfake_audio.training import vocoder_preprocess as preprocess
     gta = read_metadata(data)
     truth = {r["id"]: r for r in read_metadata(synthesizer_data(tmp_path_factory, seed1_dir / "encoder.pt"))}
     assert len(gta) == 16

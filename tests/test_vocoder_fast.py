@@ -225,7 +225,7 @@ def test_fp16_cell_split_between_threads_is_exact(seed1_dir):
         assert split.parts == parts
         for a, b in zip(split(x, (h, c)), whole(x, (h, c))):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
-    from deepfake_audio.threads import cpu_threads
+    from deepfake_audio.core.threads import cpu_threads
     threads = torch.get_num_threads()
     with fast.decoding((split, split)):
         assert torch.get_num_threads() == 1

@@ -47,7 +47,7 @@ def speech_corpus(tmp_path_factory) -> Path:
 
 
 def encoder_data(tmp_path_factory) -> Path:
-    from encoder import preprocess
+    from deepfake_audio.training import encoder_preprocess as preprocess
     out = base(tmp_path_factory) / "encoder_data"
     if not (out / "metadata.jsonl").is_file():
         preprocess.main([str(speech_corpus(tmp_path_factory)), "--out", str(out), "--workers", "2",
@@ -56,7 +56,7 @@ def encoder_data(tmp_path_factory) -> Path:
 
 
 def synthesizer_data(tmp_path_factory, encoder_ckpt: Path) -> Path:
-    from synthesizer import preprocess
+    from deepfake_audio.training import synthesizer_preprocess as preprocess
     out = base(tmp_path_factory) / "synthesizer_data"
     if not (out / "metadata.jsonl").is_file():
         preprocess.main([str(speech_corpus(tmp_path_factory)), "--out", str(out), "--workers", "1",
@@ -65,7 +65,7 @@ def synthesizer_data(tmp_path_factory, encoder_ckpt: Path) -> Path:
 
 
 def trained_encoder(tmp_path_factory) -> Path:
-    from encoder import train
+    from deepfake_audio.training import encoder_train as train
     run = base(tmp_path_factory) / "encoder_run"
     if not (run / "encoder.pt").is_file():
         train.main([str(encoder_data(tmp_path_factory)), "--run-dir", str(run), "--steps", "4", "--hparams",
@@ -74,7 +74,7 @@ def trained_encoder(tmp_path_factory) -> Path:
 
 
 def trained_synthesizer(tmp_path_factory, encoder_ckpt: Path) -> Path:
-    from synthesizer import train
+    from deepfake_audio.training import synthesizer_train as train
     run = base(tmp_path_factory) / "synthesizer_run"
     if not (run / "synthesizer.pt").is_file():
         train.main([str(synthesizer_data(tmp_path_factory, encoder_ckpt)), "--run-dir", str(run), "--steps", "3",
@@ -83,7 +83,7 @@ def trained_synthesizer(tmp_path_factory, encoder_ckpt: Path) -> Path:
 
 
 def vocoder_data(tmp_path_factory, encoder_ckpt: Path) -> Path:
-    from vocoder import preprocess
+    from deepfake_audio.training import vocoder_preprocess as preprocess
     out = base(tmp_path_factory) / "vocoder_data"
     if not (out / "metadata.jsonl").is_file():
         preprocess.main([str(synthesizer_data(tmp_path_factory, encoder_ckpt)), "--out", str(out),
@@ -93,7 +93,7 @@ def vocoder_data(tmp_path_factory, encoder_ckpt: Path) -> Path:
 
 
 def trained_vocoder(tmp_path_factory, encoder_ckpt: Path) -> Path:
-    from vocoder import train
+    from deepfake_audio.training import vocoder_train as train
     run = base(tmp_path_factory) / "vocoder_run"
     if not (run / "vocoder.pt").is_file():
         train.main([str(vocoder_data(tmp_path_factory, encoder_ckpt)), "--run-dir", str(run), "--steps", "3",

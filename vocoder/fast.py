@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from scipy import signal
 from torch import nn
 
-from deepfake_audio.threads import cpu_threads, intra_op_threads, worker_pool
-from vocoder import hparams as hp
+from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
+from vocoder.hparams import hparams as hp
 from vocoder import native
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
@@ -507,7 +507,7 @@ class FastWaveRNN:
         t = torch.arange(chunk + 1, device=dev)
         zero_frame = mel_frames.shape[0] - 1
         for first in range(0, length, chunk):
-            # The groups' threads stand in for the intra-op threads (see deepfake_audio.threads).
+            # The groups' threads stand in for the intra-op threads (see deepfake_audio.core.threads).
             with intra_op_threads(1 if len(groups) > 1 else 0):
                 steps = min(chunk, length - first)
                 n = starts + first + t  # (B, chunk + 1)
@@ -607,7 +607,7 @@ class _Assembler:
         if end - self.emitted < max(min_samples, 1) and not (end == self.wave_len and end > self.emitted):
             return None
         y = decode_mu_law(self.mixed[self.emitted:end], self.n_classes, False)
-        if hp.apply_preemphasis:
+        if hp.preemphasize:
             y, self.state = signal.lfilter([1], [1, -hp.preemphasis], y, zi=self.state)
         fade_start = self.wave_len - len(self.final_fade)
         if end > fade_start:

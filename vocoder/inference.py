@@ -8,9 +8,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from deepfake_audio.checkpoint import check_state_dict, model_state_of, read_checkpoint
-from vocoder import hparams as hp
+from deepfake_audio.core.checkpoint import MissingMessage, load_model
+from deepfake_audio.core.rng import make_generator
 from vocoder.fast import FastWaveRNN
+from vocoder.hparams import hparams as hp
 from vocoder.model import wavernn_from_hparams
 
 # Each reference vocoder call builds two throw-away GRUCells whose default initialisation
@@ -24,15 +25,13 @@ class Vocoder:
 
     sample_rate = hp.sample_rate
 
-    def __init__(self, weights: Path | str, device: str | torch.device = "cpu"):
+    def __init__(self, weights: Path | str, device: str | torch.device = "cpu",
+                 missing_message: MissingMessage | None = None):
         self.weights = Path(weights)
         self.device = torch.device(device)
-        ckpt = read_checkpoint(self.weights)
         # A trained checkpoint of a non-published size says how big it is under "hparams".
-        self.model = wavernn_from_hparams(ckpt.get("hparams"))
-        state = model_state_of(ckpt, self.weights)
-        check_state_dict(self.model, state, self.weights, "vocoder")
-        self.model.load_state_dict(state, strict=True)
+        self.model, _ = load_model(self.weights, lambda c: wavernn_from_hparams(c.get("hparams")), "vocoder",
+                                   missing_message)
         self.model.to(self.device).eval()
         self._fast: dict[str, FastWaveRNN] = {}
         self._fast_lock = threading.Lock()
@@ -95,11 +94,10 @@ class Vocoder:
         if mel.ndim != 2 or mel.shape[0] != hp.num_mels:
             raise ValueError(f"expected a mel of shape (80, frames), got {mel.shape}")
         if generator is None:
-            from synthesizer.inference import make_generator
             generator = make_generator(seed, self.device)
         if burn and self.device.type == "cpu":
             torch.empty(REFERENCE_GRUCELL_WORDS).uniform_(generator=generator)
         if normalize:
-            mel = mel / hp.mel_max_abs_value
+            mel = mel / hp.max_abs_value
         mel_t = torch.from_numpy(np.ascontiguousarray(mel[None, ...], dtype=np.float32)).to(self.device)
         return mel_t, generator

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vocoder import hparams as hp
+from vocoder.hparams import hparams as hp
 from vocoder.audio import de_emphasis, decode_mu_law
 
 
@@ -92,7 +92,7 @@ class WaveRNN(nn.Module):
                  pad: int = hp.voc_pad, upsample_factors: tuple[int, ...] = hp.voc_upsample_factors,
                  feat_dims: int = hp.num_mels, compute_dims: int = hp.voc_compute_dims,
                  res_out_dims: int = hp.voc_res_out_dims, res_blocks: int = hp.voc_res_blocks,
-                 hop_length: int = hp.hop_length, sample_rate: int = hp.sample_rate, mode: str = hp.voc_mode):
+                 hop_length: int = hp.hop_size, sample_rate: int = hp.sample_rate, mode: str = hp.voc_mode):
         super().__init__()
         if mode != "RAW":
             raise ValueError(f"only RAW mode is supported, not {mode}")
@@ -141,7 +141,7 @@ class WaveRNN(nn.Module):
         output = samples.cpu().numpy().astype(np.float64)
         output = xfade_and_unfold(output, overlap) if batched else output[0]
         output = decode_mu_law(output, self.n_classes, False)
-        if hp.apply_preemphasis:
+        if hp.preemphasize:
             output = de_emphasis(output, hp.preemphasis)
         output = output[:wave_len]
         fade = min(hp.fade_out_samples, len(output))  # the reference crashes below 21 frames

@@ -17,7 +17,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from deepfake_audio.training import TrainingError, load_training_checkpoint, run_cli
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.checkpoints import load_training_checkpoint
+from deepfake_audio.training.commands import console_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("voice", help="folder of the speaker's recordings with transcripts")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="models folder to write")
     parser.add_argument("--synthesizer", type=Path, default=None, metavar="CKPT",
-                        help="synthesizer to start from (default: synthesizer.pt of saved_models/default or "
-                             "$DEEPFAKE_AUDIO_MODELS)")
+                        help="synthesizer to start from, a Tacotron or the FastSpeech starter (default: "
+                             "synthesizer.pt of saved_models/default or $DEEPFAKE_AUDIO_MODELS)")
     parser.add_argument("--vocoder", type=Path, default=None, metavar="CKPT",
                         help="vocoder to use or start from (default: vocoder.pt of the same folder)")
     parser.add_argument("--encoder", type=Path, default=None, metavar="CKPT",
@@ -71,8 +73,8 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from deepfake_audio.pipeline import models_folder
-    from synthesizer import preprocess as syn_pre, train as syn_train
+    from deepfake_audio.download import models_folder
+    from deepfake_audio.training import synthesizer_preprocess as syn_pre, synthesizer_train as syn_train
     args = build_parser().parse_args(argv)
     out = args.out
     models = models_folder()
@@ -89,16 +91,23 @@ def main(argv: list[str] | None = None) -> Path:
     source = synth_run / syn_train.CHECKPOINT
     if not source.is_file():
         source = synth_ckpt
-    r = int(load_training_checkpoint(source)["model_state"]["decoder.r"])
-    schedule = f"tts_schedule=(({r}, {args.lr!r}, {args.steps}, {args.batch_size}),)"
-    syn_train.main([str(out / "data" / "synthesizer"), "--run-dir", str(synth_run), "--init", str(synth_ckpt),
-                    "--steps", str(args.steps), "--hparams", schedule, "--save-every", str(args.save_every),
-                    "--sample-every", str(args.sample_every), "--guided-attention", str(args.guided_attention),
-                    *common])
+    base = load_training_checkpoint(source)
+    run_args = [str(out / "data" / "synthesizer"), "--run-dir", str(synth_run), "--init", str(synth_ckpt),
+                "--steps", str(args.steps), "--save-every", str(args.save_every),
+                "--sample-every", str(args.sample_every), *common]
+    if base.get("architecture") == "fastspeech":  # the starter synthesizer: constant rate, no warm-up
+        from deepfake_audio.training import fastspeech_train
+        fastspeech_train.main(run_args + ["--hparams", f"learning_rate={args.lr!r}", "warmup_steps=1",
+                                          f"total_steps={10 ** 9}", f"batch_size={args.batch_size}",
+                                          "binarization_start=0"])
+    else:
+        r = int(base["model_state"]["decoder.r"])
+        schedule = f"tts_schedule=(({r}, {args.lr!r}, {args.steps}, {args.batch_size}),)"
+        syn_train.main(run_args + ["--hparams", schedule, "--guided-attention", str(args.guided_attention)])
     _copy(synth_run / syn_train.CHECKPOINT, out / "synthesizer.pt")
 
     if args.finetune_vocoder:
-        from vocoder import preprocess as voc_pre, train as voc_train
+        from deepfake_audio.training import vocoder_preprocess as voc_pre, vocoder_train as voc_train
         if not vocoder_ckpt.is_file():
             raise TrainingError(f"--finetune-vocoder needs a vocoder to start from; not found: {vocoder_ckpt}")
         voc_pre.main([str(out / "data" / "synthesizer"), "--out", str(out / "data" / "vocoder"),
@@ -120,8 +129,7 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

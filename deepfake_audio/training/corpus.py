@@ -1,6 +1,6 @@
 """Build a multi-speaker English speech corpus from Debian's free speech synthesisers.
 
-    python -m deepfake_audio.corpus OUT [--sentences 600] [--augment 2] [--jobs 2] [--seed 0]
+    python -m deepfake_audio.training.corpus OUT [--sentences 600] [--augment 2] [--jobs 2] [--seed 0]
 
 The corpus is what the starter models are trained on: no recording is needed and every
 voice's licence allows redistributing models trained on its output (MBROLA and the
@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepfake_audio.errors import DeepfakeAudioError
+from deepfake_audio.core.errors import DeepfakeAudioError
 
 SAMPLE_RATE = 16000
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -44,7 +44,7 @@ ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng program and data); synthesized aud
 
 
 @dataclass(frozen=True)
-class Voice:
+class CorpusVoice:
     """A synthetic speaker: `engine` in {flite, festival, espeak-ng}; `name` is the engine's voice id."""
 
     speaker: str
@@ -54,23 +54,23 @@ class Voice:
     licence: str
 
 
-VOICES: tuple[Voice, ...] = (
-    Voice("flite_awb", "flite", "awb", "flite", FLITE_LICENCE),
-    Voice("flite_rms", "flite", "rms", "flite", FLITE_LICENCE),
-    Voice("flite_slt", "flite", "slt", "flite", FLITE_LICENCE),
-    Voice("flite_kal", "flite", "kal", "flite", FLITE_LICENCE),
-    Voice("flite_kal16", "flite", "kal16", "flite", FLITE_LICENCE),
-    Voice("festival_kal", "festival", "kal_diphone", "festvox-kallpc16k",
+VOICES: tuple[CorpusVoice, ...] = (
+    CorpusVoice("flite_awb", "flite", "awb", "flite", FLITE_LICENCE),
+    CorpusVoice("flite_rms", "flite", "rms", "flite", FLITE_LICENCE),
+    CorpusVoice("flite_slt", "flite", "slt", "flite", FLITE_LICENCE),
+    CorpusVoice("flite_kal", "flite", "kal", "flite", FLITE_LICENCE),
+    CorpusVoice("flite_kal16", "flite", "kal16", "flite", FLITE_LICENCE),
+    CorpusVoice("festival_kal", "festival", "kal_diphone", "festvox-kallpc16k",
           "festvox diphone licence (A. W. Black, K. Lenzo; free use, modification and redistribution)"),
-    Voice("festival_ked", "festival", "ked_diphone", "festvox-kdlpc16k",
+    CorpusVoice("festival_ked", "festival", "ked_diphone", "festvox-kdlpc16k",
           "CSTR festvox licence (University of Edinburgh; free use, modification and redistribution)"),
-    Voice("festival_slt_hts", "festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "BSD-3-Clause"),
-    Voice("espeak_us_m1", "espeak-ng", "en-us+m1", "espeak-ng", ESPEAK_LICENCE),
-    Voice("espeak_us_m3", "espeak-ng", "en-us+m3", "espeak-ng", ESPEAK_LICENCE),
-    Voice("espeak_us_f2", "espeak-ng", "en-us+f2", "espeak-ng", ESPEAK_LICENCE),
-    Voice("espeak_gb_m2", "espeak-ng", "en-gb+m2", "espeak-ng", ESPEAK_LICENCE),
-    Voice("espeak_gb_f4", "espeak-ng", "en-gb+f4", "espeak-ng", ESPEAK_LICENCE),
-    Voice("espeak_scot_m7", "espeak-ng", "en-gb-scotland+m7", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("festival_slt_hts", "festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "BSD-3-Clause"),
+    CorpusVoice("espeak_us_m1", "espeak-ng", "en-us+m1", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("espeak_us_m3", "espeak-ng", "en-us+m3", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("espeak_us_f2", "espeak-ng", "en-us+f2", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("espeak_gb_m2", "espeak-ng", "en-gb+m2", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("espeak_gb_f4", "espeak-ng", "en-gb+f4", "espeak-ng", ESPEAK_LICENCE),
+    CorpusVoice("espeak_scot_m7", "espeak-ng", "en-gb-scotland+m7", "espeak-ng", ESPEAK_LICENCE),
 )
 HELD_OUT: tuple[str, ...] = ("flite_rms", "flite_awb")
 
@@ -95,7 +95,7 @@ def load_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[str]:
     return sorted(sentences)
 
 
-def _synthesize(voice: Voice, text: str, out_raw: Path) -> None:
+def _synthesize(voice: CorpusVoice, text: str, out_raw: Path) -> None:
     if voice.engine == "flite":
         cmd = ["flite", "-voice", voice.name, "-t", text, "-o", str(out_raw)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -121,7 +121,7 @@ def _sox_effects(aug: dict[str, float]) -> list[str]:
     return effects
 
 
-def _make_utterance(job: tuple[Voice, dict[str, float], str, Path]) -> bool:
+def _make_utterance(job: tuple[CorpusVoice, dict[str, float], str, Path]) -> bool:
     voice, aug, text, wav_path = job
     if wav_path.exists() and wav_path.with_suffix(".txt").exists():
         return False
@@ -145,12 +145,12 @@ def _augmentations(rng: random.Random, count: int) -> list[dict[str, float]]:
     return augs
 
 
-def _speaker_id(voice: Voice, index: int) -> str:
+def _speaker_id(voice: CorpusVoice, index: int) -> str:
     return voice.speaker if index == 0 else f"{voice.speaker}_aug{index}"
 
 
 def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int = 2, seed: int = 0,
-                 voices: tuple[Voice, ...] = VOICES, held_out: tuple[str, ...] = HELD_OUT,
+                 voices: tuple[CorpusVoice, ...] = VOICES, held_out: tuple[str, ...] = HELD_OUT,
                  eval_sentences: int = EVAL_SENTENCES, progress: bool = True,
                  per_speaker: int | None = None) -> dict:
     """Synthesize the corpus into `out` and write its manifest; returns the manifest.
@@ -173,7 +173,7 @@ def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int 
     eval_set, train_set = pool[:eval_sentences], pool[eval_sentences:eval_sentences + n_sentences]
     train_voices = [v for v in voices if v.speaker not in held_out]
     eval_voices = [v for v in voices if v.speaker in held_out]
-    jobs_list: list[tuple[Voice, dict[str, float], str, Path]] = []
+    jobs_list: list[tuple[CorpusVoice, dict[str, float], str, Path]] = []
     speakers: dict[str, dict] = {}
     for voice in train_voices:
         for k, aug in enumerate(_augmentations(rng, augment)):
@@ -209,7 +209,7 @@ def build_corpus(out: Path, n_sentences: int = 600, augment: int = 2, jobs: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.corpus", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.corpus", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder (re-run to resume)")
     parser.add_argument("--sentences", type=int, default=600, help="training sentences in the pool (default 600)")
     parser.add_argument("--augment", type=int, default=2,

@@ -20,30 +20,23 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from deepfake_audio.audio_io import write_wav
+from deepfake_audio.core.audio_io import write_wav
+from deepfake_audio.core.errors import AudioError, RequestError
 from deepfake_audio.download import download_command
-from deepfake_audio.errors import AudioError, DeepfakeAudioError
-from deepfake_audio.pipeline import MAX_TEXT_CHARS, OUTPUT_PEAK, SENTENCE_PAUSE_SECONDS, CloneResult, Pipeline
-from deepfake_audio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
-from deepfake_audio.similarity import cosine_similarity, describe_similarity, output_embedding, project_2d
-from deepfake_audio.voices import ResultLog, VoiceError, VoiceLibrary, clean_name
-from encoder import hparams as encoder_hp
-from encoder.inference import prepare_reference
-from vocoder import native
+from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS, ClonePlan,
+                                     CloneResult, Pipeline, ProgressEvent, normalize_peak)
+from deepfake_audio.studio.library import ResultLog, VoiceError, VoiceLibrary, clean_name
+from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
+from deepfake_audio.studio.voice_map import describe_similarity, project_2d
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "studio_data"
 MAX_SEED = 2**31 - 1
-VOCODER_LABELS = {"wavernn": "WaveRNN", "griffinlim": "Griffin-Lim"}
 MAP_MAX_RESULTS = 40
 OUTPUT_MAX_AGE_SECONDS = 3600
 # (fraction done in [0, 1], what is happening): fed to the web page's progress bar.
 Report = Callable[[float, str], None]
-
-
-class RequestError(DeepfakeAudioError):
-    """A request field other than audio or text is wrong (seed, vocoder, voice choice)."""
 
 
 def default_data_dir() -> Path:
@@ -53,31 +46,6 @@ def default_data_dir() -> Path:
     if os.environ.get("SPACE_ID") and os.path.isdir("/data") and os.access("/data", os.W_OK):
         return Path("/data/deepfake-audio")
     return DEFAULT_DATA_DIR
-
-
-def fetch_missing_weights(models_dir: Path | str | None = None) -> list[str]:
-    """Download the official checkpoints the studio would otherwise run without; returns their names.
-
-    For hosts that start from a bare checkout (a Hugging Face Space installs only
-    requirements.txt): the synthesizer and vocoder when absent, and encoder.pt when
-    neither it nor the encoder bundled with resemblyzer is there. Raises `WeightsError`
-    when a download fails.
-    """
-    from deepfake_audio.download import download_models
-    from deepfake_audio.errors import MissingWeightsError
-    from deepfake_audio.pipeline import models_folder
-    from encoder.inference import default_weights_path
-
-    folder = models_folder(models_dir)
-    wanted = [name for name in ("synthesizer.pt", "vocoder.pt") if not (folder / name).is_file()]
-    if not (folder / "encoder.pt").is_file():
-        try:
-            default_weights_path()
-        except MissingWeightsError:
-            wanted.insert(0, "encoder.pt")
-    if wanted:
-        download_models(folder, wanted)
-    return wanted
 
 
 @dataclass
@@ -127,14 +95,16 @@ class Studio:
         """One Markdown line per missing checkpoint, with the command that fetches it ('' when complete)."""
         command = download_command(self.pipeline.models_dir)
         lines = []
-        if self.pipeline.is_starter("synthesizer"):
-            lines.append("**Starter models in use**: a small synthesizer trained on synthetic voices, so clones "
-                         "sound robotic and only roughly like the reference. For real cloning fetch the official "
-                         f"weights with `{command}` and restart.")
+        starter = self.pipeline.is_starter("synthesizer")
+        if starter:
+            vocoder = "Griffin-Lim" if not self.has_vocoder else "WaveRNN"
+            lines.append(f"**Starter models in use**: cloning works offline with the small starter synthesizer "
+                         f"(trained here on synthetic voices) and {vocoder}. The official models sound far more "
+                         f"natural and closer to the reference: fetch them with `{command}` and restart.")
         if not self.has_synthesizer:
             lines.append(f"**No synthesizer weights** ({self.pipeline.synthesizer_path.name} is not in "
                          f"`{self.pipeline.models_dir}`): cloning is off until you run `{command}`.")
-        if not self.has_vocoder:
+        if not self.has_vocoder and not starter:
             lines.append(f"**No WaveRNN vocoder weights**: Griffin-Lim stands in (faster, more robotic). "
                          f"Fetch the vocoder with `{command}`.")
         return "\n\n".join(lines)
@@ -160,11 +130,10 @@ class Studio:
         `seed` None or "" draws a random one (returned, so the result can be repeated).
         Raises a `DeepfakeAudioError` subclass for anything the user can fix.
         """
-        report = report or (lambda fraction, desc: None)
-        request = self._request(reference, voice, text, seed, vocoder)
-        result = self.pipeline.clone(request.reference, text, seed=request.seed, vocoder=request.vocoder,
-                                     embedding=request.embedding, progress=_StageReporter(report, request.vocoder))
-        return self._finish(result, request, text, report)
+        reporter = _StageReporter(report)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter)
+        result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
+        return self._finish(result, request, text, reporter.report)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
                      vocoder: str | None = None, report: Report | None = None) -> Iterator[np.ndarray | CloneOutput]:
@@ -174,12 +143,11 @@ class Studio:
         joined, scaled to the 0.97 peak of `clone`'s output (a stream cannot know its
         loudest sample in advance, so quiet speech plays quieter live).
         """
-        report = report or (lambda fraction, desc: None)
-        request = self._request(reference, voice, text, seed, vocoder)
         from deepfake_audio.streaming import stream_clone
+        reporter = _StageReporter(report)
         start = time.perf_counter()
-        stream = stream_clone(self.pipeline, request.reference, text, seed=request.seed, vocoder=request.vocoder,
-                              embedding=request.embedding, progress=_StageReporter(report, request.vocoder))
+        request = self._plan(reference, voice, text, seed, vocoder, reporter)
+        stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
         pieces: list[np.ndarray] = []
         first_audio = None
         for chunk in stream:
@@ -187,19 +155,15 @@ class Studio:
                 first_audio = time.perf_counter() - start
             pieces.append(chunk.audio)
             yield chunk.audio
-        wav = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-        if peak > 0:
-            wav = (wav * (OUTPUT_PEAK / peak)).astype(np.float32)
-        result = CloneResult(wav, self.pipeline.synthesizer.sample_rate, stream.embedding, stream.mels,
-                             stream.sentences, request.vocoder, {"streaming": time.perf_counter() - start})
-        yield self._finish(result, request, text, report, first_audio=first_audio)
+        wav = normalize_peak(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
+        result = CloneResult(wav, SAMPLE_RATE, request.plan.embedding, stream.mels, list(request.plan.sentences),
+                             request.plan.vocoder, {"streaming": time.perf_counter() - start})
+        yield self._finish(result, request, text, reporter.report, first_audio=first_audio)
 
-    def _request(self, reference, voice, text: str, seed, vocoder) -> "_Request":
-        """Check a clone request; raises the error a user can act on."""
-        Pipeline.prepare_text(text)
+    def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter") -> "_Request":
+        """The pipeline's plan of a studio request (a saved voice, or else a recording); raises
+        the error a user can act on."""
         seed = self.check_seed(seed)
-        vocoder, note = self._choose_vocoder(vocoder)
         voice = (voice or "").strip()
         embedding = None
         if voice:
@@ -207,15 +171,19 @@ class Studio:
             embedding, voice = saved.embedding, saved.name
         elif reference is None or str(reference).strip() == "":
             raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a saved voice.")
-        return _Request(None if voice else reference, voice, embedding, seed, vocoder, note)
+        start = time.perf_counter()
+        plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
+                                  fallback_vocoder=True, progress=reporter)
+        reporter.vocoder = plan.vocoder
+        return _Request(plan, voice, seed, time.perf_counter() - start)
 
     def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report,
                 first_audio: float | None = None) -> CloneOutput:
         """Similarity check, results log, WAV file and figures of a finished clone."""
         report(0.0, "Comparing the result with the reference voice")
         start = time.perf_counter()
-        out_embedding = output_embedding(self.pipeline.encoder, result.wav, result.sample_rate)
-        similarity = None if out_embedding is None else cosine_similarity(result.embedding, out_embedding)
+        out_embedding = self.pipeline.embed_output(result.wav, result.sample_rate)
+        similarity = None if out_embedding is None else self.pipeline.similarity(result.embedding, out_embedding)
         reading = ("No speech in the result to compare." if similarity is None
                    else describe_similarity(similarity))
         compare_seconds = time.perf_counter() - start
@@ -225,7 +193,8 @@ class Studio:
         wav_path = self._write_output(result, voice, request.seed)
         if out_embedding is not None:
             self.results.add(text, request.voice, result.embedding, out_embedding, similarity)
-        status = self._status(result, request.seed, request.vocoder, request.note, compare_seconds, first_audio)
+        status = self._status(result, request.seed, request.plan.vocoder, request.plan.note, compare_seconds,
+                              first_audio)
         report(1.0, "Done")
         return CloneOutput(wav_path, result, request.seed, voice, out_embedding, similarity, reading, status,
                            mel_figure(result.mels, pause_seconds=SENTENCE_PAUSE_SECONDS),
@@ -243,15 +212,6 @@ class Studio:
         if not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_SEED:
             raise RequestError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
         return int(value)
-
-    def _choose_vocoder(self, vocoder: str | None) -> tuple[str, str]:
-        """The vocoder to run and a note when it differs from the one asked for."""
-        vocoder = (vocoder or self.default_vocoder).strip().lower().replace("-", "").replace(" ", "")
-        if vocoder not in VOCODER_LABELS:
-            raise RequestError(f"Unknown vocoder {vocoder!r}: choose wavernn or griffinlim.")
-        if vocoder == "wavernn" and not self.has_vocoder:
-            return "griffinlim", "WaveRNN weights are missing, so Griffin-Lim was used."
-        return vocoder, ""
 
     def _write_output(self, result: CloneResult, voice: str, seed: int) -> Path:
         self._prune_outputs()
@@ -296,9 +256,8 @@ class Studio:
                              "one first.")
         if reference is None or str(reference).strip() == "":
             raise AudioError("No recording to save: upload or record the voice first.")
-        wav = prepare_reference(reference)
-        embedding = self.pipeline.encoder.embed_utterance(wav)
-        return self.voices.save(name, embedding, wav, encoder_hp.sampling_rate).name
+        embedding, wav = self.pipeline.embed(reference, return_wav=True)
+        return self.voices.save(name, embedding, wav, SAMPLE_RATE).name
 
     def delete_voice(self, name: str | None) -> str:
         if not (name or "").strip():
@@ -344,55 +303,57 @@ class Studio:
         loop before the first user needs them."""
         try:
             rng = np.random.default_rng(0)
-            output_embedding(self.pipeline.encoder, 0.1 * rng.standard_normal(22050), 22050)  # imports librosa
+            self.pipeline.embed_output(0.1 * rng.standard_normal(22050), 22050)  # imports librosa
             points = np.abs(rng.standard_normal((6, 256)))
             with self._map_lock:
                 project_2d(points / np.linalg.norm(points, axis=1, keepdims=True))
             voice_map_figure([], np.zeros((0, 2)), "pca")
         except Exception:  # a cold first map is slower, nothing worse
             logger.warning("Warm-up of the voice map failed", exc_info=True)
-        if native.library() is None:  # built now (a few seconds) if setup did not build it
-            logger.info("Fast vocoder: TorchScript loop (%s)", native.reason())
+        note = self.pipeline.prepare_fast_vocoder()  # builds the C loop now (a few seconds) if setup did not
+        if note:
+            logger.info("Fast vocoder: TorchScript loop (%s)", note)
 
 
 @dataclass
 class _Request:
-    """A checked clone request."""
+    """A studio clone request: the pipeline's plan plus what the studio shows about it."""
 
-    reference: str | Path | None  # None when a saved voice is used
-    voice: str  # saved voice name, or ""
-    embedding: np.ndarray | None
+    plan: ClonePlan
+    voice: str  # saved voice name, or "" for a recording
     seed: int
-    vocoder: str
-    note: str  # why the vocoder differs from the one asked for, or ""
+    seconds: float  # time taken to plan it (encoding the recording, if any)
 
 
 class _StageReporter:
-    """Turns the pipeline's (stage, fraction, detail) into words, at most every 1 % per stage."""
+    """Turns the pipeline's `ProgressEvent`s into words for the page, at most every 1 % of a step stage."""
 
-    def __init__(self, report: Report, vocoder: str):
-        self.report = report
-        self.vocoder = VOCODER_LABELS[vocoder]
-        self.last: tuple[str, float, str] | None = None
+    def __init__(self, report: Report | None):
+        self.report: Report = report or (lambda fraction, desc: None)
+        self.vocoder = ""  # known once the request is planned
+        self.last: tuple[tuple[str, str, int], float] | None = None
 
-    def __call__(self, stage: str, fraction: float, detail: str) -> None:
-        if self.last is not None and self.last[0] == stage and self.last[2] == detail \
-                and fraction - self.last[1] < 0.01 and fraction < 1.0:
+    def __call__(self, event: ProgressEvent) -> None:
+        key = (event.stage, event.unit, event.total)
+        if event.unit == "step" and self.last is not None and self.last[0] == key \
+                and event.fraction - self.last[1] < 0.01 and event.done < event.total:
             return
-        self.last = (stage, fraction, detail)
-        if stage == "encoding":
-            desc = "Encoding the reference voice"
-        elif stage == "synthesizing":
-            if detail.endswith("sentence(s)"):  # the pipeline's opening message: "<n> sentence(s)"
-                n = detail.split()[0]
-                detail = f"{n} sentence{'' if n == '1' else 's'}"
-            desc = f"Synthesizing {detail}"
-        elif stage == "vocoding":
-            desc = f"Vocoding with {self.vocoder}: {detail}" if detail.endswith("%") or detail.startswith("sentence") \
-                else f"Vocoding with {self.vocoder}"
-        else:
-            desc = f"{stage.capitalize()}: {detail}"
-        self.report(min(max(fraction, 0.0), 1.0), desc)
+        self.last = (key, event.fraction)
+        self.report(min(max(event.fraction, 0.0), 1.0), self.describe(event))
+
+    def describe(self, event: ProgressEvent) -> str:
+        if event.stage == "encoding":
+            return "Encoding the reference voice"
+        if event.stage == "synthesizing":
+            if event.done == 0:
+                return f"Synthesizing {event.total} sentence{'' if event.total == 1 else 's'}"
+            return f"Synthesizing sentence {event.done} of {event.total}"
+        label = f"Vocoding with {VOCODER_LABELS.get(self.vocoder, self.vocoder)}"
+        if event.done == 0:
+            return label
+        if event.unit == "sentence":
+            return f"{label}: sentence {event.done} of {event.total}"
+        return f"{label}: {100 * event.done // max(event.total, 1)}%"
 
 
 __all__ = ["Studio", "CloneOutput", "RequestError", "default_data_dir", "MAX_TEXT_CHARS", "MAX_SEED"]

@@ -1,4 +1,4 @@
-"""Tacotron training (teacher forcing) on the output of `synthesizer.preprocess`.
+"""Tacotron training (teacher forcing) on the output of `synthesizer_preprocess`.
 
 The run follows `tts_schedule`: phases of (r, learning rate, until step, batch size);
 r (mel frames per decoder step) is written into the model's `decoder.r` buffer, so a
@@ -7,31 +7,33 @@ mels + MSE of the post-net mels + BCE of the stop tokens, plus, optionally, a gu
 attention loss (Tachibana et al., 2017) that pushes the alignment towards the diagonal
 so that it appears early.
 
-    python -m synthesizer.train data/synthesizer --run-dir runs/synthesizer
-    torchrun --nproc_per_node 4 -m synthesizer.train data/synthesizer --run-dir runs/synthesizer
+    sv2tts-synthesizer-train data/synthesizer --run-dir runs/synthesizer
+    torchrun --nproc_per_node 4 -m deepfake_audio.training.synthesizer_train data/synthesizer --run-dir runs/synthesizer
 """
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, fields
-from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_audio.training import (Distributed, RunLogger, SampleStream, StepBatchSampler, TrainSummary,
-                                     TrainingError, add_common_train_options, checkpoint_hparams, finite, fit,
-                                     load_model_state, load_optimizer_state, open_run, parse_overrides,
-                                     plot_matrix, plot_mels, previous_settings, read_metadata, run_cli,
-                                     save_checkpoint, step_seed, write_run_settings)
-from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams, with_overrides
+from deepfake_audio.core.hparams import differences
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
+from deepfake_audio.training.commands import TrainCommand, start_run, train_parser
+from deepfake_audio.training.distributed import Distributed
+from deepfake_audio.training.files import read_metadata
+from deepfake_audio.training.loop import TrainSummary, finite, batch_loader, run_loop
+from deepfake_audio.training.run_logger import plot_matrix, plot_mels
+from deepfake_audio.training.sampling import SampleStream, StepBatchSampler, step_seed
+from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.model import Tacotron
 from synthesizer.text import text_to_sequence
 
 CHECKPOINT = "synthesizer.pt"
-HPARAMS = {f.name: getattr(default_hparams, f.name) for f in fields(SynthesizerHParams)}
 # Settings of the training run only; the checkpoint keeps the others (model and inference).
 TRAINING_HPARAMS = ("tts_schedule", "tts_clip_grad_norm", "max_mel_frames", "trim_silence",
                     "utterance_min_duration", "silence_min_duration_split")
@@ -39,7 +41,7 @@ TRAINING_HPARAMS = ("tts_schedule", "tts_clip_grad_norm", "max_mel_frames", "tri
 
 def hparams_overrides(hp: SynthesizerHParams) -> dict:
     """The model and inference fields of `hp` that differ from the published hparams, as plain values."""
-    return {k: v for k, v in asdict(hp).items() if v != HPARAMS[k] and k not in TRAINING_HPARAMS}
+    return differences(hp, default_hparams, skip=TRAINING_HPARAMS)
 
 
 def schedule_phase(hp: SynthesizerHParams, step: int) -> tuple[int, float, int, int]:
@@ -100,7 +102,13 @@ class _Collate:
 
 def guided_attention_loss(attention: torch.Tensor, char_lens: torch.Tensor, mel_lens: torch.Tensor, r: int,
                           sigma: float = 0.2) -> torch.Tensor:
-    """Mean of attention (B, steps, N) weighted by 1 - exp(-(n/N - t/T)^2 / 2 sigma^2) inside each item."""
+    """Attention (B, steps, N) weighted by 1 - exp(-(n/N - t/T)^2 / 2 sigma^2), summed over each item's
+    steps and divided by its (steps x characters) cells.
+
+    Attention on padding gets the full weight 1: the reference's attention multiplies padded
+    energies by 0 instead of masking them, so without this the cheapest way to lower the loss
+    is to attend to the padding of the batch's shorter items.
+    """
     _, n_steps, n_chars = attention.shape
     device = attention.device
     steps = torch.ceil(mel_lens.to(device).float() / r)[:, None, None]
@@ -108,8 +116,9 @@ def guided_attention_loss(attention: torch.Tensor, char_lens: torch.Tensor, mel_
     t = torch.arange(n_steps, device=device).float()[None, :, None]
     n = torch.arange(n_chars, device=device).float()[None, None, :]
     weight = 1.0 - torch.exp(-((n / chars - t / steps) ** 2) / (2 * sigma ** 2))
-    mask = ((t < steps) & (n < chars)).float()
-    return (attention * weight * mask).sum() / mask.sum()
+    weight = torch.where(n < chars, weight, torch.ones_like(weight))
+    inside = ((t < steps) & (n < chars)).float()
+    return (attention * weight * (t < steps).float()).sum() / inside.sum()
 
 
 def attention_focus(attention: torch.Tensor, mel_lens: torch.Tensor, r: int) -> float:
@@ -130,19 +139,17 @@ def pad_to_multiple(batch: dict, r: int, pad_value: float) -> dict:
 
 
 def build_parser(prog: str = "sv2tts-synthesizer-train") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Train the Tacotron synthesizer on the output of sv2tts-synthesizer-preprocess, following "
-                    "the reduction-factor / learning-rate / batch-size schedule tts_schedule. The checkpoint "
-                    "<run>/synthesizer.pt has the published layout (model_state, optimizer_state) and loads in "
-                    "the engine. Runs on several GPUs or machines under torchrun (DistributedDataParallel): "
-                    "the batch size is per process.",
+    parser = train_parser(
+        prog,
+        "Train the Tacotron synthesizer on the output of sv2tts-synthesizer-preprocess, following the "
+        "reduction-factor / learning-rate / batch-size schedule tts_schedule. The checkpoint <run>/synthesizer.pt "
+        "has the published layout (model_state, optimizer_state) and loads in the engine. Runs on several GPUs "
+        "or machines under torchrun (DistributedDataParallel): the batch size is per process.",
+        "folder written by sv2tts-synthesizer-preprocess, or a pack of one made by "
+        "`python -m deepfake_audio.training.packed`", save_every=1000, sample_every=500,
         epilog="Schedule (r, lr, until step, batch): " + str(default_hparams.tts_schedule) + ". Any field of "
                "SynthesizerHParams can be set with --hparams, e.g. tts_lstm_dims=512 "
                "'tts_schedule=((2, 1e-3, 20000, 12),)'.")
-    parser.add_argument("data", type=Path, help="folder written by sv2tts-synthesizer-preprocess, or a pack "
-                                                "of one made by `python -m synthesizer.packed`")
-    add_common_train_options(parser, save_every=1000, sample_every=500)
     parser.add_argument("--guided-attention", type=float, default=0.0, metavar="WEIGHT",
                         help="weight of the guided-attention loss that favours diagonal alignments (default 0: "
                              "off; 1-10 makes alignment appear within a few thousand steps)")
@@ -151,22 +158,9 @@ def build_parser(prog: str = "sv2tts-synthesizer-train") -> argparse.ArgumentPar
     return parser
 
 
-def main(argv: list[str] | None = None) -> TrainSummary:
-    args = build_parser().parse_args(argv)
-    dist = Distributed.setup(args.device)
-    try:
-        return train(args, dist)
-    finally:
-        dist.close()
-
-
 def train(args, dist: Distributed) -> TrainSummary:
-    overrides = parse_overrides(args.hparams, HPARAMS)
-    ckpt_path, resume, init = open_run(args.run_dir, CHECKPOINT, args.init)
-    hp = with_overrides(default_hparams, checkpoint_hparams(resume or init or {}))
-    if resume is not None:  # a resumed run keeps its schedule unless told otherwise
-        hp = with_overrides(hp, previous_settings(args.run_dir, TRAINING_HPARAMS))
-    hp = with_overrides(hp, overrides)
+    run = start_run(args, default_hparams, CHECKPOINT, TRAINING_HPARAMS)
+    hp = run.hp
     if not hp.tts_schedule:
         raise TrainingError("tts_schedule is empty.")
     for r, *_ in hp.tts_schedule:
@@ -179,31 +173,24 @@ def train(args, dist: Distributed) -> TrainSummary:
     init_weights(model)
     model.to(dist.device)
     optimizer = torch.optim.Adam(model.parameters())
-    start_step = 0
-    if resume is not None:
-        load_model_state(model, resume, ckpt_path, "synthesizer")
-        load_optimizer_state(optimizer, resume, ckpt_path)
-        start_step = int(model.step.item())
-    elif init is not None:
-        load_model_state(model, init, args.init, "synthesizer")
+    restore(run, args, model, optimizer, "synthesizer")
+    if run.resume is None:
         model.step.zero_()
+    start_step = int(model.step.item())
     end_step = args.steps if args.steps is not None else hp.tts_schedule[-1][2]
 
-    if args.data.is_file():  # a pack written by synthesizer.packed
-        from synthesizer.packed import PackedSynthesizerData
+    if args.data.is_file():  # a pack written by deepfake_audio.training.packed
+        from deepfake_audio.training.packed import PackedSynthesizerData
         dataset = PackedSynthesizerData(args.data)
     else:
         dataset = SynthesizerData(read_metadata(args.data, ("mel", "embed", "text")), hp)
     phases = [(until, batch) for _, _, until, batch in hp.tts_schedule]
     sampler = StepBatchSampler(SampleStream(len(dataset), args.seed), phases, start_step, end_step, dist.rank,
                                dist.world_size, args.overfit_batch)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_Collate(pad_value),
-                                         num_workers=args.workers, pin_memory=dist.device.type == "cuda")
-    if dist.is_main:
-        write_run_settings(args.run_dir, {**vars(args), "hparams": asdict(hp), "world_size": dist.world_size})
+    loader = batch_loader(dataset, sampler, _Collate(pad_value), args, dist)
+    record_run(args, dist, asdict(hp))
     ddp = dist.wrap(model)
     model.train()
-    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
     last: dict = {}
 
     def train_step(batch: dict, step: int) -> dict:
@@ -237,10 +224,10 @@ def train(args, dist: Distributed) -> TrainSummary:
         return {"loss": loss.item(), **values, "grad_norm": float(grad_norm), "lr": lr, "r": r}
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, model, optimizer, hparams_overrides(hp), backup_every=args.backup_every,
+        save_checkpoint(run.checkpoint, model, optimizer, hparams_overrides(hp), backup_every=args.backup_every,
                         current_step=step)
 
-    def sample(_batch, step: int) -> None:
+    def sample(_batch, step: int, logger) -> None:
         from synthesizer.audio import griffin_lim
         n_frames = int(last["batch"]["mel_lens"][0])
         n_chars = int(last["batch"]["char_lens"][0])
@@ -254,16 +241,11 @@ def train(args, dist: Distributed) -> TrainSummary:
         wav = griffin_lim(predicted, hp, rng=np.random.RandomState(0))
         logger.audio(step, "synthesizer/griffin_lim", wav, hp.sample_rate)
 
-    try:
-        losses = fit(loader, train_step, save, sample, start_step, args, logger, dist, "synthesizer")
-    finally:
-        logger.close()
-    return TrainSummary(ckpt_path, start_step, start_step + len(losses), losses, model)
+    return run_loop(loader, train_step, save, sample, start_step, end_step, args, dist, "synthesizer", model,
+                    run.checkpoint)
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
-
+main, cli = TrainCommand(build_parser, train).entry_points()
 
 if __name__ == "__main__":
     raise SystemExit(cli())

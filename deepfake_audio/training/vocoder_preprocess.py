@@ -7,7 +7,7 @@ output is saved as a ground-truth-aligned (GTA) mel, `mels_gta/<speaker>/<id>.np
 (80, frames) float32: the vocoder then learns from the kind of mels it will be given
 at inference, which is how the published vocoder was trained.
 
-    python -m vocoder.preprocess data/synthesizer --synthesizer runs/synthesizer/synthesizer.pt --out data/vocoder
+    python -m deepfake_audio.training.vocoder_preprocess data/synthesizer --synthesizer runs/synthesizer/synthesizer.pt --out data/vocoder
 """
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.training import (METADATA, TrainingError, read_metadata, relative, run_cli, save_npy,
-                                     write_jsonl)
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.commands import console_entry
+from deepfake_audio.training.files import METADATA, read_metadata, relative, save_npy, write_jsonl
 
 
 def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int, device: str,
              quiet: bool = False, seed: int = 0) -> None:
-    """Write the teacher-forced post-net mel of every record that has none yet."""
+    """Write the teacher-forced post-net mel of every record that has none yet (for the FastSpeech
+    starter: its mel with the aligner's durations)."""
     from tqdm import tqdm
     from synthesizer.inference import Synthesizer
     from synthesizer.text import text_to_sequence
-    from synthesizer.train import collate, pad_to_multiple
+    from deepfake_audio.training.synthesizer_train import collate, pad_to_multiple
     todo = [r for r in records if not (out / r["gta"]).is_file()]
     if not todo:
         return
@@ -43,8 +45,12 @@ def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int,
             items = [(np.asarray(text_to_sequence(rec["text"], hp.tts_cleaner_names), np.int64),
                       np.load(rec["mel"]), np.load(rec["embed"])) for rec in chunk]
             batch = pad_to_multiple(collate(items, -hp.max_abs_value), r, -hp.max_abs_value)
-            _, postnet, _, _ = model(batch["chars"].to(synth.device), batch["mels"].to(synth.device),
-                                     batch["embeds"].to(synth.device), generator)
+            batch = {k: v.to(synth.device) for k, v in batch.items()}
+            if synth.architecture == "fastspeech":  # its aligner's durations play the teacher
+                postnet = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"],
+                                batch["mel_lens"])["mels"]
+            else:
+                _, postnet, _, _ = model(batch["chars"], batch["mels"], batch["embeds"], generator)
             for rec, mel in zip(chunk, postnet.cpu().numpy()):
                 save_npy(out / rec["gta"], mel[:, :rec["n_frames"]].astype(np.float32))
             bar.update(len(chunk))
@@ -101,8 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return entries
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

@@ -9,26 +9,35 @@ is reported with the file it came from.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 
-from deepfake_audio.errors import MissingWeightsError, WeightsError
+from deepfake_audio.core.errors import MissingWeightsError, WeightsError
 
 _LFS_MAGIC = b"version https://git-lfs"
 
 
-def read_checkpoint(path: Path | str) -> dict:
+# path -> the message for a checkpoint that is not on disk (the layers above say how to fetch it).
+MissingMessage = Callable[[Path], str]
+
+
+def missing_file_message(path: Path) -> str:
+    """The plain message for a missing checkpoint, when the caller has no better one."""
+    return f"Checkpoint {Path(path).absolute()} is missing: put the weights file at that path."
+
+
+def read_checkpoint(path: Path | str, missing_message: MissingMessage | None = None) -> dict:
     """Load a checkpoint file as a dict, refusing anything that is not plain data.
 
-    Raises `MissingWeightsError` when the file does not exist and `WeightsError` when
-    it is a Git LFS pointer, truncated, not a checkpoint or would need code to unpickle.
+    Raises `MissingWeightsError` (with `missing_message(path)`, which can say how to fetch
+    the file) when it does not exist, and `WeightsError` when it is a Git LFS pointer,
+    truncated, not a checkpoint or would need code to unpickle.
     """
     path = Path(path)
     if not path.is_file():
-        from deepfake_audio.download import missing_weights_message
-        raise MissingWeightsError(missing_weights_message(path))
+        raise MissingWeightsError((missing_message or missing_file_message)(path))
     with path.open("rb") as fh:
         head = fh.read(len(_LFS_MAGIC))
     if head == _LFS_MAGIC:
@@ -76,13 +85,17 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
                                f"(is this a {kind} checkpoint?).")
 
 
-def load_into(model: torch.nn.Module, path: Path | str, kind: str) -> dict:
-    """Read `path`, check it strictly against `model` and copy its weights in; returns the checkpoint."""
-    ckpt = read_checkpoint(path)
+def load_model(path: Path | str, build: Callable[[dict], torch.nn.Module], kind: str,
+               missing_message: MissingMessage | None = None) -> tuple[torch.nn.Module, dict]:
+    """Read `path`, build the model its checkpoint describes (`build(ckpt)`: e.g. sized by its
+    "hparams"), check the weights strictly against it and copy them in (fp16 weights become the
+    model's fp32). Returns (model, checkpoint)."""
+    ckpt = read_checkpoint(path, missing_message)
+    model = build(ckpt)
     state = model_state_of(ckpt, path)
     check_state_dict(model, state, path, kind)
     model.load_state_dict(state, strict=True)
-    return ckpt
+    return model, ckpt
 
 
 def _first_line(exc: BaseException) -> str:

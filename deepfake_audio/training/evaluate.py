@@ -1,6 +1,6 @@
-"""Measure a set of models on the held-out part of a corpus built by `deepfake_audio.corpus`.
+"""Measure a set of models on the held-out part of a corpus built by `deepfake_audio.training.corpus`.
 
-    python -m deepfake_audio.evaluate --corpus DIR [--models DIR] [--vocoder griffinlim] [--out report.json]
+    python -m deepfake_audio.training.evaluate --corpus DIR [--models DIR] [--vocoder griffinlim] [--out report.json]
 
 * Intelligibility: pocketsphinx (offline; its US English model ships in the wheel) word
   error rate of the clones of every held-out sentence in every held-out voice. The same
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.errors import DeepfakeAudioError
+from deepfake_audio.core.errors import DeepfakeAudioError
 
 SAMPLE_RATE = 16000
 
@@ -73,9 +73,10 @@ class VoiceReport:
     voice: str
     sentences: int
     wer: float
-    floor_wer: float
+    floor_wer: float  # the recordings themselves
     identified: float  # fraction of clones closest to their own voice's reference
     similarity: float  # mean cosine(clone, own reference)
+    vocoder_floor_wer: float | None = None  # the vocoder on the recordings' own mels
 
 
 @dataclass
@@ -87,16 +88,21 @@ class Report:
     identified: float
     similarity: float
     voices: list[VoiceReport] = field(default_factory=list)
+    vocoder_floor_wer: float | None = None  # what a perfect synthesizer would score with this vocoder
 
 
 def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinlim", seed: int = 0,
-             limit: int | None = None) -> Report:
-    """Clone every held-out sentence in every held-out voice of `corpus` and score the clones."""
+             limit: int | None = None, vocoder_floor: bool = True) -> Report:
+    """Clone every held-out sentence in every held-out voice of `corpus` and score the clones.
+
+    With `vocoder_floor`, the vocoder also reconstructs each recording from its own mel
+    (the synthesizer's front end): the word error rate a perfect synthesizer would get.
+    """
     import soundfile as sf
     from deepfake_audio.pipeline import Pipeline
     manifest_path = corpus / "manifest.json"
     if not manifest_path.is_file():
-        raise DeepfakeAudioError(f"{manifest_path} not found: build the corpus with `python -m deepfake_audio.corpus`.")
+        raise DeepfakeAudioError(f"{manifest_path} not found: build the corpus with `python -m deepfake_audio.training.corpus`.")
     manifest = json.loads(manifest_path.read_text())
     voices = manifest["held_out_voices"]
     pipe = Pipeline(models)
@@ -109,13 +115,16 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
         references[voice] = ref / np.linalg.norm(ref)
     names = list(references)
     ref_matrix = np.stack([references[n] for n in names])
-    per_voice, all_refs, all_hyps, all_floor = [], [], [], []
+    per_voice, all_refs, all_hyps, all_floor, all_vocoded = [], [], [], [], []
     for voice in voices:
         items = sorted((corpus / "eval" / voice).glob("*.wav"))[:limit]
         texts = [p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in items]
-        hyps, floor, hits, sims = [], [], 0, []
+        hyps, floor, vocoded, hits, sims = [], [], [], 0, []
         for k, (path, text) in enumerate(zip(items, texts)):
-            floor.append(recognise(sf.read(path, dtype="float32")[0]))
+            recording = sf.read(path, dtype="float32")[0]
+            floor.append(recognise(recording))
+            if vocoder_floor:
+                vocoded.append(recognise(_own_mel_vocoded(pipe, recording, vocoder, seed + k)))
             result = pipe.clone(text=text, embedding=references[voice], seed=seed + k, vocoder=vocoder)
             hyps.append(recognise(result.wav))
             embed = pipe.encoder.embed_utterance(_prepared_array(result.wav))
@@ -123,14 +132,28 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
             hits += int(names[int(np.argmax(scores))] == voice)
             sims.append(float(references[voice] @ embed))
         per_voice.append(VoiceReport(voice, len(items), word_error_rate(texts, hyps), word_error_rate(texts, floor),
-                                     hits / max(len(items), 1), float(np.mean(sims)) if sims else 0.0))
+                                     hits / max(len(items), 1), float(np.mean(sims)) if sims else 0.0,
+                                     word_error_rate(texts, vocoded) if vocoder_floor else None))
         all_refs += texts
         all_hyps += hyps
         all_floor += floor
+        all_vocoded += vocoded
     n = sum(v.sentences for v in per_voice)
     return Report(pipe.describe(), vocoder, word_error_rate(all_refs, all_hyps), word_error_rate(all_refs, all_floor),
                   sum(v.identified * v.sentences for v in per_voice) / max(n, 1),
-                  sum(v.similarity * v.sentences for v in per_voice) / max(n, 1), per_voice)
+                  sum(v.similarity * v.sentences for v in per_voice) / max(n, 1), per_voice,
+                  word_error_rate(all_refs, all_vocoded) if vocoder_floor else None)
+
+
+def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np.ndarray:
+    """A recording rebuilt by the vocoder from its own mel, made as the training data's were."""
+    from encoder.audio import preprocess_wav
+    from synthesizer.audio import melspectrogram
+    from synthesizer.hparams import hparams as hp
+    wav = preprocess_wav(recording, hp.sample_rate, normalize=False, trim_silence=True)
+    wav = wav / max(float(np.abs(wav).max()), 1e-6) * hp.rescaling_max
+    out = pipe.vocode(melspectrogram(wav), vocoder, seed)
+    return (out / max(float(np.abs(out).max()), 1e-6) * 0.97).astype(np.float32)
 
 
 def _prepared(path: Path) -> np.ndarray:
@@ -144,7 +167,7 @@ def _prepared_array(wav: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.json")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: saved_models/default)")
     parser.add_argument("--vocoder", choices=("wavernn", "griffinlim"), default="griffinlim")
@@ -160,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(asdict(report), indent=1)
     if args.out:
         args.out.write_text(text)
-    print(f"WER {report.wer:.1%} (floor {report.floor_wer:.1%}), clones identified {report.identified:.0%}, "
-          f"mean similarity {report.similarity:.3f}")
+    vocoded = "" if report.vocoder_floor_wer is None else \
+        f", {report.vocoder} on the recordings' own mels {report.vocoder_floor_wer:.1%}"
+    print(f"WER {report.wer:.1%} (floors: recordings {report.floor_wer:.1%}{vocoded}), clones identified "
+          f"{report.identified:.0%}, mean similarity {report.similarity:.3f}")
     return 0
 
 

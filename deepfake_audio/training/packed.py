@@ -1,6 +1,6 @@
 """One-file, compact copy of a preprocessed synthesizer dataset, for moving it to a training machine.
 
-`synthesizer.preprocess` writes one .npy per mel, audio and embedding: convenient on the
+`deepfake_audio.training.synthesizer_preprocess` writes one .npy per mel, audio and embedding: convenient on the
 machine that made them, slow and large to copy. A pack holds only what Tacotron training
 reads, in one compressed .npz:
 
@@ -19,8 +19,8 @@ max_abs_value / 255 (0.016 for the published range of 4, 0.2 dB),
 far below what Tacotron's loss can resolve. Character ids are computed when packing, so
 the training machine needs neither the text cleaners' packages nor the audio stack.
 
-    python -m synthesizer.packed data/synthesizer data/synthesizer.npz
-    python -m synthesizer.train data/synthesizer.npz --run-dir runs/synthesizer
+    python -m deepfake_audio.training.packed data/synthesizer data/synthesizer.npz
+    python -m deepfake_audio.training.synthesizer_train data/synthesizer.npz --run-dir runs/synthesizer
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.errors import DeepfakeAudioError
+from deepfake_audio.core.errors import DeepfakeAudioError
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 
 QUANT_LEVELS = 255
@@ -68,7 +68,7 @@ def pack_dataset(data: Path, out: Path, hp: SynthesizerHParams = default_hparams
 
     `speakers`, when given, keeps only those speakers' utterances.
     """
-    from deepfake_audio.training import read_metadata
+    from deepfake_audio.training.files import read_metadata
     from synthesizer.text import text_to_sequence
     records = read_metadata(data, ("mel", "embed", "text"))
     if speakers is not None:
@@ -116,10 +116,10 @@ class PackedSynthesizerData(torch.utils.data.Dataset):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m synthesizer.packed",
-                                     description="Pack a folder written by synthesizer.preprocess into one "
-                                                 "compact .npz that synthesizer.train reads directly.")
-    parser.add_argument("data", type=Path, help="folder written by synthesizer.preprocess")
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.packed",
+                                     description="Pack a folder written by deepfake_audio.training.synthesizer_preprocess into one "
+                                                 "compact .npz that deepfake_audio.training.synthesizer_train reads directly.")
+    parser.add_argument("data", type=Path, help="folder written by deepfake_audio.training.synthesizer_preprocess")
     parser.add_argument("out", type=Path, help="pack to write (.npz)")
     parser.add_argument("--speakers", nargs="+", default=None, help="keep only these speakers")
     args = parser.parse_args(argv)
@@ -128,5 +128,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from deepfake_audio.training import run_cli
+    from deepfake_audio.training.commands import run_cli
     sys.exit(run_cli(main))

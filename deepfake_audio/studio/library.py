@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.audio_io import write_wav
-from deepfake_audio.errors import DeepfakeAudioError
+from deepfake_audio.core.audio_io import write_wav
+from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio.pipeline import check_embedding
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_SIZE = 256
 PREVIEW_SECONDS = 8.0
 MAX_NAME_CHARS = 40
 MAX_VOICES = 500
@@ -44,14 +44,6 @@ _NAME_RE = re.compile(r"^[\w][\w .,'()+-]*$")
 
 class VoiceError(DeepfakeAudioError):
     """A voice-library request cannot be done: bad or duplicate name, unknown voice, full library."""
-
-
-def check_embedding(embedding) -> np.ndarray:
-    """`embedding` as (256,) float32, or `VoiceError` when it is not 256 finite numbers."""
-    array = np.asarray(embedding, dtype=np.float32).reshape(-1)
-    if array.shape != (EMBEDDING_SIZE,) or not np.all(np.isfinite(array)):
-        raise VoiceError(f"A voice embedding must be {EMBEDDING_SIZE} finite numbers (got shape {array.shape}).")
-    return array
 
 
 def clean_name(name: str | None) -> str:
@@ -68,7 +60,7 @@ def clean_name(name: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Voice:
+class SavedVoice:
     """A saved voice: its name, embedding and a short preview recording."""
 
     id: str
@@ -87,7 +79,7 @@ class VoiceLibrary:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
 
-    def list(self) -> list[Voice]:
+    def list(self) -> list[SavedVoice]:
         """Every readable voice, sorted by name (case-insensitive)."""
         with self._lock:
             voices = []
@@ -102,7 +94,7 @@ class VoiceLibrary:
     def names(self) -> list[str]:
         return [voice.name for voice in self.list()]
 
-    def get(self, name: str) -> Voice:
+    def get(self, name: str) -> SavedVoice:
         """The voice called `name` (case-insensitive); `VoiceError` when there is none."""
         wanted = " ".join(str(name or "").split()).casefold()
         for voice in self.list():
@@ -111,7 +103,7 @@ class VoiceLibrary:
         raise VoiceError(f"There is no saved voice called {name!r}; it may have been deleted. "
                          "Pick another voice or save this one again.")
 
-    def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int) -> Voice:
+    def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int) -> SavedVoice:
         """Save a new voice: its embedding and the first seconds of `reference` (float, [-1, 1]).
 
         Raises `VoiceError` for a bad or already used name, a bad embedding or a full library.
@@ -143,7 +135,7 @@ class VoiceLibrary:
                 raise VoiceError(f"The voice was written to {self.root / voice_id} but cannot be read back.")
             return voice
 
-    def delete(self, name: str) -> Voice:
+    def delete(self, name: str) -> SavedVoice:
         """Delete the voice called `name`; returns it. `VoiceError` when there is none."""
         with self._lock:
             voice = self.get(name)
@@ -155,15 +147,15 @@ class VoiceLibrary:
             shutil.rmtree(trash, ignore_errors=True)
             return voice
 
-    def _read(self, folder: Path) -> Voice | None:
+    def _read(self, folder: Path) -> SavedVoice | None:
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             embedding = check_embedding(np.load(folder / "embedding.npy", allow_pickle=False))
             preview = folder / "preview.wav"
             if not preview.is_file():
                 raise FileNotFoundError(preview)
-            return Voice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
-                         float(meta.get("seconds", 0.0)), embedding, preview)
+            return SavedVoice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
+                              float(meta.get("seconds", 0.0)), embedding, preview)
         except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
             logger.warning("Skipping the unreadable saved voice in %s: %s", folder, exc)
             return None

@@ -1,7 +1,7 @@
-"""Comparing voices: speaker similarity of two embeddings and 2-D maps of many.
+"""Comparing voices in words and on a map: the similarity reading and 2-D maps of embeddings.
 
-Embeddings are the encoder's (256,) unit-norm float32 vectors. They come out of a
-ReLU, so every component is >= 0 and the cosine of two of them lies in [0, 1].
+Embeddings are the encoder's (256,) unit-norm float32 vectors; their similarity (a
+cosine in [0, 1]) comes from `Pipeline.similarity`.
 """
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from encoder import hparams as encoder_hp
-from encoder.audio import preprocess_wav
 
 # Cosine thresholds for the plain-words reading. With the official GE2E encoder, two
 # clean recordings of one speaker usually score above 0.8 and two different speakers
@@ -24,15 +21,6 @@ READINGS: tuple[tuple[float, str, str], ...] = (
 )
 # Below this many voices UMAP has too few neighbours to be meaningful: PCA instead.
 UMAP_MIN_POINTS = 4
-MIN_OUTPUT_SPEECH_SECONDS = 0.5
-
-
-def cosine_similarity(a, b) -> float:
-    """Cosine of the angle between two embeddings, in [-1, 1] (0 when either is all zeros)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
-    b = np.asarray(b, dtype=np.float64).reshape(-1)
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a, b) / norm) if norm > 0 else 0.0
 
 
 def describe_similarity(score: float) -> str:
@@ -41,22 +29,6 @@ def describe_similarity(score: float) -> str:
         if score >= threshold:
             return f"{word.capitalize()} ({score:.2f}): {meaning}"
     raise AssertionError("unreachable: the last threshold is below every cosine")
-
-
-def output_embedding(encoder, wav: np.ndarray, sample_rate: int) -> np.ndarray | None:
-    """Embedding (256,) of generated speech, or None when it is silent.
-
-    Unlike a reference, a result may be short: silences are trimmed only when at
-    least `MIN_OUTPUT_SPEECH_SECONDS` of speech remains, and the encoder pads anything
-    under one partial (1.6 s).
-    """
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.size == 0 or float(np.max(np.abs(wav))) < 1e-4:
-        return None
-    prepared = preprocess_wav(wav, sample_rate)
-    if len(prepared) < MIN_OUTPUT_SPEECH_SECONDS * encoder_hp.sampling_rate:
-        prepared = preprocess_wav(wav, sample_rate, trim_silence=False)
-    return encoder.embed_utterance(prepared)
 
 
 @dataclass(frozen=True)

@@ -6,34 +6,33 @@ alignment loss (CTC over the aligner's soft alignment) + binarization loss (from
 compute goes to padding; which items form the batch of a step depends only on
 (seed, step), so resumed runs repeat the same batches.
 
-    python -m synthesizer.train_fastspeech data/starter.npz --run-dir runs/starter
+    python -m deepfake_audio.training.fastspeech_train data/starter.npz --run-dir runs/starter
 """
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_audio.training import (Distributed, RunLogger, TrainSummary, TrainingError, add_common_train_options,
-                                     checkpoint_hparams, finite, fit, load_model_state, load_optimizer_state,
-                                     open_run, parse_overrides, plot_matrix, plot_mels, previous_settings, run_cli,
-                                     save_checkpoint, step_seed, write_run_settings)
+from deepfake_audio.core.hparams import field_values
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
+from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
+from deepfake_audio.training.distributed import Distributed
+from deepfake_audio.training.loop import TrainSummary, finite, batch_loader, run_loop
+from deepfake_audio.training.run_logger import plot_matrix, plot_mels
+from deepfake_audio.training.sampling import LengthBuckets, step_seed
+from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate
 from synthesizer.fastspeech import ARCHITECTURE, TRAINING_FIELDS, FastSpeech, FastSpeechHParams
 
 CHECKPOINT = "synthesizer.pt"
 DEFAULTS = FastSpeechHParams()
-HPARAMS = {f.name: getattr(DEFAULTS, f.name) for f in fields(FastSpeechHParams)}
-
-
-def with_overrides(hp: FastSpeechHParams, overrides) -> FastSpeechHParams:
-    from dataclasses import replace
-    changes = {k: v for k, v in dict(overrides or {}).items() if k in HPARAMS}
-    return replace(hp, **changes) if changes else hp
+HPARAMS = field_values(DEFAULTS)
 
 
 def learning_rate(hp: FastSpeechHParams, step: int) -> float:
@@ -42,71 +41,6 @@ def learning_rate(hp: FastSpeechHParams, step: int) -> float:
         return hp.learning_rate * (step + 1) / hp.warmup_steps
     progress = min(1.0, (step - hp.warmup_steps) / max(1, hp.total_steps - hp.warmup_steps))
     return hp.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-class LengthBuckets(torch.utils.data.Sampler):
-    """Batches of similar length for steps `start`..`end`, each a pure function of (seed, step).
-
-    Steps come in groups of `group` steps; a group takes the next group * batch items of
-    an endless stream of epoch permutations, sorts them by length, cuts them into
-    batches and shuffles the order of those batches.
-    """
-
-    def __init__(self, lengths: np.ndarray, batch: int, seed: int, start: int, end: int, group: int = 50):
-        self.lengths, self.batch, self.seed, self.start, self.end, self.group = lengths, batch, seed, start, end, group
-        self._cache: dict[int, list[list[int]]] = {}
-
-    def _stream(self, position: int, count: int) -> np.ndarray:
-        n = len(self.lengths)
-        out = []
-        while count > 0:
-            epoch, offset = divmod(position, n)
-            perm = np.random.default_rng(step_seed(self.seed, epoch, salt=1)).permutation(n)
-            take = perm[offset:offset + count]
-            out.append(take)
-            position += len(take)
-            count -= len(take)
-        return np.concatenate(out)
-
-    def batches_of_group(self, g: int) -> list[list[int]]:
-        if g not in self._cache:
-            items = self._stream(g * self.group * self.batch, self.group * self.batch)
-            items = items[np.argsort(self.lengths[items], kind="stable")]
-            batches = [items[i * self.batch:(i + 1) * self.batch].tolist() for i in range(self.group)]
-            order = np.random.default_rng(step_seed(self.seed, g, salt=2)).permutation(self.group)
-            self._cache = {g: [batches[i] for i in order]}
-        return self._cache[g]
-
-    def __iter__(self):
-        for step in range(self.start, self.end):
-            g, k = divmod(step, self.group)
-            yield [(index, step) for index in self.batches_of_group(g)[k]]
-
-    def __len__(self) -> int:
-        return max(0, self.end - self.start)
-
-
-def collate(batch, pad_value: float) -> dict[str, torch.Tensor]:
-    """Items (ids (N,), mel (80, T), embed (256,)) -> padded tensors and lengths."""
-    n_chars = max(len(ids) for ids, _, _ in batch)
-    n_frames = max(mel.shape[1] for _, mel, _ in batch)
-    chars = np.zeros((len(batch), n_chars), np.int64)
-    mels = np.full((len(batch), batch[0][1].shape[0], n_frames), pad_value, np.float32)
-    for i, (ids, mel, _) in enumerate(batch):
-        chars[i, :len(ids)] = ids
-        mels[i, :, :mel.shape[1]] = mel
-    return {"chars": torch.from_numpy(chars), "mels": torch.from_numpy(mels),
-            "embeds": torch.from_numpy(np.stack([e for _, _, e in batch]).astype(np.float32)),
-            "char_lens": torch.tensor([len(ids) for ids, _, _ in batch]),
-            "mel_lens": torch.tensor([mel.shape[1] for _, mel, _ in batch])}
-
-
-class _Collate:
-    def __init__(self, pad_value: float):
-        self.pad_value = pad_value
-
-    def __call__(self, batch):
-        return collate(batch, self.pad_value)
 
 
 def forward_sum_loss(log_alignment: torch.Tensor, char_lens: torch.Tensor, mel_lens: torch.Tensor,
@@ -142,74 +76,57 @@ def alignment_focus(log_alignment: torch.Tensor, mel_lens: torch.Tensor) -> floa
     return float((log_alignment.max(dim=2).values.exp() * valid).sum() / valid.sum())
 
 
-def build_parser(prog: str = "python -m synthesizer.train_fastspeech") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Train the FastSpeech-style starter synthesizer (learned aligner, durations) on a "
-                               "synthesizer pack or a folder written by sv2tts-synthesizer-preprocess.")
-    parser.add_argument("data", type=Path, help="pack (.npz) from `python -m synthesizer.packed`, or a "
-                                                "preprocessed folder")
-    add_common_train_options(parser, save_every=500, sample_every=1000)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> TrainSummary:
-    args = build_parser().parse_args(argv)
-    dist = Distributed.setup(args.device or "cpu")
-    try:
-        return train(args, dist)
-    finally:
-        dist.close()
+def build_parser() -> argparse.ArgumentParser:
+    return train_parser(
+        "sv2tts-starter-train",
+        "Train the small FastSpeech-style synthesizer (a learned monotonic aligner, durations, parallel decoding) "
+        "that ships as the starter model: it trains on a CPU. The checkpoint <run>/synthesizer.pt records "
+        "its architecture and loads in the engine like a Tacotron. A weights-only checkpoint put in the run "
+        "folder (an fp16 export) is continued from its step with fresh optimizer state.",
+        "pack (.npz) from `python -m deepfake_audio.training.packed`, or a folder written by "
+        "sv2tts-synthesizer-preprocess", save_every=500, sample_every=1000, epilog=hparams_epilog(HPARAMS))
 
 
 def _dataset(path: Path):
     if path.is_file():
-        from synthesizer.packed import PackedSynthesizerData
+        from deepfake_audio.training.packed import PackedSynthesizerData
         data = PackedSynthesizerData(path)
         return data, np.diff(data.mel_offsets)
     from synthesizer.hparams import hparams as tacotron_hparams
-    from synthesizer.train import SynthesizerData
     from deepfake_audio.training import read_metadata
     records = read_metadata(path, ("mel", "embed", "text"))
     return SynthesizerData(records, tacotron_hparams), np.asarray([r["n_frames"] for r in records])
 
 
 def train(args, dist: Distributed) -> TrainSummary:
-    overrides = parse_overrides(args.hparams, HPARAMS)
-    ckpt_path, resume, init = open_run(args.run_dir, CHECKPOINT, args.init)
-    source = resume or init
-    if source is not None and source.get("architecture", "tacotron") != ARCHITECTURE:
-        raise TrainingError(f"{args.init if resume is None else ckpt_path} is a {source.get('architecture', 'tacotron')}"
-                            f" checkpoint, not a {ARCHITECTURE} one.")
-    hp = with_overrides(DEFAULTS, checkpoint_hparams(source or {}))
-    if resume is not None:
-        hp = with_overrides(hp, previous_settings(args.run_dir, TRAINING_FIELDS))
-    hp = with_overrides(hp, overrides)
+    run = start_run(args, DEFAULTS, CHECKPOINT, TRAINING_FIELDS)
+    if run.source and run.source.get("architecture", "tacotron") != ARCHITECTURE:
+        where = run.checkpoint if run.resume is not None else args.init
+        raise TrainingError(f"{where} is a {run.source.get('architecture', 'tacotron')} checkpoint, not a "
+                            f"{ARCHITECTURE} one.")
+    hp = run.hp
 
     torch.manual_seed(args.seed)
     model = FastSpeech(hp).to(dist.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, betas=(0.9, 0.98), eps=1e-9,
                                   weight_decay=1e-6)
-    start_step = 0
-    if resume is not None:
-        load_model_state(model, resume, ckpt_path, "synthesizer")
-        if "optimizer_state" in resume:
-            load_optimizer_state(optimizer, resume, ckpt_path)
-        start_step = int(model.step.item())
-    elif init is not None:
-        load_model_state(model, init, args.init, "synthesizer")
-        if args.steps is None:
-            model.step.zero_()
-        start_step = int(model.step.item())
+    weights_only = run.resume is not None and "optimizer_state" not in run.resume
+    if weights_only:
+        # Exported weights placed in the run folder (the starter recipe commits only these between
+        # sessions): continue from their step with fresh Adam moments.
+        run.init, run.resume = run.resume, None
+        args.init = run.checkpoint
+    restore(run, args, model, optimizer, "synthesizer")
+    if run.resume is None and not weights_only:
+        model.step.zero_()  # --init starts a new run from other weights
+    start_step = int(model.step.item())
     end_step = args.steps if args.steps is not None else hp.total_steps
 
     dataset, lengths = _dataset(args.data)
-    sampler = LengthBuckets(lengths, hp.batch_size, args.seed, start_step, end_step)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_Collate(-hp.max_abs_value),
-                                         num_workers=args.workers)
-    if dist.is_main:
-        write_run_settings(args.run_dir, {**vars(args), "hparams": asdict(hp), "architecture": ARCHITECTURE})
+    sampler = LengthBuckets(lengths, hp.batch_size, args.seed, start_step, end_step, fixed=args.overfit_batch)
+    loader = batch_loader(dataset, sampler, _Collate(-hp.max_abs_value), args, dist)
+    record_run(args, dist, asdict(hp), architecture=ARCHITECTURE)
     model.train()
-    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
     last: dict = {}
 
     def train_step(batch: dict, step: int) -> dict:
@@ -244,10 +161,10 @@ def train(args, dist: Distributed) -> TrainSummary:
         return {"loss": loss.item(), **values, "grad_norm": float(grad_norm), "lr": lr}
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, model, optimizer, export_hparams(hp), backup_every=args.backup_every,
+        save_checkpoint(run.checkpoint, model, optimizer, export_hparams(hp), backup_every=args.backup_every,
                         current_step=step, extra={"architecture": ARCHITECTURE})
 
-    def sample(_batch, step: int) -> None:
+    def sample(_batch, step: int, logger) -> None:
         from synthesizer.audio import griffin_lim
         from synthesizer.hparams import hparams as mel_hparams
         n_frames = int(last["batch"]["mel_lens"][0])
@@ -261,11 +178,8 @@ def train(args, dist: Distributed) -> TrainSummary:
         logger.audio(step, "synthesizer/griffin_lim", griffin_lim(predicted, mel_hparams,
                                                                   rng=np.random.RandomState(0)), 16000)
 
-    try:
-        losses = fit(loader, train_step, save, sample, start_step, args, logger, dist, "synthesizer")
-    finally:
-        logger.close()
-    return TrainSummary(ckpt_path, start_step, start_step + len(losses), losses, model)
+    return run_loop(loader, train_step, save, sample, start_step, end_step, args, dist, "synthesizer", model,
+                    run.checkpoint)
 
 
 def export_hparams(hp: FastSpeechHParams) -> dict:
@@ -273,8 +187,7 @@ def export_hparams(hp: FastSpeechHParams) -> dict:
     return {k: v for k, v in asdict(hp).items() if k not in TRAINING_FIELDS}
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+main, cli = TrainCommand(build_parser, train).entry_points()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ A training checkpoint carries Adam's two moment estimates, three times the weigh
 size. The engine needs only `model_state` (+ `hparams` for a resized model, + `step`);
 float16 storage halves that again, and the engine converts back to float32 on load.
 
-    python -m deepfake_audio.export runs/synthesizer/synthesizer.pt saved_models/starter/synthesizer.pt --fp16
+    python -m deepfake_audio.training.export runs/synthesizer/synthesizer.pt saved_models/starter/synthesizer.pt --fp16
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from deepfake_audio.checkpoint import model_state_of, read_checkpoint
+from deepfake_audio.core.checkpoint import model_state_of, read_checkpoint
 
 
 def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:
@@ -35,7 +35,7 @@ def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (model_state + optimizer_state)")
     parser.add_argument("out", type=Path, help="inference checkpoint to write")
     parser.add_argument("--fp16", action="store_true", help="store floating-point weights as float16")
@@ -45,5 +45,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from deepfake_audio.training import run_cli
+    from deepfake_audio.training.commands import run_cli
     sys.exit(run_cli(main))

@@ -8,7 +8,7 @@ Step 2: the speaker embedding of each utterance with the chosen encoder,
 `embeds/<speaker>/<id>.npy` (256,) float32. `metadata.jsonl` lists the utterances
 that have all three, with their transcripts.
 
-    python -m synthesizer.preprocess /data/LibriTTS/train-clean-100 --out data/synthesizer
+    python -m deepfake_audio.training.synthesizer_preprocess /data/LibriTTS/train-clean-100 --out data/synthesizer
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.datasets import Utterance, read_corpora
-from deepfake_audio.errors import DeepfakeAudioError
-from deepfake_audio.training import (CORPUS_HELP, METADATA, SKIPPED, Outcome, add_common_preprocess_options,
-                                     atomic_write, parallel_map, process_utterances, read_jsonl, relative,
-                                     report_skipped, run_cli, save_npy, write_jsonl)
+from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio.training.commands import console_entry, corpus_parser
+from deepfake_audio.training.datasets import Utterance, read_corpora
+from deepfake_audio.training.files import METADATA, SKIPPED, atomic_write, read_jsonl, relative, save_npy, write_jsonl
+from deepfake_audio.training.preprocessing import Outcome, parallel_map, process_utterances, report_skipped
 from synthesizer.hparams import hparams as syn_hp
 
 _settings: dict = {}
@@ -37,7 +37,7 @@ def process_audio(utt: Utterance) -> Outcome:
     from encoder.audio import preprocess_wav
     from synthesizer.audio import melspectrogram
     from synthesizer.text import has_speakable_characters, text_to_sequence
-    from deepfake_audio.audio_io import load_audio
+    from deepfake_audio.core.audio_io import load_audio
     out, hp = _settings["out"], syn_hp
     if not has_speakable_characters(text_to_sequence(utt.text, hp.tts_cleaner_names)):
         return Outcome(utt.id, skipped=f"transcript has nothing speakable: {utt.text!r}", source=str(utt.audio))
@@ -90,16 +90,14 @@ def process_embedding(record: dict) -> tuple[dict, str | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sv2tts-synthesizer-preprocess",
-        description="Prepare corpora with transcripts for synthesizer training: the synthesizer's 80-channel "
-                    "mels (the engine's audio front end), the processed audio (targets for the vocoder) and "
-                    "the speaker embedding of every utterance, made with the encoder you choose. "
-                    "Utterances without a transcript, unreadable or too long are skipped and listed.",
-        epilog="Example: sv2tts-synthesizer-preprocess /data/LibriSpeech/train-clean-100 ljspeech:/data/LJSpeech-1.1 "
-               "--out data/synthesizer --encoder runs/encoder/encoder.pt")
-    parser.add_argument("corpora", nargs="+", metavar="CORPUS", help=CORPUS_HELP)
-    add_common_preprocess_options(parser)
+    parser = corpus_parser(
+        "sv2tts-synthesizer-preprocess",
+        "Prepare corpora with transcripts for synthesizer training: the synthesizer's 80-channel mels (the "
+        "engine's audio front end), the processed audio (targets for the vocoder) and the speaker embedding of "
+        "every utterance, made with the encoder you choose. Utterances without a transcript, unreadable or too "
+        "long are skipped and listed.",
+        "sv2tts-synthesizer-preprocess /data/LibriSpeech/train-clean-100 ljspeech:/data/LJSpeech-1.1 "
+        "--out data/synthesizer --encoder runs/encoder/encoder.pt")
     parser.add_argument("--encoder", type=Path, default=None, metavar="CKPT",
                         help="speaker encoder for the embeddings: a trained encoder.pt (default: the "
                              "official encoder bundled with the resemblyzer package). Use the same encoder "
@@ -152,8 +150,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return records
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

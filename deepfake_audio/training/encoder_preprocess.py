@@ -6,18 +6,19 @@ at inference (`encoder.audio.preprocess_wav`), then turned into power mel frames
 lists them with their speaker and length. Utterances too short for one training
 partial are skipped and counted.
 
-    python -m encoder.preprocess /data/LibriSpeech/train-clean-100 vctk:/data/VCTK --out data/encoder
+    python -m deepfake_audio.training.encoder_preprocess /data/LibriSpeech/train-clean-100 vctk:/data/VCTK --out data/encoder
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from deepfake_audio.datasets import Utterance, read_corpora
-from deepfake_audio.errors import DeepfakeAudioError
-from deepfake_audio.training import (CORPUS_HELP, Outcome, add_common_preprocess_options, process_utterances,
-                                     relative, run_cli, save_npy)
-from encoder import hparams as hp
+from deepfake_audio.training.datasets import Utterance, read_corpora
+from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio.training.commands import console_entry, corpus_parser
+from deepfake_audio.training.files import relative, save_npy
+from deepfake_audio.training.preprocessing import Outcome, process_utterances
+from encoder.hparams import hparams as hp
 
 _settings: dict = {}
 
@@ -47,15 +48,12 @@ def process(utt: Utterance) -> Outcome:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sv2tts-encoder-preprocess",
-        description="Prepare corpora for speaker-encoder training: every utterance becomes 40-channel mel "
-                    "frames (16 kHz, 25 ms windows every 10 ms), after the volume normalisation and silence "
-                    "trimming the encoder uses at inference. Transcripts are not needed.",
-        epilog="Example: sv2tts-encoder-preprocess /data/LibriSpeech/train-other-500 voxceleb:/data/vox1 "
-               "--out data/encoder")
-    parser.add_argument("corpora", nargs="+", metavar="CORPUS", help=CORPUS_HELP)
-    add_common_preprocess_options(parser)
+    parser = corpus_parser(
+        "sv2tts-encoder-preprocess",
+        "Prepare corpora for speaker-encoder training: every utterance becomes 40-channel mel frames (16 kHz, "
+        "25 ms windows every 10 ms), after the volume normalisation and silence trimming the encoder uses at "
+        "inference. Transcripts are not needed.",
+        "sv2tts-encoder-preprocess /data/LibriSpeech/train-other-500 voxceleb:/data/vox1 --out data/encoder")
     parser.add_argument("--min-frames", type=int, default=hp.partials_n_frames, metavar="N",
                         help=f"skip utterances with fewer mel frames (10 ms each) than this after trimming "
                              f"(default {hp.partials_n_frames}, one training partial)")
@@ -75,8 +73,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return records
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
+cli = console_entry(main)
 
 
 if __name__ == "__main__":

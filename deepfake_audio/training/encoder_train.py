@@ -6,30 +6,36 @@ every speaker's centroid (its own computed without it), scaled by the learned
 `similarity_weight` / `similarity_bias`, and the loss is the softmax cross-entropy of
 those scores. The equal error rate of the same scores is logged as well.
 
-    python -m encoder.train data/encoder --run-dir runs/encoder
-    torchrun --nproc_per_node 4 -m encoder.train data/encoder --run-dir runs/encoder
+    sv2tts-encoder-train data/encoder --run-dir runs/encoder
+    torchrun --nproc_per_node 4 -m deepfake_audio.training.encoder_train data/encoder --run-dir runs/encoder
 """
 from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_audio.errors import DeepfakeAudioError
-from deepfake_audio.training import (Distributed, RunLogger, TrainSummary, TrainingError, add_common_train_options,
-                                     checkpoint_hparams, fit, load_model_state, load_optimizer_state, open_run,
-                                     parse_overrides, plot_matrix, plot_mels, previous_settings, read_metadata,
-                                     run_cli, save_checkpoint, step_seed, write_run_settings)
-from encoder import hparams as hp
+from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio.core.hparams import differences
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
+from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
+from deepfake_audio.training.distributed import Distributed
+from deepfake_audio.training.files import read_metadata
+from deepfake_audio.training.loop import TrainSummary, batch_loader, run_loop
+from deepfake_audio.training.run_logger import plot_matrix, plot_mels
+from deepfake_audio.training.sampling import step_seed
+from encoder.hparams import hparams as hp
 from encoder.model import MODEL_HPARAMS, speaker_encoder_from_hparams
 
 CHECKPOINT = "encoder.pt"
 TRAIN_HPARAMS = ("partials_n_frames", "learning_rate_init", "speakers_per_batch", "utterances_per_speaker")
 HPARAMS = {name: getattr(hp, name) for name in (*MODEL_HPARAMS, *TRAIN_HPARAMS)}
+# Fields that do not size the network: a checkpoint records only the model fields it changes.
+NOT_MODEL = tuple(name for name in vars(hp) if name not in MODEL_HPARAMS)
 
 
 def ge2e_loss(embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,52 +135,32 @@ def _collate(items: list[np.ndarray]) -> torch.Tensor:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sv2tts-encoder-train",
-        description="Train the speaker encoder (GE2E loss) on the output of sv2tts-encoder-preprocess. The "
-                    "checkpoint <run>/encoder.pt has the published layout (step, model_state, "
-                    "optimizer_state) and loads in the engine. Runs on several GPUs or machines under "
-                    "torchrun (DistributedDataParallel); each process takes its own batch of speakers.",
-        epilog="Hyperparameters for --hparams: " + ", ".join(f"{k}={v!r}" for k, v in HPARAMS.items()))
-    parser.add_argument("data", type=Path, help="folder written by sv2tts-encoder-preprocess")
-    add_common_train_options(parser, save_every=500, sample_every=1000)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> TrainSummary:
-    args = build_parser().parse_args(argv)
-    dist = Distributed.setup(args.device)
-    try:
-        return train(args, dist)
-    finally:
-        dist.close()
+    return train_parser(
+        "sv2tts-encoder-train",
+        "Train the speaker encoder (GE2E loss) on the output of sv2tts-encoder-preprocess. The checkpoint "
+        "<run>/encoder.pt has the published layout (step, model_state, optimizer_state) and loads in the "
+        "engine. Runs on several GPUs or machines under torchrun (DistributedDataParallel); each process "
+        "takes its own batch of speakers.",
+        "folder written by sv2tts-encoder-preprocess", save_every=500, sample_every=1000,
+        epilog=hparams_epilog(HPARAMS))
 
 
 def train(args, dist: Distributed) -> TrainSummary:
-    overrides = parse_overrides(args.hparams, HPARAMS)
-    ckpt_path, resume, init = open_run(args.run_dir, CHECKPOINT, args.init)
-    source = resume or init or {}
-    # A resumed run keeps its recorded batch settings unless the command line changes them.
-    previous = previous_settings(args.run_dir, TRAIN_HPARAMS) if resume is not None else {}
-    settings = {**HPARAMS, **checkpoint_hparams(source), **previous, **overrides}
-    model_overrides = {k: settings[k] for k in MODEL_HPARAMS if settings[k] != HPARAMS[k]}
-    n_speakers, n_utts = settings["speakers_per_batch"], settings["utterances_per_speaker"]
-    partial_frames = settings["partials_n_frames"]
+    run = start_run(args, hp, CHECKPOINT, TRAIN_HPARAMS)
+    settings = run.hp
+    model_overrides = differences(settings, hp, skip=NOT_MODEL)
+    n_speakers, n_utts = settings.speakers_per_batch, settings.utterances_per_speaker
+    partial_frames = settings.partials_n_frames
     if n_speakers < 2 or n_utts < 2:
         raise TrainingError("GE2E needs at least 2 speakers per batch and 2 utterances per speaker.")
 
     torch.manual_seed(args.seed)
-    model = speaker_encoder_from_hparams(settings).to(dist.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate_init"])
-    start_step = 0
-    if resume is not None:
-        load_model_state(model, resume, ckpt_path, "speaker encoder")
-        load_optimizer_state(optimizer, resume, ckpt_path)
-        start_step = int(resume.get("step", 0))
-    elif init is not None:
-        load_model_state(model, init, args.init, "speaker encoder")
+    model = speaker_encoder_from_hparams(model_overrides).to(dist.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate_init)
+    restore(run, args, model, optimizer, "speaker encoder")
+    start_step = int(run.resume.get("step", 0)) if run.resume is not None else 0
     for group in optimizer.param_groups:
-        group["lr"] = settings["learning_rate_init"]
+        group["lr"] = settings.learning_rate_init
 
     dataset = SpeakerBatches(read_metadata(args.data, ("frames", "speaker", "n_frames")), partial_frames, n_utts,
                              args.seed)
@@ -185,13 +171,10 @@ def train(args, dist: Distributed) -> TrainSummary:
     end_step = args.steps
     sampler = SpeakerSampler(len(dataset), n_speakers, start_step, end_step, args.seed, dist.rank,
                              args.overfit_batch)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate,
-                                         num_workers=args.workers, pin_memory=dist.device.type == "cuda")
-    if dist.is_main:
-        write_run_settings(args.run_dir, {**vars(args), "hparams": settings, "world_size": dist.world_size})
+    loader = batch_loader(dataset, sampler, _collate, args, dist)
+    record_run(args, dist, {k: getattr(settings, k) for k in HPARAMS})
     ddp = dist.wrap(model)
     model.train()
-    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
     last = {}
 
     def train_step(frames: torch.Tensor, step: int) -> dict:
@@ -211,10 +194,10 @@ def train(args, dist: Distributed) -> TrainSummary:
                 "similarity_weight": float(model.similarity_weight.item())}
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, model, optimizer, model_overrides, step=step, backup_every=args.backup_every,
+        save_checkpoint(run.checkpoint, model, optimizer, model_overrides, step=step, backup_every=args.backup_every,
                         current_step=step)
 
-    def sample(_batch, step: int) -> None:
+    def sample(_batch, step: int, logger) -> None:
         from encoder.audio import preprocess_wav
         logger.figure(step, "encoder/similarity", plot_matrix(
             last["sim"], f"scaled similarity, step {step}", "speaker centroid", "utterance"))
@@ -230,16 +213,11 @@ def train(args, dist: Distributed) -> TrainSummary:
         hop = int(hp.sampling_rate * hp.mel_window_step / 1000)
         logger.audio(step, "encoder/partial", wav[start * hop:(start + partial_frames) * hop], hp.sampling_rate)
 
-    try:
-        losses = fit(loader, train_step, save, sample, start_step, args, logger, dist, "encoder")
-    finally:
-        logger.close()
-    return TrainSummary(ckpt_path, start_step, start_step + len(losses), losses, model)
+    return run_loop(loader, train_step, save, sample, start_step, end_step, args, dist, "encoder", model,
+                    run.checkpoint)
 
 
-def cli(argv: list[str] | None = None) -> int:
-    return run_cli(main, argv)
-
+main, cli = TrainCommand(build_parser, train).entry_points()
 
 if __name__ == "__main__":
     raise SystemExit(cli())

@@ -24,3 +24,7 @@ class WeightsError(DeepfakeAudioError):
 
 class MissingWeightsError(WeightsError):
     """A checkpoint file the requested stage needs is not on disk."""
+
+
+class RequestError(DeepfakeAudioError):
+    """A request option is wrong: vocoder, mode, seed, voice choice or embedding."""

@@ -1,0 +1,122 @@
+"""The fit loop every training command runs: log, sample and save on schedule, stop on
+a time limit or Ctrl+C with the checkpoint written."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepfake_audio.training.distributed import Distributed
+from deepfake_audio.training.files import atomic_write
+from deepfake_audio.training.run_logger import RunLogger
+
+
+def finite(value: torch.Tensor | float) -> bool:
+    return math.isfinite(float(value))
+
+
+def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Callable[[int], None],
+        sample: Callable[[object, int], None] | None, start_step: int, args, logger: RunLogger,
+        dist: Distributed, stage: str) -> list[float]:
+    """Run `train_step(batch, step)` over `batches`; log, sample and save on schedule.
+
+    `train_step` returns floats to log, including "loss". Rank 0 saves every
+    `args.save_every` steps, at the end and on Ctrl+C. Returns this rank's losses.
+    """
+    step = start_step
+    losses: list[float] = []
+    deadline = None if getattr(args, "time_limit", None) is None else time.monotonic() + args.time_limit
+    try:
+        for batch in batches:
+            if deadline is not None and _out_of_time(deadline, dist):
+                if dist.is_main:
+                    print(f"\ntime limit reached at step {step}", file=sys.stderr)
+                break
+            values = train_step(batch, step)
+            step += 1
+            losses.append(float(values["loss"]))
+            logger.advance()
+            if step % args.log_every == 0 or step == start_step + 1:
+                logger.scalars(step, {f"{stage}/{k}": dist.all_mean(float(v)) for k, v in values.items()})
+            if sample is not None and args.sample_every and step % args.sample_every == 0 and dist.is_main:
+                sample(batch, step)
+            if args.save_every and step % args.save_every == 0 and dist.is_main:
+                save(step)
+    except KeyboardInterrupt:
+        if dist.is_main:
+            save(step)
+            print(f"\ninterrupted: checkpoint saved at step {step}", file=sys.stderr)
+        raise
+    if dist.is_main and step > start_step:
+        save(step)
+    return losses
+
+
+def _out_of_time(deadline: float, dist: Distributed) -> bool:
+    # Every rank must stop at the same step, so the ranks agree on the latest clock.
+    return dist.all_mean(float(time.monotonic() >= deadline)) > 0
+
+
+@dataclass
+class TrainSummary:
+    """What a training command did (returned by the stages' `main`)."""
+
+    checkpoint: Path
+    start_step: int
+    step: int
+    losses: list[float]  # this process's loss at each step it ran
+    model: torch.nn.Module | None = None  # the trained model (unwrapped)
+
+
+def batch_loader(dataset, sampler, collate, args, dist: Distributed) -> torch.utils.data.DataLoader:
+    """The DataLoader of a training command: the sampler's batches, `--workers` loading processes."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
+                                       pin_memory=dist.device.type == "cuda")
+
+
+def run_loop(batches: Iterable, train_step: Callable[[object, int], dict], save: Callable[[int], None],
+             sample: Callable[[object, int, RunLogger], None] | None, start_step: int, end_step: int | None,
+             args, dist: Distributed, stage: str, model: torch.nn.Module, checkpoint: Path) -> TrainSummary:
+    """`fit` with the run's TensorBoard logger open; `sample(batch, step, logger)` draws the samples.
+
+    Each checkpoint also updates `<run>/wall_time.json` ({"step", "seconds"}): the training
+    time of the run so far, summed over every resumed piece (for model cards and budgets).
+    """
+    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
+    clock = _WallClock(Path(args.run_dir) / WALL_TIME)
+
+    def save_and_time(step: int) -> None:
+        save(step)
+        clock.record(step)
+
+    try:
+        draw = None if sample is None else (lambda batch, step: sample(batch, step, logger))
+        losses = fit(batches, train_step, save_and_time, draw, start_step, args, logger, dist, stage)
+    finally:
+        logger.close()
+    return TrainSummary(checkpoint, start_step, start_step + len(losses), losses, model)
+
+
+WALL_TIME = "wall_time.json"
+
+
+class _WallClock:
+    """Training seconds of a run across its pieces: what earlier pieces recorded plus this one's."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.start = time.monotonic()
+        try:
+            self.before = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.before = 0.0
+
+    def record(self, step: int) -> None:
+        seconds = self.before + time.monotonic() - self.start
+        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps({"step": step, "seconds": round(seconds, 1)})))

@@ -1,0 +1,135 @@
+"""Write the model card of a trained starter synthesizer from what the recipe recorded.
+
+    python -m deepfake_audio.training.model_card --corpus artifacts/corpus --run runs/starter \
+        --models saved_models/starter [--recipe-times artifacts/recipe_times.json]
+
+Reads the corpus manifest (voices, licences, hours), the run folder (hyperparameters,
+training wall time, step), the evaluation report written next to the weights, and the
+recipe's step timings when given, and writes `<models>/MODEL_CARD.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from deepfake_audio.training import TrainingError
+from deepfake_audio.training.commands import console_entry
+from deepfake_audio.training.loop import WALL_TIME
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainingError(f"{path} not found: {what}.") from None
+    except ValueError as exc:
+        raise TrainingError(f"{path} is not valid JSON ({exc}).") from None
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None) -> str:
+    """The card's Markdown."""
+    manifest = _read_json(corpus / "manifest.json", "build the corpus first")
+    report = _read_json(models / "evaluation.json", "run the evaluation step first")
+    settings = _read_json(run / "hparams.json", "train first")
+    clock = _read_json(run / WALL_TIME, "train first")
+    weights = models / "synthesizer.pt"
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    n_params = sum(v.numel() for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    hp = settings["hparams"]
+    times = _read_json(recipe_times, "the recipe records it") if recipe_times else {}
+
+    train_voices = [v for v in manifest["voices"] if v["split"] == "train"]
+    held_out = manifest["held_out_voices"]
+    lines = [
+        "# Starter synthesizer", "",
+        "A small FastSpeech-style synthesizer (`synthesizer/fastspeech.py`) that ships with the project so that a "
+        "fresh install clones voices offline. It was trained on this project's own 2-core CPU machine by "
+        "`bash scripts/train_starter.sh`, on speech made by free speech synthesisers: it clones the timbre of a "
+        "reference only roughly and sounds synthetic. The official SV2TTS models (`python -m deepfake_audio "
+        "download`) sound far more natural and replace it as soon as they are in the models folder.", "",
+        "## Data", "",
+        f"- {manifest['utterances']} utterances, {manifest['hours']:.2f} h at {manifest['sample_rate']} Hz, "
+        f"{len(manifest['speakers'])} speakers: {len(train_voices)} synthetic voices plus "
+        f"{manifest['augment']} pitch/formant/tempo variants of each, and {len(held_out)} held-out voices.",
+        f"- Sentences: {manifest['sentences']['train']} training and {manifest['sentences']['eval']} held-out "
+        f"sentences of {manifest['sentences']['words'][0]}-{manifest['sentences']['words'][1]} words from "
+        f"{manifest['sentences']['source']}; each training speaker reads "
+        f"{manifest['sentences'].get('per_speaker', 'half')} of them.",
+        "- Voices and licences:", "",
+        "| voice | engine | Debian package | licence | split |", "|---|---|---|---|---|"]
+    lines += [f"| {v['speaker']} | {v['engine']} `{v['name']}` | {v['debian_package']} | {v['licence']} | "
+              f"{v['split']} |" for v in manifest["voices"]]
+    model_fields = ("d_model", "heads", "encoder_layers", "decoder_layers", "ffn_dims", "ffn_kernel",
+                    "decoder_stride", "duration_dims", "aligner_dims")
+    lines += [
+        "", "## Model", "",
+        f"- {n_params / 1e6:.2f} M weights, stored in float16 ({weights.stat().st_size / 2**20:.1f} MiB); "
+        f"step {int(ckpt['model_state']['step'])}.",
+        "- Characters of the engine's English front end (same cleaners and symbols as the Tacotron) and the "
+        "official speaker encoder's 256-d embedding in; 80-band mels in the published normalisation out "
+        "(12.5 ms frames), so Griffin-Lim and the official WaveRNN both vocode it.",
+        "- Text encoder and mel decoder of pre-norm transformer blocks with convolutional feed-forward layers; a "
+        "duration predictor; a learned monotonic aligner (forward-sum loss, monotonic alignment search, "
+        "binarization loss: Badlani et al. 2022), so no external aligner is needed.",
+        "- " + ", ".join(f"{k} {hp[k]}" for k in model_fields if k in hp) + ".",
+        "", "## Training", "",
+        f"- {clock['step']} steps of {hp['batch_size']} utterances (length-bucketed), AdamW, learning rate "
+        f"{hp['learning_rate']} with {hp['warmup_steps']} warm-up steps and cosine decay to a tenth; "
+        f"binarization loss from step {hp['binarization_start']}.",
+        f"- Training wall time on this machine: {_hours(clock['seconds'])} "
+        f"({clock['seconds'] / max(clock['step'], 1):.2f} s per step, 2 CPU cores, shared with other work).",
+    ]
+    if times:
+        lines.append("- The whole recipe: " + ", ".join(f"{step} {_hours(sec)}" for step, sec in times.items())
+                     + f"; {_hours(sum(times.values()) + clock['seconds'])} in all.")
+    floor = report.get("vocoder_floor_wer")
+    lines += [
+        "", "## Evaluation", "",
+        f"`python -m deepfake_audio.training.evaluate` on the {manifest['sentences']['eval']} held-out sentences "
+        f"spoken by the held-out voices ({', '.join(held_out)}), cloned from their reference recordings and "
+        f"vocoded with {report['vocoder']}:", "",
+        "| measure | result |", "|---|---|",
+        f"| word error rate of the clones (pocketsphinx) | {report['wer']:.1%} |",
+        f"| floor: the recordings themselves | {report['floor_wer']:.1%} |",
+    ]
+    if floor is not None:
+        lines.append(f"| floor: {report['vocoder']} on the recordings' own mels | {floor:.1%} |")
+    lines += [
+        f"| clones closer to their own voice than to the other held-out voice | {report['identified']:.0%} |",
+        f"| mean speaker similarity of a clone to its voice | {report['similarity']:.3f} |", "",
+        "| voice | sentences | WER | floor WER | identified | similarity |", "|---|---|---|---|---|---|"]
+    lines += [f"| {v['voice']} | {v['sentences']} | {v['wer']:.1%} | {v['floor_wer']:.1%} | {v['identified']:.0%} "
+              f"| {v['similarity']:.3f} |" for v in report["voices"]]
+    lines += ["", "## Limits", "",
+              "- English only, trained on synthetic voices: expect a robotic sound and a rough likeness to real "
+              "voices.", "- Only clone voices you have permission to use."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.model_card",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.json")
+    parser.add_argument("--run", type=Path, required=True, help="training run folder (hparams.json, wall_time.json)")
+    parser.add_argument("--models", type=Path, required=True,
+                        help="folder with the exported synthesizer.pt and its evaluation.json; MODEL_CARD.md goes here")
+    parser.add_argument("--recipe-times", type=Path, default=None,
+                        help="JSON {step: seconds} of the recipe's other steps (written by scripts/train_starter.sh)")
+    args = parser.parse_args(argv)
+    out = args.models / "MODEL_CARD.md"
+    out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times), encoding="utf-8")
+    print(f"wrote {out}")
+    return out
+
+
+cli = console_entry(main)
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
