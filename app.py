@@ -32,7 +32,9 @@ from fastapi.staticfiles import StaticFiles  # noqa: E402
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
+from deepfake_audio.studio import owners  # noqa: E402
 from deepfake_audio.studio.library import VoiceError  # noqa: E402
+from deepfake_audio.watermark import check_file  # noqa: E402
 
 logger = logging.getLogger("deepfake_audio.app")
 
@@ -80,6 +82,11 @@ INTRO = f"""# {TITLE}
 Give a few seconds of someone speaking, type a text, and hear it in their voice.
 Only clone voices you have permission to use."""
 
+CHECK_HELP = """Every clone this studio makes carries an inaudible watermark (Resemble's Perth) and
+says in its file tags that it is an AI-generated voice clone. Upload a file to check it. The watermark
+survives MP3 coding, resampling and some noise, but it is a deterrent, not proof: it can be removed, and
+audio without it may still be generated."""
+
 MAP_HELP = """A map of speaker embeddings: voices that sound alike lie close together. Discs are
 saved voices, rings are recordings that were used without saving, crosses are generated results,
 joined to the voice they were cloned from. A good clone lands next to its source.
@@ -125,23 +132,39 @@ def _user_errors(fn):
 
 
 def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
-    """The studio's Blocks: Clone, Voices and Models tabs, with named API endpoints."""
+    """The studio's Blocks: Clone, Voices, Check audio and Models tabs, with named API endpoints.
 
-    def voice_choices():
-        return [RECORDING_CHOICE] + [(name, name) for name in studio.voices.names()]
+    Every event that touches saved voices or results takes the owner token the page keeps
+    in the browser (and the signed-in account on a Space with sign-in): see
+    `deepfake_audio.studio.owners`. A single-user studio ignores both.
+    """
+
+    def owner_of(token, profile) -> str | None:
+        if not studio.private:
+            return None
+        return owners.owner_id(token, getattr(profile, "username", None) if profile else None)
+
+    def voice_choices(owner):
+        return [RECORDING_CHOICE] + [(name, name) for name in studio.voice_names(owner)]
 
     @_user_errors
-    def clone(reference, voice, text, seed, vocoder, stream=False, progress=gr.Progress()):
+    def clone(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
+              profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
-        Returns the 16-bit WAV, the speaker similarity (0 to 1, as text), its reading in words,
-        a status line (durations, real-time factor, seed), the two figures and, when `stream`
-        is true, the live stream of the audio as it was made (played by the page as it arrives).
+        A recording needs `consent` true: you confirm that you have the speaker's permission.
+        `owner_token` is your secret token where the studio keeps voices private (the page
+        sends its own). Returns the 16-bit WAV (watermarked, with provenance tags), the speaker
+        similarity (0 to 1, as text), its reading in words, a status line (durations,
+        real-time factor, seed), the two figures and, when `stream` is true, the live stream
+        of the audio as it was made (played by the page as it arrives).
         """
+        owner = owner_of(owner_token, profile)
         report = lambda fraction, desc: progress(fraction, desc=desc)  # noqa: E731
         if stream and studio.can_stream:
             live = _LiveBuffer(SAMPLE_RATE)
-            for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report):
+            for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report, consent=consent,
+                                            owner=owner):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)
                     if piece is not None:
@@ -153,52 +176,73 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 yield (*[gr.skip()] * 6, rest)
             final_live = gr.skip()
         else:
-            out = studio.clone(reference, voice, text, seed, vocoder, report=report)
+            out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner)
             final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
         yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
 
     @_user_errors
-    def save_voice(name, reference):
-        """Save the `reference` recording in the library as `name`."""
-        saved = studio.save_voice(name, reference)
-        return gr.update(choices=voice_choices(), value=saved), f"Saved **{saved}**.", ""
+    def save_voice(name, reference, consent=False, owner_token=None, profile: gr.OAuthProfile | None = None):
+        """Save the `reference` recording in your library as `name` (needs `consent` true)."""
+        owner = owner_of(owner_token, profile)
+        saved = studio.save_voice(name, reference, consent=consent, owner=owner)
+        return gr.update(choices=voice_choices(owner), value=saved), f"Saved **{saved}**.", ""
 
     @_user_errors
-    def delete_voice(voice):
-        """Delete the saved voice called `voice`."""
-        deleted = studio.delete_voice(voice)
-        return gr.update(choices=voice_choices(), value=""), f"Deleted **{deleted}**."
+    def delete_voice(voice, owner_token=None, profile: gr.OAuthProfile | None = None):
+        """Delete your saved voice called `voice`."""
+        owner = owner_of(owner_token, profile)
+        deleted = studio.delete_voice(voice, owner=owner)
+        return gr.update(choices=voice_choices(owner), value=""), f"Deleted **{deleted}**."
 
     @_user_errors
-    def show_voice(voice):
+    def show_voice(voice, owner_token=None, profile: gr.OAuthProfile | None = None):
         if not voice:
             return gr.update(value=None, visible=False)
-        return gr.update(value=str(studio.voices.get(voice).preview), visible=True)
+        return gr.update(value=str(studio.voice_preview(voice, owner=owner_of(owner_token, profile))), visible=True)
 
-    def refresh_voices(voice):
-        names = studio.voices.names()
-        return gr.update(choices=voice_choices(), value=voice if voice in names else "")
+    def start_session(owner_token, voice, profile: gr.OAuthProfile | None = None):
+        """On page load: make the browser's owner token if it has none, and list its voices."""
+        token = owner_token if owners.valid_token(owner_token) else owners.new_token()
+        names = studio.voice_names(owner_of(token, profile))
+        return token, gr.update(choices=voice_choices(owner_of(token, profile)), value=voice if voice in names else "")
 
     @_user_errors
-    def voice_map():
-        """The map of saved voices and recent results, and its table."""
-        figure, rows = studio.voice_map()
+    def voice_map(owner_token=None, profile: gr.OAuthProfile | None = None):
+        """The map of your saved voices and recent results, and its table."""
+        figure, rows = studio.voice_map(owner=owner_of(owner_token, profile))
         return figure, rows
 
     @_user_errors
-    def clear_results():
-        """Forget the generated results (saved voices stay)."""
-        studio.results.clear()
-        return voice_map()
+    def clear_results(owner_token=None, profile: gr.OAuthProfile | None = None):
+        """Forget your generated results (saved voices stay)."""
+        studio.library(owner_of(owner_token, profile)).results.clear()
+        return voice_map(owner_token, profile)
 
-    def voices() -> list[str]:
-        """Names of the saved voices, for the `voice` argument of /clone."""
-        return studio.voices.names()
+    def voices(owner_token: str | None = None) -> list[str]:
+        """Names of your saved voices, for the `voice` argument of /clone (`owner_token` where voices are private)."""
+        try:
+            return studio.voice_names(owner_of(owner_token, None))
+        except DeepfakeAudioError as exc:
+            raise _as_user_error(exc, "voices") from None
+
+    @_user_errors
+    def check_audio(file):
+        """Whether an audio file (WAV, FLAC, MP3, OGG) carries this studio's watermark, with its score and
+        provenance tags."""
+        if not file:
+            raise AudioError("Upload an audio file to check.")
+        found = check_file(file, name=Path(file).name)
+        tags = "".join(f"\n| {name} | {html.escape(value)} |" for name, value in found.provenance.items())
+        table = f"\n\n| tag | value |\n|---|---|{tags}" if tags else "\n\nNo provenance tags in the file."
+        return f"**{found.verdict}**{table}", found.score
 
     heavy = dict(concurrency_id="models", concurrency_limit=clone_concurrency)
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+        owner_token = gr.BrowserState(None, storage_key="deepfake-audio-owner")
         gr.Markdown(INTRO)
+        if studio.private and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with sign-in: voices follow the account
+            gr.LoginButton()
         notice = studio.weights_notice()
         gr.Markdown(notice, visible=bool(notice), elem_id="weights-notice")
         with gr.Tabs():
@@ -227,6 +271,10 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                           placeholder="Type what the voice should say. Long texts are split "
                                                       "into sentences.")
                         count = gr.Markdown(f"0 / {MAX_TEXT_CHARS} characters", elem_id="char-count")
+                        consent = gr.Checkbox(label="I have the speaker's permission to clone this voice",
+                                              value=False, elem_id="consent",
+                                              info="Needed to clone or save a recording; a saved voice "
+                                                   "remembers it.")
                         with gr.Row():
                             seed = gr.Number(label="Seed", value=0, precision=0,
                                              min_width=120, elem_id="seed",
@@ -259,21 +307,32 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                     refresh_button = gr.Button("Refresh map", elem_id="refresh-map")
                     clear_button = gr.Button("Forget generated results", variant="secondary",
                                              elem_id="clear-results")
+            with gr.Tab("Check audio", id="check"):
+                gr.Markdown(CHECK_HELP)
+                checked_file = gr.File(label="Audio file (WAV, FLAC, MP3, OGG)", file_types=["audio"],
+                                       type="filepath", elem_id="check-file")
+                check_button = gr.Button("Check for the watermark", elem_id="check-audio")
+                check_verdict = gr.Markdown(elem_id="check-verdict")
+                check_score = gr.Number(label="Watermark score (0 to 1; 0.5 and above: watermarked)",
+                                        interactive=False, elem_id="check-score")
             with gr.Tab("Models", id="models"):
-                gr.Markdown("\n".join(f"- **{stage}**: `{where}`" for stage, where in studio.describe_weights().items()))
+                gr.Markdown("\n".join(f"- **{stage}**: {where}" for stage, where in studio.public_weights().items()))
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
-        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream],
+        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream, consent, owner_token],
                          [output, similarity, reading, status, mel_plot, embedding_plot, live], api_name="clone",
                          scroll_to_output=True, **heavy)
-        save_button.click(save_voice, [voice_name, reference], [voice, library_status, voice_name],
+        save_button.click(save_voice, [voice_name, reference, consent, owner_token], [voice, library_status, voice_name],
                           api_name="save_voice", **heavy)
-        delete_button.click(delete_voice, voice, [voice, library_status], api_name="delete_voice")
-        voice.change(show_voice, voice, preview, api_visibility="private", show_progress="hidden")
-        demo.load(refresh_voices, voice, voice, api_visibility="private", show_progress="hidden")
-        refresh_button.click(voice_map, None, [map_plot, map_table], api_name="voice_map")
-        voices_tab.select(voice_map, None, [map_plot, map_table], api_name="voices_tab", api_visibility="private")
-        clear_button.click(clear_results, None, [map_plot, map_table], api_name="clear_results")
+        delete_button.click(delete_voice, [voice, owner_token], [voice, library_status], api_name="delete_voice")
+        voice.change(show_voice, [voice, owner_token], preview, api_visibility="private", show_progress="hidden")
+        demo.load(start_session, [owner_token, voice], [owner_token, voice], api_visibility="private",
+                  show_progress="hidden")
+        refresh_button.click(voice_map, owner_token, [map_plot, map_table], api_name="voice_map")
+        voices_tab.select(voice_map, owner_token, [map_plot, map_table], api_name="voices_tab",
+                          api_visibility="private")
+        clear_button.click(clear_results, owner_token, [map_plot, map_table], api_name="clear_results")
+        check_button.click(check_audio, checked_file, [check_verdict, check_score], api_name="detect", **heavy)
         gr.api(voices, api_name="voices")
     return demo
 
@@ -347,7 +406,7 @@ def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_si
     return gr.mount_gradio_app(
         app, demo, path="/", theme=gr.themes.Soft(primary_hue="teal", neutral_hue="slate"), css=CSS, head=HEAD,
         favicon_path=str(STATIC / "icons" / "favicon.png"),
-        allowed_paths=[str(studio.output_dir), str(studio.voices.root)],
+        allowed_paths=[str(studio.output_dir)],
         max_file_size="50mb", footer_links=["api", "settings"], run_history=False, ssr_mode=False,
         pwa=False, show_error=True, mcp_server=False)
 
@@ -391,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where saved voices live (default: $DEEPFAKE_AUDIO_DATA, /data/deepfake-audio "
                              "on a Space with storage, else ./studio_data)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--private-libraries", action=argparse.BooleanOptionalAction, default=None,
+                        help="give every visitor their own saved voices and results (default: on in a Hugging "
+                             "Face Space, off for a local single-user install; or "
+                             "$DEEPFAKE_AUDIO_PRIVATE_LIBRARIES=1)")
     parser.add_argument("--fetch-weights", action=argparse.BooleanOptionalAction,
                         default=_env_flag("DEEPFAKE_AUDIO_FETCH_WEIGHTS", default=bool(os.environ.get("SPACE_ID"))),
                         help="download missing official checkpoints before starting (default: on in a "
@@ -417,13 +480,14 @@ def main(argv: list[str] | None = None) -> int:
         except DeepfakeAudioError as exc:  # start anyway: the page says what is missing
             logger.warning("could not fetch the weights: %s", exc)
     try:
-        studio = Studio(args.models, args.data, device=args.device, warm_up=True)
+        studio = Studio(args.models, args.data, device=args.device, warm_up=True, private=args.private_libraries)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for stage, where in studio.describe_weights().items():
         logger.info("%s: %s", stage, where)
-    logger.info("saved voices in %s", studio.voices.root)
+    logger.info("saved voices in %s (%s)", studio.data_dir,
+                "private: one library per visitor" if studio.private else "one library for everyone")
     app = create_app(studio, queue_size=args.queue_size)
     import uvicorn
     logger.info("studio at http://%s:%d/", "localhost" if host in ("0.0.0.0", "::") else host, port)

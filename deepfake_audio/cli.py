@@ -22,6 +22,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "(default: saved_models/default, or $DEEPFAKE_AUDIO_MODELS)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where the models run (default: cuda when available, else cpu)")
+    parser.add_argument("--no-starter", action="store_true",
+                        help="never fall back to the small starter models shipped in saved_models/starter "
+                             "(missing official weights are then an error)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="destination folder (default: saved_models/default)")
     download.add_argument("--encoder", action="store_true", help="also fetch encoder.pt (the bundled one is the same)")
     download.add_argument("--force", action="store_true", help="download again even if the files are present")
+
+    detect = sub.add_parser("detect", help="check audio files for this tool's watermark and provenance tags")
+    detect.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files (wav, flac, mp3, ogg, ...)")
+    detect.add_argument("--json", action="store_true",
+                        help='print one JSON list: {"file", "watermarked", "score", "provenance"} per file '
+                             '(and "error" for a file that could not be checked)')
 
     info = sub.add_parser("info", help="show which weights each stage would use")
     _add_model_options(info)
@@ -113,7 +122,7 @@ def _pipeline(args, stages: tuple[str, ...] = ("encoder", "synthesizer", "vocode
         if not torch.cuda.is_available():
             raise DeepfakeAudioError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu.")
     from deepfake_audio.pipeline import Pipeline
-    return Pipeline(args.models, device=args.device, stages=stages)
+    return Pipeline(args.models, device=args.device, stages=stages, starter=not args.no_starter)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -132,6 +141,7 @@ def _atomic_write(path: Path, write) -> None:
 def cmd_clone(args) -> int:
     import numpy as np
     from deepfake_audio.core.audio_io import write_wav
+    from deepfake_audio.watermark import provenance_tags
     _check_output(args.out, ".wav")
     text = _read_text(args)
     from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_embedding
@@ -157,7 +167,7 @@ def cmd_clone(args) -> int:
         result = pipe.run(plan, bars)
     finally:
         bars.close()
-    _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate))
+    _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate, provenance_tags()))
     print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
           f"{VOCODER_LABELS[result.vocoder]}, real-time factor {result.real_time_factor:.2f})")
     return 0
@@ -180,14 +190,17 @@ def _clone_streaming(pipe, args, plan) -> int:
 
     import numpy as np
     import soundfile as sf
+    from deepfake_audio.core.audio_io import set_tags
     from deepfake_audio.pipeline import SAMPLE_RATE
     from deepfake_audio.streaming import stream_clone
+    from deepfake_audio.watermark import provenance_tags
     chunks = stream_clone(pipe, plan=plan)  # input errors were raised by the plan, before the file exists
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start, first, samples = time.perf_counter(), None, 0
     try:
         with sf.SoundFile(str(args.out), "w", samplerate=SAMPLE_RATE, channels=1,
                           subtype="PCM_16", format="WAV") as out:
+            set_tags(out, provenance_tags())
             for chunk in chunks:
                 out.write(np.clip(chunk.audio, -1.0, 1.0))
                 out.flush()
@@ -228,7 +241,34 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"clone": cmd_clone, "embed": cmd_embed, "download": cmd_download, "info": cmd_info}
+def cmd_detect(args) -> int:
+    """Each file's verdict; exit status 2 when a file could not be checked (the others still are)."""
+    import json
+    from dataclasses import asdict
+    from deepfake_audio.watermark import check_file
+    results, failed = [], False
+    for path in args.files:
+        try:
+            found = check_file(path)
+        except DeepfakeAudioError as exc:
+            failed = True
+            results.append({"file": str(path), "watermarked": None, "score": None, "provenance": {},
+                            "error": str(exc)})
+            if not args.json:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        results.append(asdict(found))
+        if not args.json:
+            print(f"{path}: {found.verdict}")
+            for name, value in found.provenance.items():
+                print(f"    {name}: {value}")
+    if args.json:
+        print(json.dumps(results, indent=1, ensure_ascii=False))
+    return 2 if failed else 0
+
+
+COMMANDS = {"clone": cmd_clone, "embed": cmd_embed, "download": cmd_download, "info": cmd_info,
+            "detect": cmd_detect}
 
 
 def main(argv: list[str] | None = None) -> int:

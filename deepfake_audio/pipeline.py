@@ -12,6 +12,7 @@ reported as `ProgressEvent`s (stage, done, total), never as text to be parsed.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from deepfake_audio.core.errors import MissingWeightsError, RequestError, TextError
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
+from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
 from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
@@ -32,6 +34,8 @@ from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.inference import Vocoder
+
+logger = logging.getLogger(__name__)
 
 VocoderName = Literal["auto", "wavernn", "griffinlim"]
 # Griffin-Lim outside parity mode: the fast variant (momentum 0.99) in 32 iterations. On
@@ -134,7 +138,7 @@ class ClonePlan:
 class CloneResult:
     """Output of `Pipeline.clone`."""
 
-    wav: np.ndarray  # float32 (samples,) at `sample_rate`, peak-normalised to 0.97
+    wav: np.ndarray  # float32 (samples,) at `sample_rate`, peak-normalised to 0.97, watermarked
     sample_rate: int
     embedding: np.ndarray  # (256,) speaker embedding of the reference
     mels: list[np.ndarray]  # one (80, frames) mel per sentence
@@ -170,8 +174,10 @@ class Pipeline:
     def __init__(self, models_dir: Path | str | None = None, *, encoder: Path | str | None = None,
                  synthesizer: Path | str | None = None, vocoder: Path | str | None = None,
                  device: str | None = None, starter: bool = True,
-                 stages: Sequence[str] = ("encoder", "synthesizer", "vocoder")):
+                 stages: Sequence[str] = ("encoder", "synthesizer", "vocoder"), watermark: bool | None = None):
         self.models_dir = models_folder(models_dir)
+        # Every clone is watermarked unless turned off (see `deepfake_audio.watermark`).
+        self.watermark = watermark_enabled() if watermark is None else bool(watermark)
         self.device = torch.device(device or default_device())
         self.encoder_path = Path(encoder) if encoder else encoder_weights(self.models_dir)
         self.synthesizer_path = Path(synthesizer) if synthesizer else self._weights("synthesizer.pt", starter)
@@ -180,6 +186,10 @@ class Pipeline:
         self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, synthesizer) \
             if "synthesizer" in stages else None
         self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, vocoder) if "vocoder" in stages else None
+        if self.watermark and self.synthesizer is not None:
+            load_watermarker()
+        elif not self.watermark:
+            logger.warning("Watermarking is off (DEEPFAKE_AUDIO_WATERMARK=0): clones are not marked as generated")
 
     def _weights(self, name: str, starter: bool) -> Path:
         """`name` in the models folder; else the starter model of that name when one is shipped."""
@@ -417,6 +427,10 @@ class Pipeline:
         start = time.perf_counter()
         wav = self._vocode_sentences(mels, plan, progress)
         seconds["vocoding"] = time.perf_counter() - start
+        if self.watermark:
+            start = time.perf_counter()
+            wav = embed_watermark(wav, SAMPLE_RATE)
+            seconds["watermarking"] = time.perf_counter() - start
         return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 
     def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn) -> np.ndarray:

@@ -14,6 +14,10 @@ does. The pieces together have the same length and pauses as `clone`'s output.
 Levels: `clone` scales its whole output to a 0.97 peak, which a stream cannot know in
 advance. Here each piece is scaled by min(1, 0.97 / loudest sample so far): quiet
 speech is left as the vocoder made it and nothing clips.
+
+Watermark: each piece is marked as it goes out (`watermark.StreamWatermarker`, with the
+audio before it as context), so the pieces carry the watermark as `clone`'s output does;
+they are not bit-identical to a clip marked whole.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from deepfake_audio.core.rng import make_generator
+from deepfake_audio.watermark import StreamWatermarker
 from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, ClonePlan, Pipeline,
                                      ProgressEvent, ProgressFn, no_progress)
 
@@ -99,7 +104,7 @@ def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn
     n = len(plan.sentences)
     synth_rng = make_generator(plan.seed)
     vocoder_rng = make_generator(plan.seed, pipe.device)
-    out = _Output(n)
+    out = _Output(n, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
     # The first sentence alone, with a head; then all the others in one batch and one vocoder pass.
     # Parity mode reproduces `clone`: everything in one batch and one pass.
     first_alone = n > 1 and not (plan.vocoder == "wavernn" and plan.mode == "parity")
@@ -135,10 +140,12 @@ def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn
 
 
 class _Output:
-    """Scales the pieces (see the module's notes on levels), numbers them and adds the pauses."""
+    """Scales the pieces (see the module's notes on levels), watermarks them, numbers them and adds
+    the pauses."""
 
-    def __init__(self, sentences: int):
+    def __init__(self, sentences: int, marker: StreamWatermarker | None):
         self.sentences = sentences
+        self.marker = marker
         self.peak = OUTPUT_PEAK
         self.start = 0
 
@@ -156,6 +163,9 @@ class _Output:
         yield from self.end_of(sentence)
 
     def _chunk(self, wav: np.ndarray, sentence: int) -> AudioChunk:
-        chunk = AudioChunk(np.asarray(wav, dtype=np.float32), SAMPLE_RATE, self.start, sentence)
+        wav = np.asarray(wav, dtype=np.float32)
+        if self.marker is not None:
+            wav = self.marker.mark(wav)
+        chunk = AudioChunk(wav, SAMPLE_RATE, self.start, sentence)
         self.start += len(wav)
         return chunk

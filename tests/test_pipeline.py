@@ -39,7 +39,7 @@ def test_clone_is_reproducible_with_a_seed(pipe):
     assert 0.9 < np.abs(a.wav).max() <= 0.97 + 1e-6
     # two 14-frame sentences vocoded jointly plus one 0.15 s pause
     assert len(a.wav) == (28 - 1) * 200 + 2400
-    assert set(a.seconds) == {"encoding", "synthesizing", "vocoding"} and a.real_time_factor > 0
+    assert set(a.seconds) == {"encoding", "synthesizing", "vocoding", "watermarking"} and a.real_time_factor > 0
 
 
 def test_clone_from_saved_embedding_and_griffinlim(pipe):

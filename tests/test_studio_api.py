@@ -81,7 +81,7 @@ def start_studio(models: Path, data: Path, **kwargs):
     """(studio, server) for the app on `models` and `data`; use the server as a context manager."""
     import app as studio_app
     from deepfake_audio.studio import Studio
-    studio = Studio(models, data)
+    studio = Studio(models, data, private=kwargs.pop("private", False))
     return studio, StudioServer(studio_app.create_app(studio, **kwargs))
 
 
@@ -118,11 +118,11 @@ def client(server):
 
 
 def clone(client, reference, text="Hello there. This is a test.", seed=3, vocoder="griffinlim", voice="",
-          stream=False):
+          stream=False, consent=True, owner=None):
     """/clone's first six outputs (WAV, score, reading, status, two figures); the seventh is the live stream."""
     from gradio_client import handle_file
     out = client.predict(handle_file(str(reference)) if reference else None, voice, text, seed, vocoder, stream,
-                         api_name="/clone")
+                         consent, owner, api_name="/clone")
     assert len(out) == 7
     return out[:6]
 
@@ -199,16 +199,16 @@ def test_voice_library_endpoints(client, server, audio, tmp_path):
     from gradio_client.exceptions import AppError
     from deepfake_audio.studio.library import VoiceLibrary
 
-    choices, message, name_box = client.predict(" Test  voice ", handle_file(str(audio["voice"])),
+    choices, message, name_box = client.predict(" Test  voice ", handle_file(str(audio["voice"])), True,
                                                 api_name="/save_voice")
     assert message == "Saved **Test voice**." and name_box == ""
     assert "Test voice" in client.predict(api_name="/voices")
     with pytest.raises(AppError, match="already exists"):
-        client.predict("test VOICE", handle_file(str(audio["other"])), api_name="/save_voice")
+        client.predict("test VOICE", handle_file(str(audio["other"])), True, api_name="/save_voice")
     with pytest.raises(AppError, match="Give the voice a name"):
-        client.predict("", handle_file(str(audio["other"])), api_name="/save_voice")
+        client.predict("", handle_file(str(audio["other"])), True, api_name="/save_voice")
     with pytest.raises(AppError, match="is silent"):
-        client.predict("Quiet", handle_file(str(audio["silent"])), api_name="/save_voice")
+        client.predict("Quiet", handle_file(str(audio["silent"])), True, api_name="/save_voice")
 
     # A saved voice clones without any recording, and persists on disk.
     wav_path, score, *_ = clone(client, None, text="Saved voices need no upload.", voice="Test voice")
@@ -234,7 +234,7 @@ def test_voice_library_endpoints(client, server, audio, tmp_path):
 def test_voice_map_uses_umap_from_four_points(client, server, audio):
     from gradio_client import handle_file
     for name, key in (("Alpha", "voice"), ("Beta", "other")):
-        client.predict(name, handle_file(str(audio[key])), api_name="/save_voice")
+        client.predict(name, handle_file(str(audio[key])), True, api_name="/save_voice")
     clone(client, None, text="From alpha.", voice="Alpha")
     clone(client, audio["other"], text="From a recording.")
     figure, table = client.predict(api_name="/voice_map")
@@ -263,7 +263,7 @@ def test_concurrent_clients_are_all_answered(server, audio):
 
 def test_streamed_clone_gives_what_was_heard(client, server, audio):
     pieces, final = [], None
-    for item in server.studio.clone_stream(audio["voice"], None, "One. Two. Three.", 4, "wavernn"):
+    for item in server.studio.clone_stream(audio["voice"], None, "One. Two. Three.", 4, "wavernn", consent=True):
         if isinstance(item, np.ndarray):
             assert final is None and item.dtype == np.float32 and len(item) > 0
             pieces.append(item)
@@ -285,7 +285,7 @@ def test_streamed_clone_gives_what_was_heard(client, server, audio):
 
 def test_progress_reports_each_stage(server, audio):
     seen = []
-    server.studio.clone(audio["voice"], None, "One. Two.", 1, "griffinlim",
+    server.studio.clone(audio["voice"], None, "One. Two.", 1, "griffinlim", consent=True,
                         report=lambda fraction, desc: seen.append(desc))
     assert seen[0] == "Encoding the reference voice"
     for expected in ("Synthesizing 2 sentences", "Synthesizing sentence 2 of 2",
@@ -305,8 +305,8 @@ def test_missing_weights(quick_dir, tmp_path, audio):
     assert "No synthesizer weights" in notice and "python -m deepfake_audio download --models" in notice
     assert bare.vocoder_choices() == [("Griffin-Lim (fast, robotic)", "griffinlim")]
     with pytest.raises(MissingWeightsError, match="synthesizer.pt is missing"):
-        bare.clone(audio["voice"], None, "Hello.", 1, "griffinlim")
-    assert bare.save_voice("Still works", audio["voice"]) == "Still works"  # the encoder is always there
+        bare.clone(audio["voice"], None, "Hello.", 1, "griffinlim", consent=True)
+    assert bare.save_voice("Still works", audio["voice"], consent=True) == "Still works"  # the encoder is always there
     import app as studio_app
     shown = [c["props"].get("value") for c in studio_app.build_ui(bare).get_config_file()["components"]
              if c["props"].get("elem_id") == "weights-notice"]
@@ -315,7 +315,7 @@ def test_missing_weights(quick_dir, tmp_path, audio):
     partial = Studio(data_dir=tmp_path / "data2", pipeline=Pipeline(
         models_folder(tmp_path / "no-vocoder", quick_dir, ["synthesizer.pt"]), starter=False))
     assert "Griffin-Lim stands in" in partial.weights_notice() and "synthesizer" not in partial.weights_notice()
-    out = partial.clone(audio["voice"], None, "Hello.", 1, "wavernn")
+    out = partial.clone(audio["voice"], None, "Hello.", 1, "wavernn", consent=True)
     assert "Griffin-Lim was used" in out.status and "Griffin-Lim vocoder" in out.status
 
 

@@ -82,7 +82,9 @@ def open_studio(page, server):
     page.wait_for_selector("#synthesize")
 
 
-def upload_reference(page, path: Path):
+def upload_reference(page, path: Path, consent: bool = True):
+    if consent:  # the user confirms the speaker's permission, as a recording needs
+        page.check("#consent input")
     with page.expect_response("**/gradio_api/upload?*"):
         page.set_input_files("#reference-audio input[type=file]", str(path))
     page.wait_for_selector("#reference-audio [data-testid^='waveform-']")
@@ -261,3 +263,48 @@ def test_offline_reload_shows_the_offline_page(page, server, context):
         assert page.locator("#offline img").evaluate("(img) => img.complete && img.naturalWidth > 0")
     finally:
         context.set_offline(False)
+
+
+@pytest.fixture(scope="module")
+def starter_server(tmp_path_factory):
+    """The studio as a fresh install runs it: no official weights, the shipped starter models."""
+    studio, server = start_studio(tmp_path_factory.mktemp("fresh-install-models"),
+                                  tmp_path_factory.mktemp("fresh-install-data"))
+    with server:
+        server.studio = studio
+        yield server
+
+
+def test_fresh_install_clones_an_unseen_voice_intelligibly(context, starter_server, tmp_path, request):
+    """A reference in a voice the starter never trained on (flite rms), a sentence, Synthesize:
+    pocketsphinx recognises most of the words of what comes back."""
+    import subprocess
+    from deepfake_audio.training.evaluate import Recogniser, word_error_rate
+    reference = tmp_path / "unseen voice.wav"
+    subprocess.run(["flite", "-voice", "rms", "-t", "Every morning I walk to the station and buy a newspaper "
+                    "before the train arrives.", "-o", str(reference)], check=True, capture_output=True)
+    page = context.new_page()
+    try:
+        page.goto(starter_server.url)
+        page.wait_for_selector("#synthesize")
+        assert "Starter models in use" in page.inner_text("#weights-notice")
+        page.check("#consent input")
+        with page.expect_response("**/gradio_api/upload?*"):
+            page.set_input_files("#reference-audio input[type=file]", str(reference))
+        page.wait_for_selector("#reference-audio [data-testid^='waveform-']")
+        text = "The weather was cold and the children stayed inside to read."
+        page.locator("#text-input textarea").fill(text)
+        page.click("#synthesize")
+        page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+        assert "Griffin-Lim" in page.inner_text("#run-status")
+        with page.expect_download() as download:
+            page.click("#output-audio a[download]")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        wav, rate = check_wav(saved)
+        heard = Recogniser()(wav)
+        assert rate == 16000 and word_error_rate([text], [heard]) <= 0.5, f"pocketsphinx heard {heard!r}"
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        page.close()

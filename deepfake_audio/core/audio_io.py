@@ -6,6 +6,7 @@ same resampler librosa >= 0.10 uses by default.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,37 @@ def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
     return resample(wav, sr, sample_rate)
 
 
-def write_wav(path: Path | str, wav: np.ndarray, sample_rate: int) -> Path:
-    """Write `wav` (float, nominally [-1, 1]) as 16-bit PCM WAV, clipping anything outside."""
+# Metadata soundfile can write: RIFF INFO in WAV (ISFT, ICMT, INAM, ICRD, ...), Vorbis comments
+# in FLAC and OGG.
+TAG_NAMES = ("title", "copyright", "software", "artist", "comment", "date", "album", "license")
+
+
+def write_wav(path: Path | str, wav: np.ndarray, sample_rate: int, tags: Mapping[str, str] | None = None) -> Path:
+    """Write `wav` (float, nominally [-1, 1]) as 16-bit PCM WAV, clipping anything outside.
+
+    `tags` (names from `TAG_NAMES`) go into the file's RIFF INFO chunk.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pcm = np.clip(np.asarray(wav, dtype=np.float64), -1.0, 1.0)
-    sf.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
+    with sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16", format="WAV") as out:
+        set_tags(out, tags)
+        out.write(pcm)
     return path
+
+
+def set_tags(out: sf.SoundFile, tags: Mapping[str, str] | None) -> None:
+    """Store `tags` in an open output file (before its audio is written)."""
+    for name, value in (tags or {}).items():
+        if name not in TAG_NAMES:
+            raise ValueError(f"unknown audio tag {name!r}: use one of {', '.join(TAG_NAMES)}")
+        setattr(out, name, str(value))
+
+
+def read_tags(path: Path | str) -> dict[str, str]:
+    """The tags of an audio file (empty strings left out); {} when the format has none."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return {k: v for k, v in f.copy_metadata().items() if v}
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return {}

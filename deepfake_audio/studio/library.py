@@ -1,8 +1,10 @@
 """Saved voices and generated results, kept on disk under the studio's data folder.
 
-Layout under `root`:
+Layout under an owner's folder (the data folder itself for a single-user studio,
+`owners/<hash of the owner>/` for private libraries, see `Studio`):
 
-    voices/<id>/meta.json       {"name": str, "created": unix seconds, "seconds": float}
+    voices/<id>/meta.json       {"name": str, "created": unix seconds, "seconds": float,
+                                 "consent": unix seconds when the user confirmed permission}
     voices/<id>/embedding.npy   (256,) float32 unit-norm speaker embedding
     voices/<id>/preview.wav     up to PREVIEW_SECONDS of the prepared reference, 16-bit 16 kHz
     results.json                the last MAX_RESULTS generated results (see `ResultLog`)
@@ -10,7 +12,9 @@ Layout under `root`:
 A voice is written into a hidden temporary folder and renamed into place, and the
 results file is replaced atomically, so a crash never leaves half an entry. An entry
 that cannot be read is skipped (and logged), never deleted: a bad file must not cost
-the user the rest of the library.
+the user the rest of the library. Changes happen under a lock that holds for threads
+and for other processes (`fcntl.flock` where it exists), so several studio processes can
+share one data folder, as replicas behind a load balancer do, and lose nothing.
 """
 from __future__ import annotations
 
@@ -25,6 +29,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: threads of one process are still serialised
+    fcntl = None
 
 import numpy as np
 
@@ -59,6 +68,33 @@ def clean_name(name: str | None) -> str:
     return cleaned
 
 
+class FolderLock:
+    """An exclusive, re-entrant lock over a folder for the threads of this process and other processes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._thread = threading.RLock()
+        self._depth = 0
+        self._file = None
+
+    def __enter__(self) -> "FolderLock":
+        self._thread.acquire()
+        if self._depth == 0 and fcntl is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a+")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        self._thread.release()
+
+
 @dataclass(frozen=True)
 class SavedVoice:
     """A saved voice: its name, embedding and a short preview recording."""
@@ -69,6 +105,7 @@ class SavedVoice:
     seconds: float  # length of the reference it was made from, after silence trimming
     embedding: np.ndarray  # (256,) float32
     preview: Path  # 16-bit 16 kHz WAV
+    consent: float | None = None  # unix seconds when the user confirmed the speaker's permission
 
 
 class VoiceLibrary:
@@ -77,7 +114,7 @@ class VoiceLibrary:
     def __init__(self, root: Path | str):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
+        self._lock = FolderLock(self.root / ".lock")
 
     def list(self) -> list[SavedVoice]:
         """Every readable voice, sorted by name (case-insensitive)."""
@@ -103,9 +140,11 @@ class VoiceLibrary:
         raise VoiceError(f"There is no saved voice called {name!r}; it may have been deleted. "
                          "Pick another voice or save this one again.")
 
-    def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int) -> SavedVoice:
+    def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int,
+             consent: float | None = None) -> SavedVoice:
         """Save a new voice: its embedding and the first seconds of `reference` (float, [-1, 1]).
 
+        `consent` records when the user confirmed they have the speaker's permission.
         Raises `VoiceError` for a bad or already used name, a bad embedding or a full library.
         """
         name = clean_name(name)
@@ -123,16 +162,17 @@ class VoiceLibrary:
             try:
                 np.save(staging / "embedding.npy", embedding)
                 write_wav(staging / "preview.wav", reference[:int(PREVIEW_SECONDS * sample_rate)], sample_rate)
-                meta = {"name": name, "created": time.time(), "seconds": round(len(reference) / sample_rate, 2)}
+                meta = {"name": name, "created": time.time(), "seconds": round(len(reference) / sample_rate, 2),
+                        "consent": consent}
                 (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
                 os.replace(staging, self.root / voice_id)
             except OSError as exc:
-                raise VoiceError(f"Could not save the voice in {self.root}: {exc.strerror or exc}.") from None
+                raise VoiceError(f"Could not save the voice: {exc.strerror or exc}.") from None
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             voice = self._read(self.root / voice_id)
             if voice is None:
-                raise VoiceError(f"The voice was written to {self.root / voice_id} but cannot be read back.")
+                raise VoiceError(f"The voice {name!r} was written but cannot be read back.")
             return voice
 
     def delete(self, name: str) -> SavedVoice:
@@ -154,8 +194,10 @@ class VoiceLibrary:
             preview = folder / "preview.wav"
             if not preview.is_file():
                 raise FileNotFoundError(preview)
+            consent = meta.get("consent")
             return SavedVoice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
-                              float(meta.get("seconds", 0.0)), embedding, preview)
+                              float(meta.get("seconds", 0.0)), embedding, preview,
+                              None if consent is None else float(consent))
         except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
             logger.warning("Skipping the unreadable saved voice in %s: %s", folder, exc)
             return None
@@ -171,39 +213,38 @@ class ResultEntry:
     output: np.ndarray  # (256,) embedding of the generated speech
     similarity: float
     created: float
+    number: int = 0  # the result's number in its log (#1, #2, ...)
 
 
 class ResultLog:
-    """The last `limit` generated results, in a JSON file. Safe to use from several threads."""
+    """The last `limit` generated results, in a JSON file. Safe for threads and for processes
+    sharing the file: each call reads the file under the lock, so no process works on a stale copy."""
 
     def __init__(self, path: Path | str, limit: int = MAX_RESULTS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit
-        self._lock = threading.Lock()
-        self._entries = self._load()
-        self._counter = len(self._entries)
+        self._lock = FolderLock(self.path.with_name(f".{self.path.name}.lock"))
 
     def list(self) -> list[ResultEntry]:
         with self._lock:
-            return list(self._entries)
+            return self._load()
 
     def add(self, text: str, source: str, reference, output, similarity: float) -> ResultEntry:
         """Record a result; the oldest are dropped beyond `limit`."""
         snippet = " ".join(text.split())
         snippet = snippet if len(snippet) <= 24 else snippet[:23] + "…"
         with self._lock:
-            self._counter += 1
-            entry = ResultEntry(f"#{self._counter} {source or 'recording'}: {snippet}", source,
-                                check_embedding(reference), check_embedding(output), float(similarity), time.time())
-            self._entries = (self._entries + [entry])[-self.limit:]
-            self._write()
+            entries = self._load()
+            number = max((e.number for e in entries), default=0) + 1
+            entry = ResultEntry(f"#{number} {source or 'recording'}: {snippet}", source, check_embedding(reference),
+                                check_embedding(output), float(similarity), time.time(), number)
+            self._write((entries + [entry])[-self.limit:])
             return entry
 
     def clear(self) -> None:
         with self._lock:
-            self._entries = []
-            self._write()
+            self._write([])
 
     def _load(self) -> list[ResultEntry]:
         if not self.path.is_file():
@@ -211,7 +252,8 @@ class ResultLog:
         try:
             rows = json.loads(self.path.read_text(encoding="utf-8"))
             return [ResultEntry(r["label"], r["source"], check_embedding(r["reference"]), check_embedding(r["output"]),
-                                float(r["similarity"]), float(r["created"])) for r in rows][-self.limit:]
+                                float(r["similarity"]), float(r["created"]), int(r.get("number", k + 1)))
+                    for k, r in enumerate(rows)][-self.limit:]
         except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
             # Keep the unreadable file for inspection and start a new log beside it.
             logger.warning("Could not read the results log %s (%s); starting a new one", self.path, exc)
@@ -221,9 +263,9 @@ class ResultLog:
                 pass
             return []
 
-    def _write(self) -> None:
+    def _write(self, entries: list[ResultEntry]) -> None:
         rows = [{"label": e.label, "source": e.source, "reference": e.reference.tolist(), "output": e.output.tolist(),
-                 "similarity": e.similarity, "created": e.created} for e in self._entries]
+                 "similarity": e.similarity, "created": e.created, "number": e.number} for e in entries]
         fd, tmp = tempfile.mkstemp(prefix=".results-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

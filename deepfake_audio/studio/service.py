@@ -25,9 +25,11 @@ from deepfake_audio.core.errors import AudioError, RequestError
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS, ClonePlan,
                                      CloneResult, Pipeline, ProgressEvent, normalize_peak)
+from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import ResultLog, VoiceError, VoiceLibrary, clean_name
 from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
 from deepfake_audio.studio.voice_map import describe_similarity, project_2d
+from deepfake_audio.watermark import provenance_tags
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +70,16 @@ class Studio:
     """One loaded pipeline plus the voice library and results log under `data_dir`."""
 
     def __init__(self, models_dir: Path | str | None = None, data_dir: Path | str | None = None, *,
-                 device: str | None = None, pipeline: Pipeline | None = None, warm_up: bool = False):
+                 device: str | None = None, pipeline: Pipeline | None = None, warm_up: bool = False,
+                 private: bool | None = None):
         self.pipeline = pipeline if pipeline is not None else Pipeline(models_dir, device=device)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        self.voices = VoiceLibrary(self.data_dir / "voices")
+        # One library per visitor (see `owners`), or the one library of a single-user install.
+        self.private = owners.private_libraries_default() if private is None else bool(private)
+        self.voices = VoiceLibrary(self.data_dir / "voices")  # the single-user library
         self.results = ResultLog(self.data_dir / "results.json")
+        self._libraries: dict[str, Library] = {}
+        self._libraries_lock = threading.Lock()
         self.output_dir = Path(tempfile.mkdtemp(prefix="deepfake-audio-outputs-"))
         self._map_lock = threading.Lock()
         if warm_up:
@@ -91,9 +98,28 @@ class Studio:
         """Whether the page can play audio as it is made (Gradio encodes the stream with ffmpeg)."""
         return shutil.which("ffmpeg") is not None
 
+    def public_weights(self) -> dict[str, str]:
+        """Which weights each stage uses, in words and without server paths (for the page)."""
+        pipe = self.pipeline
+        described = {"encoder": f"official speaker encoder (step {pipe.encoder.step})"}
+        for stage, model, path in (("synthesizer", pipe.synthesizer, pipe.synthesizer_path),
+                                   ("vocoder", pipe.vocoder, pipe.vocoder_path)):
+            if model is None:
+                described[stage] = f"`{path.name}` missing" + (": Griffin-Lim stands in" if stage == "vocoder" else "")
+            elif pipe.is_starter(stage):
+                described[stage] = f"small starter model (step {model.step}), trained on synthetic voices"
+            else:
+                described[stage] = f"`{path.name}` (step {model.step})"
+        return described
+
     def weights_notice(self) -> str:
-        """One Markdown line per missing checkpoint, with the command that fetches it ('' when complete)."""
+        """One Markdown line per missing checkpoint, with the command that fetches it ('' when complete).
+
+        No server path is shown: a folder other than the default is named "<models folder>".
+        """
         command = download_command(self.pipeline.models_dir)
+        if "--models" in command:
+            command = command[:command.index("--models")] + "--models <models folder>"
         lines = []
         starter = self.pipeline.is_starter("synthesizer")
         if starter:
@@ -102,8 +128,8 @@ class Studio:
                          f"(trained here on synthetic voices) and {vocoder}. The official models sound far more "
                          f"natural and closer to the reference: fetch them with `{command}` and restart.")
         if not self.has_synthesizer:
-            lines.append(f"**No synthesizer weights** ({self.pipeline.synthesizer_path.name} is not in "
-                         f"`{self.pipeline.models_dir}`): cloning is off until you run `{command}`.")
+            lines.append(f"**No synthesizer weights** ({self.pipeline.synthesizer_path.name} is not in the models "
+                         f"folder): cloning is off until you run `{command}`.")
         if not self.has_vocoder and not starter:
             lines.append(f"**No WaveRNN vocoder weights**: Griffin-Lim stands in (faster, more robotic). "
                          f"Fetch the vocoder with `{command}`.")
@@ -121,22 +147,37 @@ class Studio:
     def describe_weights(self) -> dict[str, str]:
         return self.pipeline.describe()
 
+    def library(self, owner: str | None = None) -> "Library":
+        """The saved voices and results a request may see: its owner's, or the single-user ones."""
+        if not self.private:
+            return Library(self.voices, self.results)
+        folder = owners.owner_folder(self.data_dir, owners.require_owner(owner))
+        with self._libraries_lock:
+            if folder.name not in self._libraries:
+                self._libraries[folder.name] = Library(VoiceLibrary(folder / "voices"),
+                                                       ResultLog(folder / "results.json"))
+            return self._libraries[folder.name]
+
     # Cloning
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
-              vocoder: str | None = None, report: Report | None = None) -> CloneOutput:
+              vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
+              owner: str | None = None) -> CloneOutput:
         """Speak `text` with a saved `voice` or, when none is chosen, the `reference` recording.
 
-        `seed` None or "" draws a random one (returned, so the result can be repeated).
-        Raises a `DeepfakeAudioError` subclass for anything the user can fix.
+        A recording needs `consent`: the user's confirmation that they have the speaker's
+        permission (a saved voice recorded it when it was saved). `owner` picks the library
+        (see `library`). `seed` None or "" draws a random one (returned, so the result can be
+        repeated). Raises a `DeepfakeAudioError` subclass for anything the user can fix.
         """
         reporter = _StageReporter(report)
-        request = self._plan(reference, voice, text, seed, vocoder, reporter)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner)
         result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
         return self._finish(result, request, text, reporter.report)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
-                     vocoder: str | None = None, report: Report | None = None) -> Iterator[np.ndarray | CloneOutput]:
+                     vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
+                     owner: str | None = None) -> Iterator[np.ndarray | CloneOutput]:
         """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
 
         Input errors are raised before the first piece. The output's WAV is the pieces
@@ -146,7 +187,7 @@ class Studio:
         from deepfake_audio.streaming import stream_clone
         reporter = _StageReporter(report)
         start = time.perf_counter()
-        request = self._plan(reference, voice, text, seed, vocoder, reporter)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner)
         stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
         pieces: list[np.ndarray] = []
         first_audio = None
@@ -160,22 +201,26 @@ class Studio:
                              request.plan.vocoder, {"streaming": time.perf_counter() - start})
         yield self._finish(result, request, text, reporter.report, first_audio=first_audio)
 
-    def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter") -> "_Request":
+    def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter", consent: bool,
+              owner: str | None) -> "_Request":
         """The pipeline's plan of a studio request (a saved voice, or else a recording); raises
         the error a user can act on."""
         seed = self.check_seed(seed)
+        library = self.library(owner)
         voice = (voice or "").strip()
         embedding = None
         if voice:
-            saved = self.voices.get(voice)
+            saved = library.voices.get(voice)
             embedding, voice = saved.embedding, saved.name
         elif reference is None or str(reference).strip() == "":
             raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a saved voice.")
+        else:
+            check_consent(consent)
         start = time.perf_counter()
         plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
                                   fallback_vocoder=True, progress=reporter)
         reporter.vocoder = plan.vocoder
-        return _Request(plan, voice, seed, time.perf_counter() - start)
+        return _Request(plan, voice, seed, time.perf_counter() - start, library)
 
     def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report,
                 first_audio: float | None = None) -> CloneOutput:
@@ -192,7 +237,7 @@ class Studio:
         voice = request.voice or "recording"
         wav_path = self._write_output(result, voice, request.seed)
         if out_embedding is not None:
-            self.results.add(text, request.voice, result.embedding, out_embedding, similarity)
+            request.library.results.add(text, request.voice, result.embedding, out_embedding, similarity)
         status = self._status(result, request.seed, request.plan.vocoder, request.plan.note, compare_seconds,
                               first_audio)
         report(1.0, "Done")
@@ -217,7 +262,7 @@ class Studio:
         self._prune_outputs()
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         slug = "".join(c if c.isalnum() else "-" for c in voice.casefold()).strip("-")[:32] or "voice"
-        return write_wav(folder / f"{slug}-seed{seed}.wav", result.wav, result.sample_rate)
+        return write_wav(folder / f"{slug}-seed{seed}.wav", result.wav, result.sample_rate, provenance_tags())
 
     def _prune_outputs(self) -> None:
         """Drop generated files older than an hour (Gradio has served its own copy by then)."""
@@ -248,28 +293,43 @@ class Studio:
 
     # Voice library
 
-    def save_voice(self, name: str, reference: str | Path | None) -> str:
-        """Embed `reference` and save it as `name`; returns the saved name."""
+    def save_voice(self, name: str, reference: str | Path | None, *, consent: bool = False,
+                   owner: str | None = None) -> str:
+        """Embed `reference` and save it as `name` in the owner's library, with the time of the
+        user's `consent` (required); returns the saved name."""
         name = clean_name(name)
-        if name.casefold() in (n.casefold() for n in self.voices.names()):
+        voices = self.library(owner).voices
+        if name.casefold() in (n.casefold() for n in voices.names()):
             raise VoiceError(f"A voice called {name!r} already exists: choose another name, or delete the saved "
                              "one first.")
         if reference is None or str(reference).strip() == "":
             raise AudioError("No recording to save: upload or record the voice first.")
+        check_consent(consent)
         embedding, wav = self.pipeline.embed(reference, return_wav=True)
-        return self.voices.save(name, embedding, wav, SAMPLE_RATE).name
+        return voices.save(name, embedding, wav, SAMPLE_RATE, consent=time.time()).name
 
-    def delete_voice(self, name: str | None) -> str:
+    def delete_voice(self, name: str | None, *, owner: str | None = None) -> str:
+        """Delete one of the owner's saved voices (nobody else's: another owner's name is unknown here)."""
         if not (name or "").strip():
             raise VoiceError("Choose a saved voice to delete.")
-        return self.voices.delete(name).name
+        return self.library(owner).voices.delete(name).name
+
+    def voice_names(self, owner: str | None = None) -> list[str]:
+        return self.library(owner).voices.names()
+
+    def voice_preview(self, name: str, owner: str | None = None) -> Path:
+        """A copy of a saved voice's preview among the served outputs (the library itself is never served)."""
+        voice = self.library(owner).voices.get(name)
+        folder = Path(tempfile.mkdtemp(dir=self.output_dir))
+        return Path(shutil.copyfile(voice.preview, folder / "preview.wav"))
 
     # Voice map
 
-    def voice_map(self) -> tuple[object, list[list]]:
-        """The map figure of saved voices and recent results, and its rows (name, kind, similarity)."""
-        voices = self.voices.list()
-        results = self.results.list()[-MAP_MAX_RESULTS:]
+    def voice_map(self, owner: str | None = None) -> tuple[object, list[list]]:
+        """The map figure of the owner's saved voices and recent results, and its rows (name, kind, similarity)."""
+        library = self.library(owner)
+        voices = library.voices.list()
+        results = library.results.list()[-MAP_MAX_RESULTS:]
         points: list[MapPoint] = []
         embeddings: list[np.ndarray] = []
         index_of: dict[str, int] = {}
@@ -315,6 +375,21 @@ class Studio:
             logger.info("Fast vocoder: TorchScript loop (%s)", note)
 
 
+@dataclass(frozen=True)
+class Library:
+    """One owner's saved voices and results log."""
+
+    voices: VoiceLibrary
+    results: ResultLog
+
+
+def check_consent(consent) -> None:
+    """A recording may be cloned or saved only once the user confirms the speaker's permission."""
+    if consent is not True and str(consent).strip().lower() not in ("true", "1", "yes"):
+        raise RequestError("Confirm that you have the speaker's permission to clone this voice: tick the consent "
+                           "box (from the API: consent=true).")
+
+
 @dataclass
 class _Request:
     """A studio clone request: the pipeline's plan plus what the studio shows about it."""
@@ -323,6 +398,7 @@ class _Request:
     voice: str  # saved voice name, or "" for a recording
     seed: int
     seconds: float  # time taken to plan it (encoding the recording, if any)
+    library: Library
 
 
 class _StageReporter:
