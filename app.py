@@ -195,11 +195,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         deleted = studio.delete_voice(voice, owner=owner)
         return gr.update(choices=voice_choices(owner), value=""), f"Deleted **{deleted}**."
 
-    @_user_errors
     def show_voice(voice, owner_token=None, profile: gr.OAuthProfile | None = None):
-        if not voice:
+        """The saved voice's preview; hidden while the name typed is not (yet) a saved voice."""
+        try:
+            return gr.update(value=str(studio.voice_preview(voice, owner=owner_of(owner_token, profile))),
+                             visible=True)
+        except DeepfakeAudioError:
             return gr.update(value=None, visible=False)
-        return gr.update(value=str(studio.voice_preview(voice, owner=owner_of(owner_token, profile))), visible=True)
 
     def start_session(owner_token, voice, profile: gr.OAuthProfile | None = None):
         """On page load: make the browser's owner token if it has none, and list its voices."""

@@ -412,6 +412,10 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
             row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
                 spread(c["times"], 1 / c["audio"]), key)
+            if "watermarking" in c["stages"]:
+                share = [w / t for w, t in zip(c["stages"]["watermarking"], c["times"])]
+                row(f"watermark in the {label.split('(')[-1].rstrip(')')} clone", "share of the clone's time "
+                    "(target < 5 %)", spread(share, 100, digits=1) + " %", key)
     if "starter-synthesizer" in r:
         s = r["starter-synthesizer"]
         row("starter synthesizer (FastSpeech, fp32)", f"real-time factor, one {s['audio']:.1f} s sentence "

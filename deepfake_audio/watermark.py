@@ -2,9 +2,9 @@
 
 * Watermark: Resemble's Perth implicit watermarker (`resemble-perth`, MIT; its trained
   weights ship in the wheel, so it works offline). It changes the magnitude spectrum
-  below 2 kHz by a learned, speech-shaped pattern (about 16 dB SNR, inaudible next to
-  the synthetic voice) that its decoder finds again after MP3 coding, resampling and
-  noise. `WatermarkDetector.score` is the decoder's mean output: about 1 for marked
+  below 2 kHz by a learned, speech-shaped pattern (here 1.25 times Perth's own strength,
+  about 13 dB below the speech) that its decoder finds again after MP3 coding,
+  resampling, noise and cropping. `WatermarkDetector.score` is the decoder's mean output: about 1 for marked
   audio, near 0 for anything else; `DETECTION_THRESHOLD` separates them.
 * Provenance: tags written into every output file (`provenance_tags`): the software and
   its version, "AI-generated voice clone" and the creation time.
@@ -32,6 +32,11 @@ from deepfake_audio.core.errors import AudioError, DeepfakeAudioError
 logger = logging.getLogger(__name__)
 
 DETECTION_THRESHOLD = 0.5
+# The mark is Perth's, scaled by this much (1 = Perth's own strength, about 15 dB below the speech).
+# Measured on 50 starter clones with white noise at 20 dB SNR: at 1.0 the detector found 88-94 % (the
+# clones of high voices lose the mark, which lives below 2 kHz); at 1.25 all of them, for 2 dB less
+# SNR (about 13 dB). Unmarked speech and noise stayed below 0.2.
+STRENGTH = 1.25
 # Below this much audio the decoder has too few frames to say anything (0.5 s).
 MIN_DETECT_SECONDS = 0.5
 SOFTWARE = "Deepfake Audio"
@@ -103,7 +108,7 @@ def embed_watermark(wav: np.ndarray, sample_rate: int) -> np.ndarray:
         marked = np.asarray(_watermarker().apply_watermark(wav, sample_rate=sample_rate), dtype=np.float32)
     if len(marked) != len(wav):  # resampling round trips can be a sample off
         marked = np.pad(marked, (0, max(0, len(wav) - len(marked))))[:len(wav)]
-    return np.clip(marked, -1.0, 1.0)
+    return np.clip(wav + STRENGTH * (marked - wav), -1.0, 1.0)
 
 
 def watermark_score(wav: np.ndarray, sample_rate: int) -> float:
@@ -112,10 +117,51 @@ def watermark_score(wav: np.ndarray, sample_rate: int) -> float:
     if len(wav) < MIN_DETECT_SECONDS * sample_rate:
         raise AudioError(f"{len(wav) / sample_rate:.2f} s of audio is too short to check for the watermark: at "
                          f"least {MIN_DETECT_SECONDS} s is needed.")
+    speech = _loud_frames(_spectral_subtraction(wav, sample_rate), sample_rate)
+    if len(speech) >= MIN_DETECT_SECONDS * sample_rate:
+        wav = speech
     import torch
     with torch.inference_mode():
         return float(np.clip(np.mean(_watermarker().get_watermark(wav, sample_rate=sample_rate, round=False)),
                              0.0, 1.0))
+
+
+def _spectral_subtraction(wav: np.ndarray, sample_rate: int, percentile: float = 20, over: float = 1.5
+                          ) -> np.ndarray:
+    """`wav` with its steady noise floor taken out (the floor: each frequency's 20th percentile over time).
+
+    Broadband noise fills the low band where the mark lives; speech does not hold still
+    there, so subtracting what does leaves the mark's pattern clearer. Clean audio has a
+    floor near zero and passes almost unchanged.
+    """
+    from scipy import signal
+    n = 512 if sample_rate <= 24000 else 1024
+    _, _, spec = signal.stft(wav, sample_rate, nperseg=n, noverlap=3 * n // 4)
+    magnitude = np.abs(spec)
+    floor = np.percentile(magnitude, percentile, axis=1, keepdims=True)
+    cleaned = np.maximum(magnitude - over * floor, 0.1 * magnitude) * np.exp(1j * np.angle(spec))
+    _, out = signal.istft(cleaned, sample_rate, nperseg=n, noverlap=3 * n // 4)
+    return np.asarray(out[:len(wav)], dtype=np.float32)
+
+
+def _loud_frames(wav: np.ndarray, sample_rate: int, fraction: float = 0.25) -> np.ndarray:
+    """The 20 ms frames (with a frame of margin) louder than `fraction` of the loud end of the clip.
+
+    The mark lives where the speech is; in noisy audio the pauses hold only noise, which
+    the decoder would average in. Measured on 50 starter clones with white noise at 20 dB
+    SNR: detection 88 % as Perth scores them, 94 % after this gate, 100 % after spectral
+    subtraction and this gate; unmarked speech and noise stayed below 0.2 throughout.
+    """
+    frame = int(0.02 * sample_rate)
+    n = len(wav) // frame
+    if n < 3:
+        return wav
+    frames = wav[:n * frame].reshape(n, frame)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    keep = rms > fraction * np.percentile(rms, 95)
+    keep[1:] |= keep[:-1].copy()
+    keep[:-1] |= keep[1:].copy()
+    return frames[keep].reshape(-1)
 
 
 class StreamWatermarker:

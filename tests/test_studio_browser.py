@@ -308,3 +308,65 @@ def test_fresh_install_clones_an_unseen_voice_intelligibly(context, starter_serv
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         page.close()
+
+
+@pytest.fixture(scope="module")
+def private_server(quick_dir, tmp_path_factory):
+    """A studio that keeps each visitor's voices private (as on a public Space)."""
+    models = models_folder(tmp_path_factory.mktemp("private-models"), quick_dir)
+    studio, server = start_studio(models, tmp_path_factory.mktemp("private-data"), private=True)
+    with server:
+        server.studio = studio
+        yield server
+
+
+def test_two_visitors_never_see_or_delete_each_others_voices(private_server, files, tmp_path_factory, request):
+    """Two browsers (two profiles): each saves a voice; neither sees the other's, on the page or by the API."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        pages = {}
+        try:
+            for who in ("Alice", "Bob"):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                context.set_default_timeout(TIMEOUT_MS)
+                page = pages[who] = context.new_page()
+                open_studio(page, private_server)
+                upload_reference(page, files["voice"])
+                page.fill("#voice-name input, #voice-name textarea", f"{who}'s voice")
+                page.click("#save-voice")
+                page.wait_for_selector(f"#library-status :text(\"Saved {who}'s voice.\")")
+            for who, other in (("Alice", "Bob"), ("Bob", "Alice")):
+                page = pages[who]
+                page.reload()
+                page.wait_for_selector("#synthesize")
+                page.click("#voice-choice input")
+                options = page.locator("[role='option']").all_inner_texts()
+                assert f"{who}'s voice" in options and f"{other}'s voice" not in options
+                page.keyboard.press("Escape")
+                # Asking for the other's voice by name: unknown here, so it cannot be deleted.
+                page.fill("#voice-choice input", f"{other}'s voice")
+                page.keyboard.press("Enter")
+                page.click("#delete-voice")
+                assert "no saved voice called" in error_toast(page)
+            for who, page in pages.items():
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{who}.png"), full_page=True)
+        finally:
+            browser.close()
+    # Both voices are still there, each in its owner's library.
+    libraries = [p for p in (private_server.studio.data_dir / "owners").iterdir() if p.is_dir()]
+    assert len(libraries) == 2
+    # Through the API: with no token, or someone else's, nothing is visible and nothing can be deleted.
+    client = Client(private_server.url, verbose=False)
+    stranger = "c" * 32
+    assert client.predict(stranger, api_name="/voices") == []
+    with pytest.raises(AppError, match="no saved voice called"):
+        client.predict("Alice's voice", stranger, api_name="/delete_voice")
+    with pytest.raises(AppError, match="no owner"):
+        client.predict(api_name="/voices")
+    from deepfake_audio.studio.library import VoiceLibrary
+    names = sorted(n for lib in libraries for n in VoiceLibrary(lib / "voices").names())
+    assert names == ["Alice's voice", "Bob's voice"]
