@@ -16,6 +16,7 @@ import html
 import inspect
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -96,13 +97,22 @@ ERROR_TITLES = [(AudioError, "Reference audio"), (TextError, "Text"), (WeightsEr
                 (VoiceError, "Voice library"), (RequestError, "Request")]
 
 
+# An absolute path inside a message (POSIX, or a Windows drive path), up to a space, quote or colon.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:\\|/)(?:[^\s'\":,]+[/\\])+([^\s'\":,/\\]*)")
+
+
+def hide_server_paths(message: str) -> str:
+    """`message` with every absolute path cut to its last part: the page never shows the server's folders."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "the folder", message)
+
+
 def _as_user_error(exc: Exception, where: str) -> gr.Error:
     """The `gr.Error` shown for `exc`: its message when the user can act on it, else a generic one."""
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, DeepfakeAudioError):
         title = next((t for cls, t in ERROR_TITLES if isinstance(exc, cls)), "Error")
-        return gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False)
+        return gr.Error(html.escape(hide_server_paths(str(exc)), quote=False), title=title, print_exception=False)
     logger.error("Unexpected error in %s", where, exc_info=exc)
     return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). The details are in the "
                     "server log; your saved voices are safe.", title="Server error", print_exception=False)

@@ -363,3 +363,31 @@ def test_queue_is_bounded_and_models_run_one_at_a_time(server):
     assert blocks._queue.max_size == 16
     limits = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in blocks.fns.values()}
     assert limits["clone"] == limits["save_voice"] == ("models", 1)
+
+
+def test_check_audio_endpoint_and_no_server_paths_on_the_page(client, server, audio, tmp_path):
+    import urllib.request
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    from deepfake_audio.watermark import embed_watermark
+    wav, rate = sf.read(str(audio["voice"]), dtype="float32")
+    marked = tmp_path / "marked.wav"
+    sf.write(str(marked), embed_watermark(wav, rate), rate, subtype="PCM_16")
+    verdict, score = client.predict(handle_file(str(marked)), api_name="/detect")
+    assert verdict.startswith("**Watermarked") and score > 0.9
+    verdict, score = client.predict(handle_file(str(audio["voice"])), api_name="/detect")
+    assert verdict.startswith("**No watermark") and score < 0.5
+    with pytest.raises(AppError, match="corrupt"):
+        client.predict(handle_file(str(audio["corrupt"])), api_name="/detect")
+    # Neither the page nor its configuration names the server's folders.
+    page = "".join(urllib.request.urlopen(server.url + path, timeout=30).read().decode() for path in ("", "config"))
+    for folder in (server.studio.data_dir, server.studio.pipeline.models_dir, server.studio.output_dir, Path.cwd()):
+        assert str(folder) not in page
+
+
+def test_error_messages_hide_server_paths():
+    import app as studio_app
+    shown = studio_app.hide_server_paths("Checkpoint synthesizer.pt is missing: it goes in /srv/models/ "
+                                         "(expected at /srv/models/synthesizer.pt). Fetch it with: "
+                                         "python -m deepfake_audio download --models /srv/models")
+    assert "/srv" not in shown and "synthesizer.pt" in shown and "python -m deepfake_audio download" in shown
