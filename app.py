@@ -31,6 +31,7 @@ from fastapi.responses import FileResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
+from deepfake_audio.http_api import speech_router  # noqa: E402
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio import owners  # noqa: E402
@@ -71,7 +72,7 @@ CSS = """
 # Runs in the browser on every keystroke: no server round trip for the counter.
 COUNT_JS = f"""
 (text) => {{
-  const n = (text || "").length;
+  const n = (text || "").replace(/\\[[^\\[\\]]*\\]/g, "").length;  // markup is not spoken: not counted
   const limit = {MAX_TEXT_CHARS};
   return n > limit
     ? `**${{n}} / ${{limit}} characters**: ${{n - limit}} over the limit, shorten the text or split it.`
@@ -158,11 +159,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return [RECORDING_CHOICE] + [(name, name) for name in studio.voice_names(owner)]
 
     @_user_errors
-    def clone(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
+    def clone(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None, pace=1.0,
               profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
         A recording needs `consent` true: you confirm that you have the speaker's permission.
+        `pace` is the speaking rate (0.5 to 2.0). The text may be a script: `[pause 1.5]` for
+        silence, and lines starting `[voice: Name]` spoken by your saved voice `Name`.
         `owner_token` is your secret token where the studio keeps voices private (the page
         sends its own). Returns the 16-bit WAV (watermarked, with provenance tags), the speaker
         similarity (0 to 1, as text), its reading in words, a status line (durations,
@@ -174,7 +177,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         if stream and studio.can_stream:
             live = _LiveBuffer(SAMPLE_RATE)
             for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report, consent=consent,
-                                            owner=owner):
+                                            owner=owner, pace=pace):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)
                     if piece is not None:
@@ -186,7 +189,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 yield (*[gr.skip()] * 6, rest)
             final_live = gr.skip()
         else:
-            out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner)
+            out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner,
+                               pace=pace)
             final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
         yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
@@ -281,7 +285,9 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                         library_status = gr.Markdown(elem_id="library-status")
                         text = gr.Textbox(label="Text to say", lines=5, max_lines=14, elem_id="text-input",
                                           placeholder="Type what the voice should say. Long texts are split "
-                                                      "into sentences.")
+                                                      "into sentences.",
+                                          info="[pause 1.5] adds 1.5 s of silence; a line starting [voice: Name] "
+                                               "is spoken by the saved voice Name (a dialogue in one file).")
                         count = gr.Markdown(f"0 / {MAX_TEXT_CHARS} characters", elem_id="char-count")
                         consent = gr.Checkbox(label="I have the speaker's permission to clone this voice",
                                               value=False, elem_id="consent",
@@ -293,6 +299,9 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                              info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
                             vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
                                                value=studio.default_vocoder, min_width=200, elem_id="vocoder")
+                        pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
+                                         info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
+                                         elem_id="pace")
                         stream = gr.Checkbox(label="Play while generating", value=studio.can_stream,
                                              visible=studio.can_stream, elem_id="stream-toggle",
                                              info="Hear the first words while the rest is still being made")
@@ -331,7 +340,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 gr.Markdown("\n".join(f"- **{stage}**: {where}" for stage, where in studio.public_weights().items()))
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
-        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream, consent, owner_token],
+        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace],
                          [output, similarity, reading, status, mel_plot, embedding_plot, live], api_name="clone",
                          scroll_to_output=True, **heavy)
         save_button.click(save_voice, [voice_name, reference, consent, owner_token], [voice, library_status, voice_name],
@@ -411,6 +420,8 @@ def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_si
         return FileResponse(STATIC / "offline.html", media_type="text/html", headers=no_cache)
 
     app.mount("/pwa/icons", StaticFiles(directory=STATIC / "icons"), name="pwa-icons")
+    # OpenAI-compatible speech API (deepfake_audio.http_api), beside the studio's own Gradio API.
+    app.include_router(speech_router(studio, clone_concurrency))
 
     demo = build_ui(studio, clone_concurrency)
     demo.queue(max_size=queue_size, default_concurrency_limit=max(2, clone_concurrency))

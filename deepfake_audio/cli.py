@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     clone = sub.add_parser("clone", help="speak text in the voice of a reference recording")
-    voice = clone.add_mutually_exclusive_group(required=True)
+    voice = clone.add_mutually_exclusive_group()
     voice.add_argument("--voice", type=Path, help="reference recording (wav, flac, ogg, mp3; any rate)")
     voice.add_argument("--embedding", type=Path, help="saved voice from `embed` (.npy) instead of --voice")
     text = clone.add_mutually_exclusive_group(required=True)
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(the reference implementation's exact numbers, several times slower)")
     clone.add_argument("--stream", action="store_true",
                        help="write the WAV progressively, playable while the rest is generated")
+    clone.add_argument("--pace", type=float, default=1.0,
+                       help="speaking rate from 0.5 (half as fast) to 2.0 (twice as fast); default 1.0")
+    clone.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
+                       help="a voice that the text's [voice: NAME] lines use: a recording or a saved embedding "
+                            "(.npy); repeat for each speaker of a script (see the README's scripts section)")
     _add_model_options(clone)
 
     embed = sub.add_parser("embed", help="save the voice embedding of a recording as .npy")
@@ -138,30 +143,47 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def cmd_clone(args) -> int:
+def _speaker_spec(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise DeepfakeAudioError(f"--speaker takes NAME=FILE (a recording or an .npy embedding), got {spec!r}.")
+    return name.strip(), Path(path.strip())
+
+
+def _load_embedding(path: Path):
     import numpy as np
+    from deepfake_audio.pipeline import check_embedding
+    try:
+        embedding = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DeepfakeAudioError(f"Cannot read the embedding {path}: {exc}") from None
+    try:
+        return check_embedding(embedding)
+    except DeepfakeAudioError:
+        raise DeepfakeAudioError(f"{path} is not a voice embedding (256 finite values).") from None
+
+
+def cmd_clone(args) -> int:
     from deepfake_audio.core.audio_io import write_wav
     from deepfake_audio.watermark import provenance_tags
     _check_output(args.out, ".wav")
     text = _read_text(args)
-    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_embedding
-    Pipeline.prepare_text(text)  # fail on bad text before loading models
-    embedding = None
-    if args.embedding is not None:
-        try:
-            embedding = np.load(args.embedding, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DeepfakeAudioError(f"Cannot read the embedding {args.embedding}: {exc}") from None
-        try:
-            embedding = check_embedding(embedding)
-        except DeepfakeAudioError:
-            raise DeepfakeAudioError(f"{args.embedding} is not a voice embedding (256 finite values).") from None
+    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_pace
+    speakers = dict(_speaker_spec(spec) for spec in args.speaker)
+    Pipeline.prepare_script(text, list(speakers))  # fail on bad text before loading models
+    check_pace(args.pace)
+    if args.voice is None and args.embedding is None and not speakers:
+        raise DeepfakeAudioError("Give the voice: --voice FILE, --embedding FILE.npy, or --speaker NAME=FILE for "
+                                 "the [voice: NAME] lines of a script.")
+    embedding = _load_embedding(args.embedding) if args.embedding is not None else None
     pipe = _pipeline(args)
     _say_which_models(pipe)
+    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path)
+              for name, path in speakers.items()}
     bars = _StageBars()
     try:
         plan = pipe.plan(args.voice, text, args.seed, args.vocoder, embedding=embedding, mode=args.mode,
-                         progress=bars)
+                         progress=bars, pace=args.pace, voices=voices)
         if args.stream:
             return _clone_streaming(pipe, args, plan)
         result = pipe.run(plan, bars)

@@ -16,20 +16,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from deepfake_audio.core.errors import MissingWeightsError, RequestError, TextError
+from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
+from deepfake_audio.script import Part, has_markup, parse_script, spoken_characters
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
 from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import MODES, Synthesizer
+from synthesizer.inference import MAX_PACE, MIN_PACE, MODES, Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
@@ -108,6 +109,18 @@ def cosine_similarity(a, b) -> float:
     return float(np.dot(a, b) / norm) if norm > 0 else 0.0
 
 
+def check_pace(pace) -> float:
+    """The speaking rate as a float in [0.5, 2.0]; `RequestError` otherwise."""
+    try:
+        value = float(pace)
+    except (TypeError, ValueError):
+        raise RequestError(f"The pace must be a number from {MIN_PACE} to {MAX_PACE}, got {pace!r}.") from None
+    if not MIN_PACE <= value <= MAX_PACE:  # also refuses NaN
+        raise RequestError(f"The pace must be from {MIN_PACE} to {MAX_PACE} (1 is the voice's own rate), "
+                           f"got {pace!r}.")
+    return value
+
+
 def check_embedding(embedding) -> np.ndarray:
     """A voice embedding as (256,) float32; `RequestError` when it is not 256 finite numbers."""
     array = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -115,6 +128,17 @@ def check_embedding(embedding) -> np.ndarray:
         raise RequestError(f"A voice embedding must be {EMBEDDING_SIZE} finite numbers, got shape "
                            f"{np.shape(embedding)}.")
     return array
+
+
+@dataclass(frozen=True)
+class Script:
+    """A request's text, checked: its sentences, their character ids, who speaks each, and the silences."""
+
+    sentences: tuple[str, ...]
+    ids: tuple[tuple[int, ...], ...]  # character ids of each sentence (cleaned, EOS appended)
+    voices: tuple[str | None, ...]  # a saved voice's name per sentence, None for the request's own voice
+    gaps: tuple[float, ...]  # seconds of silence after each sentence (the last: only an explicit pause)
+    lead: float = 0.0  # seconds of silence before the first sentence
 
 
 @dataclass(frozen=True)
@@ -126,12 +150,24 @@ class ClonePlan:
     vocoder: str  # "wavernn" or "griffinlim", resolved
     seed: int | None
     mode: str  # "fast", "int8" or "parity"
-    embedding: np.ndarray  # (256,) float32 voice embedding
+    embedding: np.ndarray  # (256,) float32: the request's voice (that of the first sentence for a script)
     note: str = ""  # why the vocoder differs from the one asked for, or ""
+    pace: float = 1.0  # speaking rate, 0.5 to 2.0
+    sentence_embeddings: tuple[np.ndarray, ...] = ()  # the voice of each sentence (default: `embedding`)
+    gaps: tuple[float, ...] = ()  # silence after each sentence, s (default: the usual short pause)
+    lead: float = 0.0  # silence before the first sentence, s
 
     def sentence_seed(self, k: int) -> int | None:
         """Griffin-Lim's seed for sentence k (each sentence draws its own phases)."""
         return None if self.seed is None else self.seed + k
+
+    def voice_of(self, k: int) -> np.ndarray:
+        return self.sentence_embeddings[k] if self.sentence_embeddings else self.embedding
+
+    def gap_after(self, k: int) -> float:
+        if self.gaps:
+            return self.gaps[k]
+        return SENTENCE_PAUSE_SECONDS if k < len(self.sentences) - 1 else 0.0
 
 
 @dataclass
@@ -276,23 +312,46 @@ class Pipeline:
     # Requests
 
     @staticmethod
-    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> tuple[list[str], list[list[int]]]:
-        """Validate `text`; its sentences and their character ids. `TextError` when nothing can be said."""
+    def prepare_script(text: str, known_voices: Sequence[str] | None = None,
+                       max_chars: int = MAX_TEXT_CHARS) -> Script:
+        """Check `text` (plain, or a script with [pause S] and [voice: Name] tags, see
+        `deepfake_audio.script`) and split it into sentences; `TextError` when nothing can be
+        said or a tag is wrong (with its line and column). The limit counts spoken characters.
+        `known_voices`: the saved voices a script may name."""
         if text is None or not str(text).strip():
             raise TextError("The text is empty: type what the voice should say.")
-        if len(text) > max_chars:
-            raise TextError(f"The text is {len(text)} characters long; the limit is {max_chars}. "
+        parts = parse_script(text, known_voices or []) if has_markup(text) else [Part(text)]
+        spoken = spoken_characters(parts)
+        if spoken > max_chars:
+            raise TextError(f"The text is {spoken} characters long; the limit is {max_chars}. "
                             "Split it into several requests.")
-        sentences, ids = [], []
-        for sentence in split_sentences(text):
-            sequence = text_to_sequence(sentence.strip(), syn_hp.tts_cleaner_names)
-            if has_speakable_characters(sequence):
-                sentences.append(sentence)
-                ids.append(sequence)
+        sentences, ids, voices, asked, lead = [], [], [], [], 0.0
+        for part in parts:
+            if part.pause:  # [pause S] replaces the usual short pause (several in a row add up)
+                if asked:
+                    asked[-1] = (asked[-1] or 0.0) + part.pause
+                else:
+                    lead += part.pause
+                continue
+            for sentence in split_sentences(part.text):
+                sequence = text_to_sequence(sentence.strip(), syn_hp.tts_cleaner_names)
+                if has_speakable_characters(sequence):
+                    sentences.append(sentence)
+                    ids.append(tuple(sequence))
+                    voices.append(part.voice)
+                    asked.append(None)
         if not sentences:
             raise TextError("The text has no speakable characters: write English words "
                             "(letters; digits are read out as numbers).")
-        return sentences, ids
+        last = len(sentences) - 1  # after the end: only a pause that was asked for
+        gaps = tuple(g if g is not None else (SENTENCE_PAUSE_SECONDS if k < last else 0.0) for k, g in enumerate(asked))
+        return Script(tuple(sentences), tuple(ids), tuple(voices), gaps, lead)
+
+    @staticmethod
+    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> tuple[list[str], list[list[int]]]:
+        """Validate plain `text`; its sentences and their character ids (see `prepare_script`)."""
+        script = Pipeline.prepare_script(text, None, max_chars)
+        return list(script.sentences), [list(i) for i in script.ids]
 
     def resolve_vocoder(self, vocoder: str | None, fallback: bool = False) -> tuple[str, str]:
         """(vocoder to run, note). "auto" (or None) is WaveRNN when loaded, else Griffin-Lim.
@@ -315,32 +374,43 @@ class Pipeline:
     def plan(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
              seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
              embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
-             fallback_vocoder: bool = False, progress: ProgressFn = no_progress) -> ClonePlan:
+             fallback_vocoder: bool = False, progress: ProgressFn = no_progress, pace: float = 1.0,
+             voices: Mapping[str, np.ndarray] | None = None) -> ClonePlan:
         """Check a clone request once and turn it into a `ClonePlan`.
 
-        Cheap checks come first (text, mode, weights, vocoder), then the voice: the given
-        `embedding`, or the embedding of `reference_audio` (the one costly step, reported
-        as the "encoding" stage).
+        Cheap checks come first (text, pace, mode, weights, vocoder), then the voice: the
+        given `embedding`, or the embedding of `reference_audio` (the one costly step,
+        reported as the "encoding" stage). `voices` ({name: embedding}) are the saved voices
+        a script's [voice: Name] lines may use; a script spoken only by those needs no
+        reference. `pace` (0.5 to 2.0) is the speaking rate.
         """
-        sentences, ids = self.prepare_text(text)
+        script = self.prepare_script(text, list(voices or ()))
+        pace = check_pace(pace)
         if mode not in MODES:
             raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
         self._require_synthesizer()
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
+        named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
         if embedding is not None:
             embedding = check_embedding(embedding)
-        else:
+        elif None in script.voices:  # some sentence is in the request's own voice
             if reference_audio is None or (isinstance(reference_audio, str) and not reference_audio.strip()):
-                raise RequestError("Give a reference recording or a saved voice embedding.")
+                raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a "
+                                 "saved voice.")
             progress(ProgressEvent("encoding", 0, 1))
             embedding = self.embed(reference_audio, sample_rate)
             progress(ProgressEvent("encoding", 1, 1))
-        return ClonePlan(tuple(sentences), tuple(tuple(i) for i in ids), vocoder, seed, mode, embedding, note)
+        per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
+        if embedding is None:
+            embedding = per_sentence[0]
+        many = len({id(e) for e in per_sentence}) > 1
+        return ClonePlan(script.sentences, script.ids, vocoder, seed, mode, embedding, note, pace,
+                         per_sentence if many else (), script.gaps, script.lead)
 
     # Stages
 
     def synthesize(self, texts: str | Sequence[str], embedding: np.ndarray, seed: int | None = None,
-                   progress: ProgressFn = no_progress, mode: str = "parity") -> list[np.ndarray]:
+                   progress: ProgressFn = no_progress, mode: str = "parity", pace: float = 1.0) -> list[np.ndarray]:
         """Mels (80, frames) for each text, all spoken with `embedding`.
 
         Each text is used as one utterance (no splitting): this is the reference's
@@ -352,17 +422,16 @@ class Pipeline:
         texts = [texts] if isinstance(texts, str) else list(texts)
         embedding = check_embedding(embedding)
         return synthesizer.synthesize_spectrograms(texts, [embedding] * len(texts), seed=seed, mode=mode,
-                                                   progress=_sentence_reporter(progress))
+                                                   progress=_sentence_reporter(progress), pace=check_pace(pace))
 
     def synthesize_plan(self, plan: ClonePlan, sentences: Sequence[int] | None = None,
                         generator: torch.Generator | None = None,
                         progress: ProgressFn = no_progress) -> list[np.ndarray]:
         """Mels of the plan's sentences (all, or those indexed by `sentences`), from their ids."""
-        picked = range(len(plan.sentences)) if sentences is None else sentences
-        ids = [list(plan.ids[k]) for k in picked]
+        picked = list(range(len(plan.sentences)) if sentences is None else sentences)
         return self._require_synthesizer().synthesize_ids(
-            ids, [plan.embedding] * len(ids), seed=plan.seed, generator=generator, mode=plan.mode,
-            progress=_sentence_reporter(progress))
+            [list(plan.ids[k]) for k in picked], [plan.voice_of(k) for k in picked], seed=plan.seed,
+            generator=generator, mode=plan.mode, progress=_sentence_reporter(progress), pace=plan.pace)
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
                progress: ProgressFn = no_progress, mode: str = "fast") -> np.ndarray:
@@ -399,7 +468,8 @@ class Pipeline:
     def clone(self, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
               seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
-              progress: ProgressFn = no_progress, mode: str = "fast") -> CloneResult:
+              progress: ProgressFn = no_progress, mode: str = "fast", pace: float = 1.0,
+              voices: Mapping[str, np.ndarray] | None = None) -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
@@ -407,12 +477,14 @@ class Pipeline:
         `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
         `mode` "fast" (default: fp16 synthesizer cells) or "int8" (int8 cells) set the
         synthesizer's and WaveRNN's precision;
-        "parity" gives the reference's numbers (see `vocode`). `deepfake_audio.streaming`
-        streams the result.
+        "parity" gives the reference's numbers (see `vocode`). `pace` is the speaking rate
+        (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
+        names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
+        `deepfake_audio.streaming` streams the result.
         """
         start = time.perf_counter()
         plan = self.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress)
+                         mode=mode, progress=progress, pace=pace, voices=voices)
         return self.run(plan, progress, encoding_seconds=time.perf_counter() - start)
 
     def run(self, plan: ClonePlan, progress: ProgressFn = no_progress,
@@ -434,7 +506,6 @@ class Pipeline:
         return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 
     def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn) -> np.ndarray:
-        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * SAMPLE_RATE))
         if plan.vocoder == "wavernn":
             progress(ProgressEvent("vocoding", 0, 1))
             # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
@@ -447,8 +518,10 @@ class Pipeline:
             for k, mel in enumerate(mels):
                 pieces.append(self.vocode(mel, "griffinlim", plan.sentence_seed(k), mode=plan.mode))
                 progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
-        joined = np.concatenate([part for piece in pieces for part in (piece, pause)][:-1])
-        return normalize_peak(joined)
+        silence = [np.zeros(int(round(plan.lead * SAMPLE_RATE)))]
+        for k, piece in enumerate(pieces):
+            silence += [piece, np.zeros(int(round(plan.gap_after(k) * SAMPLE_RATE)))]
+        return normalize_peak(np.concatenate(silence))
 
     def _require_synthesizer(self) -> Synthesizer:
         if self.synthesizer is None:

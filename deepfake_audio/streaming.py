@@ -29,8 +29,8 @@ import numpy as np
 
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.watermark import StreamWatermarker
-from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, ClonePlan, Pipeline,
-                                     ProgressEvent, ProgressFn, no_progress)
+from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, ClonePlan, Pipeline, ProgressEvent,
+                                     ProgressFn, no_progress)
 
 # Samples at the start of the first sentence generated before the rest, in short folds.
 HEAD_SAMPLES = 4000
@@ -84,7 +84,8 @@ class CloneStream:
 def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
-                 progress: ProgressFn = no_progress, plan: ClonePlan | None = None) -> CloneStream:
+                 progress: ProgressFn = no_progress, plan: ClonePlan | None = None, pace: float = 1.0,
+                 voices=None) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
 
     Input errors (text, audio, weights) are raised before the first piece. Same seed,
@@ -93,7 +94,7 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     """
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress)
+                         mode=mode, progress=progress, pace=pace, voices=voices)
     stream = CloneStream(plan)
     stream._chunks = _stream(pipe, stream, head, progress)
     return stream
@@ -104,7 +105,8 @@ def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn
     n = len(plan.sentences)
     synth_rng = make_generator(plan.seed)
     vocoder_rng = make_generator(plan.seed, pipe.device)
-    out = _Output(n, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
+    out = _Output(plan, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
+    yield from out.lead()
     # The first sentence alone, with a head; then all the others in one batch and one vocoder pass.
     # Parity mode reproduces `clone`: everything in one batch and one pass.
     first_alone = n > 1 and not (plan.vocoder == "wavernn" and plan.mode == "parity")
@@ -143,8 +145,8 @@ class _Output:
     """Scales the pieces (see the module's notes on levels), watermarks them, numbers them and adds
     the pauses."""
 
-    def __init__(self, sentences: int, marker: StreamWatermarker | None):
-        self.sentences = sentences
+    def __init__(self, plan: ClonePlan, marker: StreamWatermarker | None):
+        self.plan = plan
         self.marker = marker
         self.peak = OUTPUT_PEAK
         self.start = 0
@@ -154,9 +156,15 @@ class _Output:
             self.peak = max(self.peak, float(np.max(np.abs(wav))))
             yield self._chunk(wav * (OUTPUT_PEAK / self.peak), sentence)
 
+    def lead(self) -> Iterator[AudioChunk]:
+        """The silence a script asked for before its first sentence."""
+        if self.plan.lead:
+            yield self._chunk(np.zeros(int(round(self.plan.lead * SAMPLE_RATE))), 0)
+
     def end_of(self, sentence: int) -> Iterator[AudioChunk]:
-        if sentence < self.sentences - 1:
-            yield self._chunk(np.zeros(int(SENTENCE_PAUSE_SECONDS * SAMPLE_RATE)), sentence)
+        gap = int(round(self.plan.gap_after(sentence) * SAMPLE_RATE))
+        if gap:
+            yield self._chunk(np.zeros(gap), sentence)
 
     def sentence(self, wav: np.ndarray, sentence: int) -> Iterator[AudioChunk]:
         yield from self.add(wav, sentence)

@@ -22,6 +22,7 @@ from deepfake_audio.core.errors import TextError, WeightsError
 from deepfake_audio.core.hparams import with_overrides
 from deepfake_audio.core.rng import make_generator
 from synthesizer import fast
+from synthesizer.audio import stretch_frames
 from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.model import Tacotron
@@ -31,6 +32,7 @@ TACOTRON = "tacotron"
 FASTSPEECH = FastSpeech.architecture
 ARCHITECTURES = (TACOTRON, FASTSPEECH)
 MODES = ("fast", "int8", "parity")
+MIN_PACE, MAX_PACE = 0.5, 2.0  # speaking rate: half to twice the model's own
 
 
 class Synthesizer:
@@ -77,7 +79,8 @@ class Synthesizer:
 
     def synthesize_spectrograms(self, texts: Sequence[str], embeddings: np.ndarray | Sequence[np.ndarray],
                                 seed: int | None = None, generator: torch.Generator | None = None,
-                                return_alignments: bool = False, progress=None, mode: str = "parity"):
+                                return_alignments: bool = False, progress=None, mode: str = "parity",
+                                pace: float = 1.0):
         """Mels of `texts`, one (80, frames) float32 array each, in order.
 
         `embeddings` gives one (256,) speaker embedding per text (a single 1-D array is
@@ -90,7 +93,9 @@ class Synthesizer:
         faster on CPU, not the reference's exact numbers); "parity" (the default) is the
         reference path. A FastSpeech model has no randomness and one path: seed and mode
         do not change its output; `return_alignments` gives its durations (frames per
-        character) instead of attention.
+        character) instead of attention. `pace` (0.5 to 2.0) is the speaking rate: a
+        FastSpeech model scales its durations, a Tacotron's mels are stretched in time
+        (`synthesizer.audio.stretch_frames`); 1.0 changes nothing.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -98,20 +103,22 @@ class Synthesizer:
         for text, ids in zip(texts, inputs):
             if not has_speakable_characters(ids):
                 raise TextError(f"Nothing to say in {text!r}: the text has no letters the synthesizer can speak.")
-        return self.synthesize_ids(inputs, embeddings, seed, generator, return_alignments, progress, mode)
+        return self.synthesize_ids(inputs, embeddings, seed, generator, return_alignments, progress, mode, pace)
 
     def synthesize_ids(self, inputs: Sequence[Sequence[int]], embeddings: np.ndarray | Sequence[np.ndarray],
                        seed: int | None = None, generator: torch.Generator | None = None,
-                       return_alignments: bool = False, progress=None, mode: str = "parity"):
+                       return_alignments: bool = False, progress=None, mode: str = "parity", pace: float = 1.0):
         """`synthesize_spectrograms` for texts already turned into character ids (`text_ids`)."""
         if mode not in MODES:
             raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        if not MIN_PACE <= pace <= MAX_PACE:
+            raise ValueError(f"pace must be from {MIN_PACE} to {MAX_PACE}, got {pace}")
         inputs = [list(ids) for ids in inputs]
         embeds = [embeddings] if isinstance(embeddings, np.ndarray) and embeddings.ndim == 1 else list(embeddings)
         if len(embeds) != len(inputs):
             raise ValueError(f"{len(inputs)} texts but {len(embeds)} speaker embeddings")
         if self.architecture == FASTSPEECH:
-            return self._synthesize_parallel(inputs, embeds, return_alignments, progress)
+            return self._synthesize_parallel(inputs, embeds, return_alignments, progress, pace)
         if generator is None:
             generator = make_generator(seed)
         specs, alignments = [], None
@@ -121,7 +128,7 @@ class Synthesizer:
                 _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
                                                           generator, cells)
             for mel in mels.cpu().numpy():
-                specs.append(self.trim_trailing_silence(mel))
+                specs.append(stretch_frames(self.trim_trailing_silence(mel), pace))
             if progress is not None:
                 progress(done, len(inputs))
         if return_alignments:
@@ -129,11 +136,11 @@ class Synthesizer:
         return specs
 
     def _synthesize_parallel(self, inputs: list[list[int]], embeds: list[np.ndarray], return_alignments: bool,
-                             progress) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+                             progress, pace: float = 1.0) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
         """FastSpeech: each chunk of 16 in one pass; each mel cut to its own predicted length."""
         specs, durations = [], []
         for done, chars, speakers in self._batches(inputs, embeds):
-            mels, frames = self.model.generate(chars, speakers)
+            mels, frames = self.model.generate(chars, speakers, pace)
             lengths = (chars != 0).sum(1).tolist()
             for mel, d, n in zip(mels.cpu().numpy(), frames.cpu().numpy(), lengths):
                 specs.append(np.ascontiguousarray(mel[:, :int(d.sum())]))

@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"core", *STAGES, "pipeline"},
     "studio": {"core", "pipeline"},  # the studio asks the pipeline; it never calls a stage itself
     "cli": {"core", "pipeline"},
-    "app": {"core", "pipeline", "studio"},
+    "http": {"core", "pipeline", "studio"},  # the OpenAI-compatible API uses the studio's voice libraries
+    "app": {"core", "pipeline", "studio", "http"},
 }
 
 
@@ -39,7 +40,7 @@ def layer_of(module: str) -> str | None:
     if len(parts) == 1:
         return "pipeline"  # the package itself: the public API (Pipeline, errors)
     return {"core": "core", "training": "training", "studio": "studio", "cli": "cli",
-            "__main__": "cli"}.get(parts[1], "pipeline")
+            "__main__": "cli", "http_api": "http"}.get(parts[1], "pipeline")
 
 
 def project_modules() -> dict[str, Path]:

@@ -6,6 +6,7 @@ same resampler librosa >= 0.10 uses by default.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -100,3 +101,64 @@ def read_tags(path: Path | str) -> dict[str, str]:
             return {k: v for k, v in f.copy_metadata().items() if v}
     except (sf.LibsndfileError, RuntimeError, OSError):
         return {}
+
+
+# Output formats: name -> (libsndfile container, sample encoding, MIME type, file extension).
+OUTPUT_FORMATS: dict[str, tuple[str, str, str, str]] = {
+    "wav": ("WAV", "PCM_16", "audio/wav", ".wav"),
+    "flac": ("FLAC", "PCM_16", "audio/flac", ".flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg", ".mp3"),
+    "opus": ("OGG", "OPUS", "audio/ogg", ".opus"),
+    "ogg": ("OGG", "OPUS", "audio/ogg", ".ogg"),
+}
+
+
+def output_format(name: str) -> tuple[str, str, str, str]:
+    """The (container, encoding, MIME type, extension) of an output format name; `AudioError` when unknown."""
+    key = str(name or "").strip().lower().lstrip(".")
+    if key not in OUTPUT_FORMATS:
+        raise AudioError(f"Unsupported output format {name!r}: choose {', '.join(OUTPUT_FORMATS)}.")
+    return OUTPUT_FORMATS[key]
+
+
+def encode_audio(wav: np.ndarray, sample_rate: int, fmt: str = "wav", tags: Mapping[str, str] | None = None) -> bytes:
+    """`wav` (float, [-1, 1]) as the bytes of a file in `fmt` (wav, flac, mp3, opus/ogg), with `tags`.
+
+    WAV keeps tags in its RIFF INFO chunk, FLAC and OGG in Vorbis comments, MP3 in ID3.
+    """
+    container, encoding, _, _ = output_format(fmt)
+    buffer = io.BytesIO()
+    pcm = np.clip(np.asarray(wav, dtype=np.float64), -1.0, 1.0)
+    with sf.SoundFile(buffer, "w", samplerate=sample_rate, channels=1, subtype=encoding, format=container) as out:
+        set_tags(out, tags)
+        out.write(pcm)
+    return buffer.getvalue()
+
+
+def write_audio(path: Path | str, wav: np.ndarray, sample_rate: int, tags: Mapping[str, str] | None = None) -> Path:
+    """Write `wav` in the format its file name says (.wav, .flac, .mp3, .opus, .ogg), with `tags`."""
+    path = Path(path)
+    data = encode_audio(wav, sample_rate, path.suffix, tags)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def normalize_loudness(wav: np.ndarray, sample_rate: int, target_lufs: float, peak: float = 0.99) -> np.ndarray:
+    """`wav` at `target_lufs` integrated loudness (EBU R128 / ITU-R BS.1770, by pyloudnorm).
+
+    The gain is lowered if it would push a sample past `peak`, so the result never clips
+    (it is then quieter than asked). Silence, and audio too short to measure (under 0.4 s),
+    come back unchanged.
+    """
+    import pyloudnorm
+    wav = np.asarray(wav, dtype=np.float64)
+    if len(wav) < 0.4 * sample_rate or not np.any(wav):
+        return wav.astype(np.float32)
+    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(wav)
+    if not np.isfinite(loudness):
+        return wav.astype(np.float32)
+    gain = 10 ** ((target_lufs - loudness) / 20)
+    loudest = float(np.max(np.abs(wav)))
+    gain = min(gain, peak / loudest) if loudest > 0 else gain
+    return (wav * gain).astype(np.float32)

@@ -25,6 +25,7 @@ from deepfake_audio.core.errors import AudioError, RequestError
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS, ClonePlan,
                                      CloneResult, Pipeline, ProgressEvent, normalize_peak)
+from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import ResultLog, VoiceError, VoiceLibrary, clean_name
 from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
@@ -162,7 +163,7 @@ class Studio:
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
-              owner: str | None = None) -> CloneOutput:
+              owner: str | None = None, pace: float = 1.0) -> CloneOutput:
         """Speak `text` with a saved `voice` or, when none is chosen, the `reference` recording.
 
         A recording needs `consent`: the user's confirmation that they have the speaker's
@@ -171,13 +172,13 @@ class Studio:
         repeated). Raises a `DeepfakeAudioError` subclass for anything the user can fix.
         """
         reporter = _StageReporter(report)
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
         result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
         return self._finish(result, request, text, reporter.report)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
                      vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
-                     owner: str | None = None) -> Iterator[np.ndarray | CloneOutput]:
+                     owner: str | None = None, pace: float = 1.0) -> Iterator[np.ndarray | CloneOutput]:
         """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
 
         Input errors are raised before the first piece. The output's WAV is the pieces
@@ -187,7 +188,7 @@ class Studio:
         from deepfake_audio.streaming import stream_clone
         reporter = _StageReporter(report)
         start = time.perf_counter()
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
         stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
         pieces: list[np.ndarray] = []
         first_audio = None
@@ -202,7 +203,7 @@ class Studio:
         yield self._finish(result, request, text, reporter.report, first_audio=first_audio)
 
     def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter", consent: bool,
-              owner: str | None) -> "_Request":
+              owner: str | None, pace: float = 1.0) -> "_Request":
         """The pipeline's plan of a studio request (a saved voice, or else a recording); raises
         the error a user can act on."""
         seed = self.check_seed(seed)
@@ -212,13 +213,14 @@ class Studio:
         if voice:
             saved = library.voices.get(voice)
             embedding, voice = saved.embedding, saved.name
-        elif reference is None or str(reference).strip() == "":
-            raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a saved voice.")
-        else:
+        elif reference is not None and str(reference).strip():
             check_consent(consent)
+        else:
+            reference = None  # fine for a script spoken only by saved voices; else the pipeline says so
+        saved_voices = {v.name: v.embedding for v in library.voices.list()} if has_markup(text) else None
         start = time.perf_counter()
         plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
-                                  fallback_vocoder=True, progress=reporter)
+                                  fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices)
         reporter.vocoder = plan.vocoder
         return _Request(plan, voice, seed, time.perf_counter() - start, library)
 
