@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 # Before Gradio and huggingface_hub are imported: nothing in the studio phones home.
@@ -62,7 +63,11 @@ HEAD = f"""
 </script>
 """
 
+LOUDNESS_CHOICES = [("As made (0.97 peak)", ""), ("-16 LUFS (podcasts, web)", "-16"),
+                    ("-23 LUFS (broadcast, EBU R128)", "-23")]
+
 CSS = """
+#result-message { border-left: 4px solid #b91c1c; padding: 0.4em 0.8em; background: #fef2f2; color: #7f1d1d; }
 #char-count p { margin: 0; font-size: var(--text-sm); color: var(--body-text-color-subdued); }
 #similarity-reading p { margin: 0; }
 #run-status p { margin: 0.2em 0; font-size: var(--text-sm); }
@@ -158,14 +163,16 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
     def voice_choices(owner):
         return [RECORDING_CHOICE] + [(name, name) for name in studio.voice_names(owner)]
 
-    @_user_errors
-    def clone(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None, pace=1.0,
-              profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+    def clone_steps(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
+                    pace=1.0, file_format="wav", loudness=None, profile: gr.OAuthProfile | None = None,
+                    progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
         A recording needs `consent` true: you confirm that you have the speaker's permission.
         `pace` is the speaking rate (0.5 to 2.0). The text may be a script: `[pause 1.5]` for
         silence, and lines starting `[voice: Name]` spoken by your saved voice `Name`.
+        `file_format` is wav, flac, mp3 or ogg (Opus); `loudness` a target in LUFS (e.g. -16
+        or -23, EBU R128) or empty to keep the 0.97 peak.
         `owner_token` is your secret token where the studio keeps voices private (the page
         sends its own). Returns the 16-bit WAV (watermarked, with provenance tags), the speaker
         similarity (0 to 1, as text), its reading in words, a status line (durations,
@@ -177,7 +184,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         if stream and studio.can_stream:
             live = _LiveBuffer(SAMPLE_RATE)
             for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report, consent=consent,
-                                            owner=owner, pace=pace):
+                                            owner=owner, pace=pace, file_format=file_format, loudness=loudness):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)
                     if piece is not None:
@@ -190,10 +197,25 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
             final_live = gr.skip()
         else:
             out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner,
-                               pace=pace)
+                               pace=pace, file_format=file_format, loudness=loudness)
             final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
         yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
+
+    clone = _user_errors(clone_steps)  # the API's /clone: a failed request raises, with its message
+
+    def clone_on_page(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
+                      pace=1.0, file_format="wav", loudness=None, profile: gr.OAuthProfile | None = None,
+                      progress=gr.Progress()):
+        """The page's Synthesize: a failed request shows one clear message where the result goes."""
+        try:
+            for item in clone_steps(reference, voice, text, seed, vocoder, stream, consent, owner_token, pace,
+                                    file_format, loudness, profile=profile, progress=progress):
+                yield (gr.update(value="", visible=False), *item)
+        except Exception as exc:
+            error = _as_user_error(exc, "clone")
+            text = f"**{error.title or 'Error'}**: {error.message}"
+            yield (gr.update(value=text, visible=True), None, "", "", "", None, None, None)
 
     @_user_errors
     def save_voice(name, reference, consent=False, owner_token=None, profile: gr.OAuthProfile | None = None):
@@ -234,6 +256,27 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         """Forget your generated results (saved voices stay)."""
         studio.library(owner_of(owner_token, profile)).results.clear()
         return voice_map(owner_token, profile)
+
+    def history_rows(owner_token=None, profile: gr.OAuthProfile | None = None):
+        entries = studio.history(owner_of(owner_token, profile))
+        rows = [[e.number, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.voice, round(e.seconds, 1),
+                 e.file.suffix.lstrip(".").upper(), e.text] for e in entries]
+        choices = [(f"#{e.number} · {e.voice} · {e.text[:40]}", e.number) for e in entries]
+        return rows, choices
+
+    @_user_errors
+    def show_history(owner_token=None, profile: gr.OAuthProfile | None = None):
+        """Your recent results (newest first): number, time, voice, seconds, format and text."""
+        rows, choices = history_rows(owner_token, profile)
+        return rows, gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    @_user_errors
+    def play_history(number, owner_token=None, profile: gr.OAuthProfile | None = None):
+        """One recent result's file, to replay and download."""
+        if number is None or number == "":
+            return None
+        entry = studio.library(owner_of(owner_token, profile)).history.get(int(number))
+        return str(studio.copy_for_page(entry.file))
 
     def voices(owner_token: str | None = None) -> list[str]:
         """Names of your saved voices, for the `voice` argument of /clone (`owner_token` where voices are private)."""
@@ -302,6 +345,14 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                         pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
                                          info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
                                          elem_id="pace")
+                        with gr.Row():
+                            file_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
+                                                                             ("FLAC", "flac"), ("MP3", "mp3"),
+                                                                             ("OGG/Opus", "ogg")],
+                                                      value="wav", min_width=120, elem_id="file-format")
+                            loudness = gr.Dropdown(label="Loudness", choices=LOUDNESS_CHOICES, value="",
+                                                   min_width=160, elem_id="loudness",
+                                                   info="EBU R128 target for the file")
                         stream = gr.Checkbox(label="Play while generating", value=studio.can_stream,
                                              visible=studio.can_stream, elem_id="stream-toggle",
                                              info="Hear the first words while the rest is still being made")
@@ -309,7 +360,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=320):
                         live = gr.Audio(label="Live playback", streaming=True, autoplay=True, interactive=False,
                                         visible=studio.can_stream, elem_id="live-audio")
-                        output = gr.Audio(label="Cloned speech (16-bit WAV)", type="filepath", interactive=False,
+                        message = gr.Markdown(visible=False, elem_id="result-message")
+                        output = gr.Audio(label="Cloned speech", type="filepath", interactive=False,
                                           buttons=["download"], elem_id="output-audio")
                         similarity = gr.Textbox(label="Speaker similarity (cosine of encoder embeddings, 0 to 1)",
                                                 interactive=False, max_lines=1, elem_id="similarity")
@@ -328,6 +380,14 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                     refresh_button = gr.Button("Refresh map", elem_id="refresh-map")
                     clear_button = gr.Button("Forget generated results", variant="secondary",
                                              elem_id="clear-results")
+            with gr.Tab("History", id="history") as history_tab:
+                gr.Markdown("Your last 20 results, newest first: pick one to play it again or download it.")
+                history_table = gr.Dataframe(headers=["#", "made", "voice", "seconds", "file", "text"],
+                                             datatype=["number", "str", "str", "number", "str", "str"],
+                                             interactive=False, elem_id="history-table")
+                history_pick = gr.Dropdown(label="Result", choices=[], elem_id="history-pick")
+                history_audio = gr.Audio(label="Result", type="filepath", interactive=False, buttons=["download"],
+                                         elem_id="history-audio")
             with gr.Tab("Check audio", id="check"):
                 gr.Markdown(CHECK_HELP)
                 checked_file = gr.File(label="Audio file (WAV, FLAC, MP3, OGG)", file_types=["audio"],
@@ -340,9 +400,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 gr.Markdown("\n".join(f"- **{stage}**: {where}" for stage, where in studio.public_weights().items()))
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
-        synthesize.click(clone, [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace],
-                         [output, similarity, reading, status, mel_plot, embedding_plot, live], api_name="clone",
-                         scroll_to_output=True, **heavy)
+        clone_inputs = [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace, file_format, loudness]
+        clone_outputs = [output, similarity, reading, status, mel_plot, embedding_plot, live]
+        synthesize.click(clone_on_page, clone_inputs, [message, *clone_outputs], api_visibility="private",
+                         scroll_to_output=True, show_progress_on=clone_outputs[:1], **heavy)
+        # The same request for API clients, where a failure must raise: a button the page never shows.
+        api_clone = gr.Button(visible=False, elem_id="api-clone")
+        api_clone.click(clone, clone_inputs, clone_outputs, api_name="clone", **heavy)
         save_button.click(save_voice, [voice_name, reference, consent, owner_token], [voice, library_status, voice_name],
                           api_name="save_voice", **heavy)
         delete_button.click(delete_voice, [voice, owner_token], [voice, library_status], api_name="delete_voice")
@@ -354,6 +418,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                           api_visibility="private")
         clear_button.click(clear_results, owner_token, [map_plot, map_table], api_name="clear_results")
         check_button.click(check_audio, checked_file, [check_verdict, check_score], api_name="detect", **heavy)
+        history_tab.select(show_history, owner_token, [history_table, history_pick], api_name="history")
+        history_pick.change(play_history, [history_pick, owner_token], history_audio, api_name="history_file")
         gr.api(voices, api_name="voices")
     return demo
 

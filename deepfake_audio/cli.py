@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     text = clone.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="what to say")
     text.add_argument("--text-file", type=Path, help="UTF-8 text file with what to say")
-    clone.add_argument("--out", type=Path, required=True, help="output 16-bit WAV file")
+    clone.add_argument("--out", type=Path, required=True,
+                       help="output file: .wav (16-bit), .flac, .mp3, .opus or .ogg (Opus); watermarked, with "
+                            "provenance tags")
+    clone.add_argument("--loudness", type=float, default=None, metavar="LUFS",
+                       help="loudness target of the file (EBU R128), e.g. -16 for podcasts or -23 for broadcast "
+                            "(default: a 0.97 peak)")
     clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
     clone.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
                        help="WaveRNN (needs vocoder.pt), Griffin-Lim (no weights, lower quality), or auto "
@@ -114,9 +119,9 @@ def _read_text(args) -> str:
         raise DeepfakeAudioError(f"Cannot read {args.text_file} as UTF-8 text ({exc}).") from None
 
 
-def _check_output(path: Path, suffix: str) -> None:
-    if path.suffix.lower() != suffix:
-        raise DeepfakeAudioError(f"The output file must end in {suffix}: {path}")
+def _check_output(path: Path, *suffixes: str) -> None:
+    if path.suffix.lower() not in suffixes:
+        raise DeepfakeAudioError(f"The output file must end in {' or '.join(suffixes)}: {path}")
     if path.is_dir():
         raise DeepfakeAudioError(f"The output path is a folder: {path}")
 
@@ -164,9 +169,14 @@ def _load_embedding(path: Path):
 
 
 def cmd_clone(args) -> int:
-    from deepfake_audio.core.audio_io import write_wav
+    from deepfake_audio.core.audio_io import normalize_loudness, write_audio
     from deepfake_audio.watermark import provenance_tags
-    _check_output(args.out, ".wav")
+    from deepfake_audio.core.audio_io import OUTPUT_FORMATS
+    _check_output(args.out, *(f".{name}" for name in OUTPUT_FORMATS))
+    if args.stream and args.out.suffix.lower() != ".wav":
+        raise DeepfakeAudioError("--stream writes a WAV file as it goes: give --out a .wav name.")
+    if args.loudness is not None and not -40 <= args.loudness <= -9:
+        raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
     text = _read_text(args)
     from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_pace
     speakers = dict(_speaker_spec(spec) for spec in args.speaker)
@@ -189,7 +199,8 @@ def cmd_clone(args) -> int:
         result = pipe.run(plan, bars)
     finally:
         bars.close()
-    _atomic_write(args.out, lambda tmp: write_wav(tmp, result.wav, result.sample_rate, provenance_tags()))
+    wav = result.wav if args.loudness is None else normalize_loudness(result.wav, result.sample_rate, args.loudness)
+    _atomic_write(args.out, lambda tmp: write_audio(tmp, wav, result.sample_rate, provenance_tags()))
     print(f"wrote {args.out} ({result.duration:.1f} s, {len(result.sentences)} sentence(s), "
           f"{VOCODER_LABELS[result.vocoder]}, real-time factor {result.real_time_factor:.2f})")
     return 0

@@ -70,8 +70,8 @@ def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
     assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common),
                        "Text file not found")
     assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--models", quick_dir,
-                           "--out", tmp_path / "o.mp3"), "must end in .wav")
-    assert not (tmp_path / "o.wav").exists()
+                           "--out", tmp_path / "o.aac"), "must end in .wav or .flac or .mp3")
+    assert not (tmp_path / "o.aac").exists()
 
 
 def test_missing_weights_say_how_to_fetch_them(tmp_path):
@@ -86,3 +86,19 @@ def test_download_failure_is_one_line(tmp_path):
     proc = run("download", "--models", tmp_path / "models", env=env)
     assert_clean_error(proc, "CorentinJ/SV2TTS")
     assert not list((tmp_path / "models").glob("*.pt")) if (tmp_path / "models").exists() else True
+
+
+def test_clone_to_flac_at_a_loudness_target(quick_dir, tmp_path):
+    import pyloudnorm
+    out = tmp_path / "story.flac"
+    proc = run("clone", "--voice", DATA / "ref.wav", "--text", "One. Two. Three. Four. Five. Six. Seven. Eight.",
+               "--out", out, "--models", quick_dir, "--vocoder", "griffinlim", "--seed", "2", "--loudness", "-23")
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(str(out))
+    assert info.format == "FLAC" and info.samplerate == 16000
+    wav, rate = sf.read(str(out))
+    assert pyloudnorm.Meter(rate).integrated_loudness(wav) == pytest.approx(-23, abs=1.0)
+    with sf.SoundFile(str(out)) as f:
+        assert f.copy_metadata()["comment"] == "AI-generated voice clone"
+    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--out", tmp_path / "o.wav",
+                           "--models", quick_dir, "--loudness", "-3"), "--loudness must be from -40 to -9")

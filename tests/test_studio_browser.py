@@ -224,11 +224,19 @@ def test_save_voice_and_see_it_on_the_map(page, server, files):
     assert "Browser voice" in table and "generated result" in table
 
 
+def result_message(page, expected: str) -> str:
+    """The one message a failed request shows where the result goes (and no red badge anywhere)."""
+    page.wait_for_selector(f"#result-message :text('{expected}')")
+    assert page.locator("[data-testid='toast-body']").count() == 0
+    assert page.locator(".error:visible, [data-testid='error']:visible").count() == 0
+    return page.inner_text("#result-message")
+
+
 def test_errors_show_their_message(page, server, files):
     open_studio(page, server)
     page.locator("#text-input textarea").fill("Hello.")
     page.click("#synthesize")
-    assert "No reference voice" in error_toast(page)
+    assert result_message(page, "No reference voice").startswith("Reference audio")
 
     page.reload()
     page.wait_for_selector("#synthesize")
@@ -236,7 +244,20 @@ def test_errors_show_their_message(page, server, files):
     page.locator("#text-input textarea").fill("Hello.")
     page.check("#vocoder input[value='griffinlim']")
     page.click("#synthesize")
-    assert "is silent" in error_toast(page)
+    result_message(page, "is silent")
+
+    page.reload()
+    page.wait_for_selector("#synthesize")
+    upload_reference(page, files["voice"])
+    page.locator("#text-input textarea").fill("Hello [pasue 2] there.")
+    page.check("#vocoder input[value='griffinlim']")
+    page.click("#synthesize")
+    assert "line 1, column 7" in result_message(page, "Unknown tag")
+    # A good request then clears the message.
+    page.locator("#text-input textarea").fill("Hello there.")
+    page.click("#synthesize")
+    page.wait_for_function("() => document.querySelector('#run-status')?.innerText.includes('real-time factor')")
+    assert not page.is_visible("#result-message")
 
     page.locator("#text-input textarea").fill("x" * 5001)
     page.wait_for_selector("#char-count :text('5001 / 5000 characters')")

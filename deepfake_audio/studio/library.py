@@ -281,3 +281,78 @@ class ResultLog:
 def _slug(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")
     return slug[:32] or "voice"
+
+
+MAX_HISTORY = 20
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One of the owner's recent results, kept to replay and download."""
+
+    number: int
+    text: str
+    voice: str  # saved voice name, or "recording"
+    seed: int
+    created: float  # unix seconds
+    seconds: float  # duration of the audio
+    file: Path  # the audio file as it was downloaded (its format, tags and watermark)
+
+
+class HistoryLog:
+    """The owner's last `limit` results (audio files and what made them) in a folder; safe across processes."""
+
+    def __init__(self, root: Path | str, limit: int = MAX_HISTORY):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.limit = limit
+        self._lock = FolderLock(self.root / ".lock")
+        self._index = self.root / "history.json"
+
+    def list(self) -> list[HistoryEntry]:
+        """Newest first."""
+        with self._lock:
+            return list(reversed(self._load()))
+
+    def add(self, audio: Path, text: str, voice: str, seed: int, seconds: float) -> HistoryEntry:
+        with self._lock:
+            entries = self._load()
+            number = max((e.number for e in entries), default=0) + 1
+            target = self.root / f"{number:06d}{audio.suffix.lower()}"
+            try:
+                shutil.copyfile(audio, target)
+            except OSError as exc:  # history is a convenience: losing one entry must not fail the request
+                logger.warning("Could not keep %s in the history: %s", audio.name, exc)
+                raise VoiceError(f"Could not keep the result in the history: {exc.strerror or exc}.") from None
+            entry = HistoryEntry(number, " ".join(text.split()), voice, int(seed), time.time(), float(seconds), target)
+            entries = (entries + [entry])
+            for old in entries[:-self.limit]:
+                old.file.unlink(missing_ok=True)
+            self._write(entries[-self.limit:])
+            return entry
+
+    def get(self, number: int) -> HistoryEntry:
+        for entry in self.list():
+            if entry.number == int(number):
+                return entry
+        raise VoiceError(f"Result #{number} is no longer in the history (only the last {self.limit} are kept).")
+
+    def _load(self) -> list[HistoryEntry]:
+        try:
+            rows = json.loads(self._index.read_text(encoding="utf-8"))
+            return [HistoryEntry(int(r["number"]), r["text"], r["voice"], int(r["seed"]), float(r["created"]),
+                                 float(r["seconds"]), self.root / Path(r["file"]).name)
+                    for r in rows if (self.root / Path(r["file"]).name).is_file()]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("Could not read the history %s (%s); starting a new one", self._index, exc)
+            return []
+
+    def _write(self, entries: list[HistoryEntry]) -> None:
+        rows = [{"number": e.number, "text": e.text, "voice": e.voice, "seed": e.seed, "created": e.created,
+                 "seconds": e.seconds, "file": e.file.name} for e in entries]
+        fd, tmp = tempfile.mkstemp(prefix=".history-", dir=self.root)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh)
+        os.replace(tmp, self._index)

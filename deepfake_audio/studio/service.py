@@ -20,14 +20,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import write_wav
-from deepfake_audio.core.errors import AudioError, RequestError
+from deepfake_audio.core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
+from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS, ClonePlan,
                                      CloneResult, Pipeline, ProgressEvent, normalize_peak)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
-from deepfake_audio.studio.library import ResultLog, VoiceError, VoiceLibrary, clean_name
+from deepfake_audio.studio.library import HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary, clean_name
 from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
 from deepfake_audio.studio.voice_map import describe_similarity, project_2d
 from deepfake_audio.watermark import provenance_tags
@@ -79,6 +79,7 @@ class Studio:
         self.private = owners.private_libraries_default() if private is None else bool(private)
         self.voices = VoiceLibrary(self.data_dir / "voices")  # the single-user library
         self.results = ResultLog(self.data_dir / "results.json")
+        self.history = HistoryLog(self.data_dir / "history")
         self._libraries: dict[str, Library] = {}
         self._libraries_lock = threading.Lock()
         self.output_dir = Path(tempfile.mkdtemp(prefix="deepfake-audio-outputs-"))
@@ -151,19 +152,20 @@ class Studio:
     def library(self, owner: str | None = None) -> "Library":
         """The saved voices and results a request may see: its owner's, or the single-user ones."""
         if not self.private:
-            return Library(self.voices, self.results)
+            return Library(self.voices, self.results, self.history)
         folder = owners.owner_folder(self.data_dir, owners.require_owner(owner))
         with self._libraries_lock:
             if folder.name not in self._libraries:
                 self._libraries[folder.name] = Library(VoiceLibrary(folder / "voices"),
-                                                       ResultLog(folder / "results.json"))
+                                                       ResultLog(folder / "results.json"), HistoryLog(folder / "history"))
             return self._libraries[folder.name]
 
     # Cloning
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
-              owner: str | None = None, pace: float = 1.0) -> CloneOutput:
+              owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
+              loudness: float | str | None = None) -> CloneOutput:
         """Speak `text` with a saved `voice` or, when none is chosen, the `reference` recording.
 
         A recording needs `consent`: the user's confirmation that they have the speaker's
@@ -172,13 +174,15 @@ class Studio:
         repeated). Raises a `DeepfakeAudioError` subclass for anything the user can fix.
         """
         reporter = _StageReporter(report)
+        export = Export.of(file_format, loudness)
         request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
         result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
-        return self._finish(result, request, text, reporter.report)
+        return self._finish(result, request, text, reporter.report, export)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
                      vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
-                     owner: str | None = None, pace: float = 1.0) -> Iterator[np.ndarray | CloneOutput]:
+                     owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
+                     loudness: float | str | None = None) -> Iterator[np.ndarray | CloneOutput]:
         """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
 
         Input errors are raised before the first piece. The output's WAV is the pieces
@@ -187,6 +191,7 @@ class Studio:
         """
         from deepfake_audio.streaming import stream_clone
         reporter = _StageReporter(report)
+        export = Export.of(file_format, loudness)
         start = time.perf_counter()
         request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
         stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
@@ -200,7 +205,7 @@ class Studio:
         wav = normalize_peak(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
         result = CloneResult(wav, SAMPLE_RATE, request.plan.embedding, stream.mels, list(request.plan.sentences),
                              request.plan.vocoder, {"streaming": time.perf_counter() - start})
-        yield self._finish(result, request, text, reporter.report, first_audio=first_audio)
+        yield self._finish(result, request, text, reporter.report, export, first_audio=first_audio)
 
     def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter", consent: bool,
               owner: str | None, pace: float = 1.0) -> "_Request":
@@ -224,7 +229,7 @@ class Studio:
         reporter.vocoder = plan.vocoder
         return _Request(plan, voice, seed, time.perf_counter() - start, library)
 
-    def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report,
+    def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report, export: "Export",
                 first_audio: float | None = None) -> CloneOutput:
         """Similarity check, results log, WAV file and figures of a finished clone."""
         report(0.0, "Comparing the result with the reference voice")
@@ -237,11 +242,15 @@ class Studio:
 
         report(0.5, "Drawing the spectrogram and embeddings")
         voice = request.voice or "recording"
-        wav_path = self._write_output(result, voice, request.seed)
+        wav_path = self._write_output(result, voice, request.seed, export)
         if out_embedding is not None:
             request.library.results.add(text, request.voice, result.embedding, out_embedding, similarity)
+        try:
+            request.library.history.add(wav_path, text, voice, request.seed, result.duration)
+        except DeepfakeAudioError as exc:  # the result is there; only its copy in the history is missing
+            logger.warning("%s", exc)
         status = self._status(result, request.seed, request.plan.vocoder, request.plan.note, compare_seconds,
-                              first_audio)
+                              first_audio) + export.describe()
         report(1.0, "Done")
         return CloneOutput(wav_path, result, request.seed, voice, out_embedding, similarity, reading, status,
                            mel_figure(result.mels, pause_seconds=SENTENCE_PAUSE_SECONDS),
@@ -260,11 +269,25 @@ class Studio:
             raise RequestError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
         return int(value)
 
-    def _write_output(self, result: CloneResult, voice: str, seed: int) -> Path:
+    def _write_output(self, result: CloneResult, voice: str, seed: int, export: "Export" | None = None) -> Path:
+        """The result as a file for download: in the chosen format, at the chosen loudness, with tags."""
+        export = export or Export()
         self._prune_outputs()
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         slug = "".join(c if c.isalnum() else "-" for c in voice.casefold()).strip("-")[:32] or "voice"
-        return write_wav(folder / f"{slug}-seed{seed}.wav", result.wav, result.sample_rate, provenance_tags())
+        wav = result.wav if export.loudness is None else normalize_loudness(result.wav, result.sample_rate,
+                                                                            export.loudness)
+        return write_audio(folder / f"{slug}-seed{seed}{export.extension}", wav, result.sample_rate,
+                           provenance_tags())
+
+    def copy_for_page(self, path: Path) -> Path:
+        """A copy of a library file among the served outputs (library folders are never served)."""
+        folder = Path(tempfile.mkdtemp(dir=self.output_dir))
+        return Path(shutil.copyfile(path, folder / path.name))
+
+    def history(self, owner: str | None = None) -> list[HistoryEntry]:
+        """The owner's recent results, newest first."""
+        return self.library(owner).history.list()
 
     def _prune_outputs(self) -> None:
         """Drop generated files older than an hour (Gradio has served its own copy by then)."""
@@ -378,11 +401,47 @@ class Studio:
 
 
 @dataclass(frozen=True)
+class Export:
+    """How a result is saved for download: file format and, optionally, a loudness target."""
+
+    file_format: str = "wav"
+    loudness: float | None = None  # LUFS; None keeps the 0.97 peak
+
+    @classmethod
+    def of(cls, file_format: str | None, loudness) -> "Export":
+        """Checked user choices; `RequestError` for an unknown format or an unreasonable target."""
+        fmt = (file_format or "wav").strip().lower().lstrip(".")
+        if fmt not in OUTPUT_FORMATS:
+            raise RequestError(f"Unknown file format {file_format!r}: choose {', '.join(OUTPUT_FORMATS)}.")
+        if loudness is None or (isinstance(loudness, str) and not loudness.strip()):
+            return cls(fmt)
+        try:
+            target = float(loudness)
+        except (TypeError, ValueError):
+            raise RequestError(f"The loudness target must be a number of LUFS, such as -16, got {loudness!r}.") from None
+        if not MIN_LUFS <= target <= MAX_LUFS:
+            raise RequestError(f"The loudness target must be from {MIN_LUFS} to {MAX_LUFS} LUFS, got {loudness!r}.")
+        return cls(fmt, target)
+
+    @property
+    def extension(self) -> str:
+        return output_format(self.file_format)[3]
+
+    def describe(self) -> str:
+        level = "" if self.loudness is None else f" at {self.loudness:g} LUFS"
+        return f"\n\nFile: {self.file_format.upper()}{level}, watermarked, with provenance tags."
+
+
+MIN_LUFS, MAX_LUFS = -40.0, -9.0
+
+
+@dataclass(frozen=True)
 class Library:
-    """One owner's saved voices and results log."""
+    """One owner's saved voices, results log (voice map) and history (recent files)."""
 
     voices: VoiceLibrary
     results: ResultLog
+    history: HistoryLog
 
 
 def check_consent(consent) -> None:
