@@ -89,6 +89,11 @@ INTRO = f"""# {TITLE}
 Give a few seconds of someone speaking, type a text, and hear it in their voice.
 Only clone voices you have permission to use."""
 
+BATCH_HELP = """Many clones at once. A **.txt** file becomes one audio file per paragraph (text between
+blank lines). A **.csv** file with a header row `voice,text` (and optionally `file`) becomes one audio
+file per row, spoken by the saved voice it names (empty or `default`: the voice chosen below) and named
+after `file`. Every row is checked first; the ZIP holds the files and `manifest.csv`."""
+
 CHECK_HELP = """Every clone this studio makes carries an inaudible watermark (Resemble's Perth) and
 says in its file tags that it is an AI-generated voice clone. Upload a file to check it. The watermark
 survives MP3 coding, resampling and some noise, but it is a deterrent, not proof: it can be removed, and
@@ -257,6 +262,21 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         studio.library(owner_of(owner_token, profile)).results.clear()
         return voice_map(owner_token, profile)
 
+    @_user_errors
+    def run_batch(batch_file, batch_voice, file_format="wav", loudness=None, pace=1.0, owner_token=None,
+                  profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+        """Clone a .txt (one file per paragraph) or .csv (voice,text[,file]) into a ZIP of audio files and a
+        manifest; rows without a voice use your saved voice `batch_voice`."""
+        out = studio.batch(batch_file, batch_voice, file_format=file_format, loudness=loudness, pace=pace,
+                           owner=owner_of(owner_token, profile),
+                           report=lambda fraction, desc: progress(fraction, desc=desc))
+        return str(out), f"**{out.name}** is ready: the audio files and `manifest.csv`."
+
+    @_user_errors
+    def batch_voices(owner_token=None, profile: gr.OAuthProfile | None = None):
+        names = studio.voice_names(owner_of(owner_token, profile))
+        return gr.update(choices=names, value=names[0] if names else None)
+
     def history_rows(owner_token=None, profile: gr.OAuthProfile | None = None):
         entries = studio.history(owner_of(owner_token, profile))
         rows = [[e.number, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.voice, round(e.seconds, 1),
@@ -380,6 +400,27 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                     refresh_button = gr.Button("Refresh map", elem_id="refresh-map")
                     clear_button = gr.Button("Forget generated results", variant="secondary",
                                              elem_id="clear-results")
+            with gr.Tab("Batch", id="batch") as batch_tab:
+                gr.Markdown(BATCH_HELP)
+                with gr.Row():
+                    with gr.Column():
+                        batch_file = gr.File(label="Text (.txt) or table (.csv)", file_types=[".txt", ".csv"],
+                                             type="filepath", elem_id="batch-file")
+                        batch_voice = gr.Dropdown(label="Voice for rows without one", choices=[],
+                                                  elem_id="batch-voice",
+                                                  info="One of your saved voices (save it on the Clone tab)")
+                        with gr.Row():
+                            batch_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
+                                                                              ("FLAC", "flac"), ("MP3", "mp3"),
+                                                                              ("OGG/Opus", "ogg")], value="wav",
+                                                       elem_id="batch-format")
+                            batch_loudness = gr.Dropdown(label="Loudness", choices=LOUDNESS_CHOICES, value="",
+                                                         elem_id="batch-loudness")
+                        batch_button = gr.Button("Clone the batch", variant="primary", elem_id="batch-run")
+                    with gr.Column():
+                        batch_zip = gr.File(label="ZIP of audio files and manifest", interactive=False,
+                                            elem_id="batch-zip")
+                        batch_status = gr.Markdown(elem_id="batch-status")
             with gr.Tab("History", id="history") as history_tab:
                 gr.Markdown("Your last 20 results, newest first: pick one to play it again or download it.")
                 history_table = gr.Dataframe(headers=["#", "made", "voice", "seconds", "file", "text"],
@@ -418,6 +459,9 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                           api_visibility="private")
         clear_button.click(clear_results, owner_token, [map_plot, map_table], api_name="clear_results")
         check_button.click(check_audio, checked_file, [check_verdict, check_score], api_name="detect", **heavy)
+        batch_tab.select(batch_voices, owner_token, batch_voice, api_visibility="private", show_progress="hidden")
+        batch_button.click(run_batch, [batch_file, batch_voice, batch_format, batch_loudness, pace, owner_token],
+                           [batch_zip, batch_status], api_name="batch", **heavy)
         history_tab.select(show_history, owner_token, [history_table, history_pick], api_name="history")
         history_pick.change(play_history, [history_pick, owner_token], history_audio, api_name="history_file")
         gr.api(voices, api_name="voices")

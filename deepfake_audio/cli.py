@@ -62,6 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "(.npy); repeat for each speaker of a script (see the README's scripts section)")
     _add_model_options(clone)
 
+    batch = sub.add_parser("clone-batch", help="clone a text file (one file per paragraph) or a CSV "
+                                               "(voice,text[,file]) into a ZIP of audio files")
+    batch.add_argument("--input", type=Path, required=True, help="a .txt (one audio file per paragraph) or a "
+                                                                 ".csv with a header row voice,text and optionally file")
+    batch.add_argument("--out", type=Path, required=True, help="the ZIP to write (audio files and manifest.csv)")
+    batch_voice = batch.add_mutually_exclusive_group()
+    batch_voice.add_argument("--voice", type=Path, help="reference recording for rows without a voice")
+    batch_voice.add_argument("--embedding", type=Path, help="saved voice (.npy) for rows without a voice")
+    batch.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
+                       help="a voice that rows (and [voice: NAME] lines) name: a recording or an .npy embedding")
+    batch.add_argument("--format", default="wav", choices=("wav", "flac", "mp3", "opus", "ogg"),
+                       help="audio format of the files (default wav)")
+    batch.add_argument("--loudness", type=float, default=None, metavar="LUFS",
+                       help="loudness target of every file (EBU R128), e.g. -16")
+    batch.add_argument("--seed", type=int, default=None, help="seed of the first file (then +1 per file)")
+    batch.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default 1.0)")
+    batch.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
+                       help="vocoder (default: WaveRNN when its weights are present)")
+    _add_model_options(batch)
+
     embed = sub.add_parser("embed", help="save the voice embedding of a recording as .npy")
     embed.add_argument("--voice", type=Path, required=True, help="reference recording")
     embed.add_argument("--out", type=Path, required=True, help="output .npy file (256 float32 values)")
@@ -250,6 +270,32 @@ def _clone_streaming(pipe, args, plan) -> int:
     return 0
 
 
+def cmd_clone_batch(args) -> int:
+    """`clone-batch`: every row or paragraph checked first, then cloned into the ZIP with a progress bar."""
+    from tqdm import tqdm
+    from deepfake_audio.batch import check_batch, read_batch, run_batch
+    from deepfake_audio.pipeline import check_pace
+    _check_output(args.out, ".zip")
+    if args.loudness is not None and not -40 <= args.loudness <= -9:
+        raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
+    check_pace(args.pace)
+    items = read_batch(args.input)
+    speakers = dict(_speaker_spec(spec) for spec in args.speaker)
+    check_batch(items, {name: None for name in speakers}, args.voice is not None or args.embedding is not None)
+    pipe = _pipeline(args)
+    _say_which_models(pipe)
+    embedding = _load_embedding(args.embedding) if args.embedding is not None else \
+        (pipe.embed(args.voice) if args.voice is not None else None)
+    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path)
+              for name, path in speakers.items()}
+    with tqdm(total=len(items), desc="clone-batch", unit="file") as bar:
+        run_batch(pipe, items, args.out, embedding=embedding, voices=voices, seed=args.seed, pace=args.pace,
+                  vocoder=args.vocoder, file_format=args.format, loudness=args.loudness,
+                  progress=lambda done, total: bar.update(done - bar.n))
+    print(f"wrote {args.out} ({len(items)} files and manifest.csv)")
+    return 0
+
+
 def cmd_embed(args) -> int:
     import numpy as np
     _check_output(args.out, ".npy")
@@ -301,7 +347,7 @@ def cmd_detect(args) -> int:
 
 
 COMMANDS = {"clone": cmd_clone, "embed": cmd_embed, "download": cmd_download, "info": cmd_info,
-            "detect": cmd_detect}
+            "detect": cmd_detect, "clone-batch": cmd_clone_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from deepfake_audio.core.audio_io import OUTPUT_FORMATS, normalize_loudness, out
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS, ClonePlan,
-                                     CloneResult, Pipeline, ProgressEvent, normalize_peak)
+                                     CloneResult, Pipeline, ProgressEvent, check_pace, normalize_peak)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary, clean_name
@@ -279,6 +279,29 @@ class Studio:
                                                                             export.loudness)
         return write_audio(folder / f"{slug}-seed{seed}{export.extension}", wav, result.sample_rate,
                            provenance_tags())
+
+    def batch(self, batch_file: str | Path | None, voice: str | None, *, file_format: str = "wav", loudness=None,
+              pace: float = 1.0, owner: str | None = None, report: Report | None = None) -> Path:
+        """Clone a .txt (a file per paragraph) or .csv (voice,text[,file]) into a ZIP with a manifest.
+
+        Rows without a voice use the saved `voice`; every row is checked before the first
+        clone. Returns the ZIP, among the served outputs.
+        """
+        from deepfake_audio.batch import read_batch, run_batch
+        if batch_file is None or not str(batch_file).strip():
+            raise RequestError("Upload a .txt or .csv file to clone in a batch.")
+        export = Export.of(file_format, loudness)
+        library = self.library(owner)
+        voices = {v.name: v.embedding for v in library.voices.list()}
+        default = library.voices.get(voice).embedding if (voice or "").strip() else None
+        items = read_batch(batch_file)
+        report = report or (lambda fraction, desc: None)
+        report(0.0, f"Checked {len(items)} items")
+        folder = Path(tempfile.mkdtemp(dir=self.output_dir))
+        return run_batch(self.pipeline, items, folder / f"{Path(batch_file).stem[:40] or 'batch'}.zip",
+                         embedding=default, voices=voices, pace=check_pace(pace), file_format=export.file_format,
+                         loudness=export.loudness,
+                         progress=lambda done, total: report(done / total, f"Cloned {done} of {total} files"))
 
     def copy_for_page(self, path: Path) -> Path:
         """A copy of a library file among the served outputs (library folders are never served)."""
