@@ -169,7 +169,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return [RECORDING_CHOICE] + [(name, name) for name in studio.voice_names(owner)]
 
     def clone_steps(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
-                    pace=1.0, file_format="wav", loudness=None, profile: gr.OAuthProfile | None = None,
+                    pace=1.0, file_format="wav", loudness=None, clean=False, profile: gr.OAuthProfile | None = None,
                     progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
@@ -177,7 +177,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         `pace` is the speaking rate (0.5 to 2.0). The text may be a script: `[pause 1.5]` for
         silence, and lines starting `[voice: Name]` spoken by your saved voice `Name`.
         `file_format` is wav, flac, mp3 or ogg (Opus); `loudness` a target in LUFS (e.g. -16
-        or -23, EBU R128) or empty to keep the 0.97 peak.
+        or -23, EBU R128) or empty to keep the 0.97 peak. `clean` reduces noise in the
+        recording before it is encoded (the reading then gives the similarity without it too).
         `owner_token` is your secret token where the studio keeps voices private (the page
         sends its own). Returns the 16-bit WAV (watermarked, with provenance tags), the speaker
         similarity (0 to 1, as text), its reading in words, a status line (durations,
@@ -189,7 +190,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         if stream and studio.can_stream:
             live = _LiveBuffer(SAMPLE_RATE)
             for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report, consent=consent,
-                                            owner=owner, pace=pace, file_format=file_format, loudness=loudness):
+                                            owner=owner, pace=pace, file_format=file_format, loudness=loudness,
+                                            clean=clean):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)
                     if piece is not None:
@@ -202,7 +204,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
             final_live = gr.skip()
         else:
             out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner,
-                               pace=pace, file_format=file_format, loudness=loudness)
+                               pace=pace, file_format=file_format, loudness=loudness, clean=clean)
             final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
         yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
@@ -210,12 +212,12 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
     clone = _user_errors(clone_steps)  # the API's /clone: a failed request raises, with its message
 
     def clone_on_page(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
-                      pace=1.0, file_format="wav", loudness=None, profile: gr.OAuthProfile | None = None,
-                      progress=gr.Progress()):
+                      pace=1.0, file_format="wav", loudness=None, clean=False,
+                      profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """The page's Synthesize: a failed request shows one clear message where the result goes."""
         try:
             for item in clone_steps(reference, voice, text, seed, vocoder, stream, consent, owner_token, pace,
-                                    file_format, loudness, profile=profile, progress=progress):
+                                    file_format, loudness, clean, profile=profile, progress=progress):
                 yield (gr.update(value="", visible=False), *item)
         except Exception as exc:
             error = _as_user_error(exc, "clone")
@@ -223,11 +225,33 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
             yield (gr.update(value=text, visible=True), None, "", "", "", None, None, None)
 
     @_user_errors
-    def save_voice(name, reference, consent=False, owner_token=None, profile: gr.OAuthProfile | None = None):
-        """Save the `reference` recording in your library as `name` (needs `consent` true)."""
+    def save_voice(name, reference, consent=False, owner_token=None, more_clips=None, clean=False,
+                   profile: gr.OAuthProfile | None = None):
+        """Save the `reference` recording (and up to 9 `more_clips` of the same speaker) in your library as
+        `name` (needs `consent` true). The voice's embedding is the normalised mean of the clips'."""
         owner = owner_of(owner_token, profile)
-        saved = studio.save_voice(name, reference, consent=consent, owner=owner)
-        return gr.update(choices=voice_choices(owner), value=saved), f"Saved **{saved}**.", ""
+        saved = studio.save_voice(name, reference, consent=consent, owner=owner, more_clips=more_clips or (),
+                                  clean=clean)
+        clips = studio.voice_clips(saved, owner)
+        return (gr.update(choices=voice_choices(owner), value=saved),
+                f"Saved **{saved}** from {len(clips)} recording{'s' if len(clips) != 1 else ''}.", "", None)
+
+    @_user_errors
+    def add_clip(voice, reference, consent=False, owner_token=None, clean=False,
+                 profile: gr.OAuthProfile | None = None):
+        """Add the `reference` recording to your saved voice `voice` (needs `consent` true)."""
+        owner = owner_of(owner_token, profile)
+        name = studio.add_clip(voice, reference, consent=consent, owner=owner, clean=clean)
+        clips = studio.voice_clips(name, owner)
+        return f"Added a recording to **{name}** ({len(clips)} now).", clips
+
+    @_user_errors
+    def voice_clips(voice, owner_token=None, profile: gr.OAuthProfile | None = None):
+        """Each recording of your saved voice `voice` and its similarity to the voice (an odd one scores low)."""
+        try:
+            return studio.voice_clips(voice, owner_of(owner_token, profile))
+        except VoiceError:
+            return []
 
     @_user_errors
     def delete_voice(voice, owner_token=None, profile: gr.OAuthProfile | None = None):
@@ -278,7 +302,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return gr.update(choices=names, value=names[0] if names else None)
 
     def history_rows(owner_token=None, profile: gr.OAuthProfile | None = None):
-        entries = studio.history(owner_of(owner_token, profile))
+        entries = studio.recent(owner_of(owner_token, profile))
         rows = [[e.number, time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)), e.voice, round(e.seconds, 1),
                  e.file.suffix.lstrip(".").upper(), e.text] for e in entries]
         choices = [(f"#{e.number} · {e.voice} · {e.text[:40]}", e.number) for e in entries]
@@ -331,12 +355,18 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                         reference = gr.Audio(label="Reference voice: 5-10 s of clear speech",
                                              sources=["upload", "microphone"], type="filepath", editable=True,
                                              elem_id="reference-audio")
+                        clean = gr.Checkbox(label="Clean up the recording (reduce noise, keep the voice band)",
+                                            value=False, elem_id="clean-up",
+                                            info="On by itself for microphone recordings")
                         with gr.Group():
                             voice = gr.Dropdown(label="Voice", choices=[RECORDING_CHOICE], value="",
                                                 allow_custom_value=True, elem_id="voice-choice",
                                                 info="The recording above, or one saved in the library")
                             preview = gr.Audio(label="Saved voice preview", interactive=False, visible=False,
                                                elem_id="voice-preview")
+                            more_clips = gr.File(label="More recordings of the same voice (optional, up to 9)",
+                                                 file_count="multiple", file_types=["audio"], type="filepath",
+                                                 height=90, elem_id="more-clips")
                             with gr.Row(equal_height=True):
                                 voice_name = gr.Textbox(show_label=False, placeholder="Name for the recording",
                                                         max_lines=1, scale=3, min_width=140, container=False,
@@ -345,6 +375,11 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                                         elem_id="save-voice")
                                 delete_button = gr.Button("Delete voice", variant="stop", size="md", scale=1,
                                                           min_width=100, elem_id="delete-voice")
+                            add_clip_button = gr.Button("Add the recording above to the chosen voice", size="sm",
+                                                        elem_id="add-clip")
+                            clips_table = gr.Dataframe(headers=["recording", "similarity to the voice"],
+                                                       datatype=["number", "number"], interactive=False,
+                                                       elem_id="voice-clips", label="Recordings of this voice")
                         library_status = gr.Markdown(elem_id="library-status")
                         text = gr.Textbox(label="Text to say", lines=5, max_lines=14, elem_id="text-input",
                                           placeholder="Type what the voice should say. Long texts are split "
@@ -441,15 +476,22 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 gr.Markdown("\n".join(f"- **{stage}**: {where}" for stage, where in studio.public_weights().items()))
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
-        clone_inputs = [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace, file_format, loudness]
+        clone_inputs = [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace, file_format, loudness,
+                        clean]
         clone_outputs = [output, similarity, reading, status, mel_plot, embedding_plot, live]
         synthesize.click(clone_on_page, clone_inputs, [message, *clone_outputs], api_visibility="private",
                          scroll_to_output=True, show_progress_on=clone_outputs[:1], **heavy)
         # The same request for API clients, where a failure must raise: a button the page never shows.
         api_clone = gr.Button(visible=False, elem_id="api-clone")
         api_clone.click(clone, clone_inputs, clone_outputs, api_name="clone", **heavy)
-        save_button.click(save_voice, [voice_name, reference, consent, owner_token], [voice, library_status, voice_name],
-                          api_name="save_voice", **heavy)
+        save_button.click(save_voice, [voice_name, reference, consent, owner_token, more_clips, clean],
+                          [voice, library_status, voice_name, more_clips], api_name="save_voice", **heavy)
+        add_clip_button.click(add_clip, [voice, reference, consent, owner_token, clean], [library_status, clips_table],
+                              api_name="add_clip", **heavy)
+        voice.change(voice_clips, [voice, owner_token], clips_table, api_name="voice_clips", show_progress="hidden")
+        # A microphone recording gets the clean-up by default; an uploaded file does not.
+        reference.stop_recording(lambda: True, None, clean, api_visibility="private", show_progress="hidden")
+        reference.upload(lambda: False, None, clean, api_visibility="private", show_progress="hidden")
         delete_button.click(delete_voice, [voice, owner_token], [voice, library_status], api_name="delete_voice")
         voice.change(show_voice, [voice, owner_token], preview, api_visibility="private", show_progress="hidden")
         demo.load(start_session, [owner_token, voice], [owner_token, voice], api_visibility="private",

@@ -279,13 +279,14 @@ class Pipeline:
     # Voices
 
     def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None,
-              return_wav: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+              return_wav: bool = False, clean: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Speaker embedding (256,) float32 of a reference recording (path, or array at `sample_rate`).
 
-        Raises `AudioError` for missing, corrupt, silent or too short audio. With
+        Raises `AudioError` for missing, corrupt, silent or too short audio. `clean` reduces
+        noise and band-limits the recording first (for microphone recordings). With
         `return_wav`, also the prepared 16 kHz audio the encoder heard.
         """
-        wav = prepare_reference(audio, sample_rate)
+        wav = prepare_reference(audio, sample_rate, clean=clean)
         embedding = self.encoder.embed_utterance(wav)
         return (embedding, wav) if return_wav else embedding
 
@@ -375,14 +376,15 @@ class Pipeline:
              seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
              embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
              fallback_vocoder: bool = False, progress: ProgressFn = no_progress, pace: float = 1.0,
-             voices: Mapping[str, np.ndarray] | None = None) -> ClonePlan:
+             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False) -> ClonePlan:
         """Check a clone request once and turn it into a `ClonePlan`.
 
         Cheap checks come first (text, pace, mode, weights, vocoder), then the voice: the
         given `embedding`, or the embedding of `reference_audio` (the one costly step,
         reported as the "encoding" stage). `voices` ({name: embedding}) are the saved voices
         a script's [voice: Name] lines may use; a script spoken only by those needs no
-        reference. `pace` (0.5 to 2.0) is the speaking rate.
+        reference. `pace` (0.5 to 2.0) is the speaking rate. `clean` reduces noise in the
+        reference and band-limits it before it is encoded (for microphone recordings).
         """
         script = self.prepare_script(text, list(voices or ()))
         pace = check_pace(pace)
@@ -398,7 +400,7 @@ class Pipeline:
                 raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a "
                                  "saved voice.")
             progress(ProgressEvent("encoding", 0, 1))
-            embedding = self.embed(reference_audio, sample_rate)
+            embedding = self.embed(reference_audio, sample_rate, clean=clean)
             progress(ProgressEvent("encoding", 1, 1))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         if embedding is None:

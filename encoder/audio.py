@@ -110,3 +110,27 @@ def wav_to_mel_spectrogram(wav: np.ndarray) -> np.ndarray:
         n_mels=hp.mel_n_channels,
     )
     return frames.astype(np.float32).T
+
+
+# Band kept by the reference clean-up: below the lowest voices' fundamental is hum and rumble,
+# above the synthesizer's top mel band (7.6 kHz) only hiss.
+CLEAN_BAND_HZ = (70.0, 7600.0)
+
+
+def clean_reference(wav: np.ndarray, sample_rate: int = hp.sampling_rate) -> np.ndarray:
+    """A noisy recording made cleaner for the encoder: spectral gating, then a band-pass.
+
+    Spectral gating (`noisereduce`, non-stationary: the noise estimate follows the
+    recording) lowers what lies under a per-frequency noise threshold; a zero-phase
+    4th-order Butterworth band-pass then keeps `CLEAN_BAND_HZ`. For phone and laptop
+    microphones; clean studio recordings gain little.
+    """
+    import noisereduce
+    from scipy import signal
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.size < sample_rate // 10 or not np.any(wav):
+        return wav
+    reduced = noisereduce.reduce_noise(y=wav, sr=sample_rate, stationary=False, n_jobs=1)
+    low, high = CLEAN_BAND_HZ
+    sos = signal.butter(4, [low, min(high, 0.45 * sample_rate)], btype="bandpass", fs=sample_rate, output="sos")
+    return signal.sosfiltfilt(sos, reduced).astype(np.float32)

@@ -15,7 +15,8 @@ import torch
 from deepfake_audio.core.checkpoint import MissingMessage, load_model
 from deepfake_audio.core.errors import AudioError, MissingWeightsError
 from encoder.hparams import hparams as hp
-from encoder.audio import normalize_volume, preprocess_wav, trim_long_silences, webrtcvad, wav_to_mel_spectrogram
+from encoder.audio import (clean_reference, normalize_volume, preprocess_wav, trim_long_silences, webrtcvad,
+                           wav_to_mel_spectrogram)
 from encoder.model import speaker_encoder_from_hparams
 
 MIN_SPEECH_SECONDS = 1.0
@@ -108,12 +109,13 @@ class Encoder:
 
 
 def prepare_reference(fpath_or_wav: str | Path | np.ndarray, source_sr: int | None = None,
-                      min_speech_seconds: float = MIN_SPEECH_SECONDS) -> np.ndarray:
+                      min_speech_seconds: float = MIN_SPEECH_SECONDS, clean: bool = False) -> np.ndarray:
     """Preprocess a reference recording for cloning, rejecting unusable audio with `AudioError`.
 
     Same processing as `preprocess_wav`, plus checks the reference does not make: the
     audio must not be silent and must keep at least `min_speech_seconds` of speech after
-    silence trimming. Returns 16 kHz float32 (samples,).
+    silence trimming. `clean` first reduces noise and band-limits it (`clean_reference`).
+    Returns 16 kHz float32 (samples,).
     """
     if isinstance(fpath_or_wav, (str, Path)):
         wav = preprocess_wav(fpath_or_wav, normalize=False, trim_silence=False)
@@ -128,6 +130,8 @@ def prepare_reference(fpath_or_wav: str | Path | np.ndarray, source_sr: int | No
         raise AudioError(f"{name} contains invalid (NaN or infinite) samples.")
     if float(np.max(np.abs(wav))) < SILENCE_PEAK:
         raise AudioError(f"{name} is silent: record or upload a few seconds of someone speaking.")
+    if clean:
+        wav = clean_reference(wav)
     wav = normalize_volume(wav, hp.audio_norm_target_dBFS, increase_only=True)
     if webrtcvad is not None:
         wav = trim_long_silences(wav)

@@ -209,7 +209,7 @@ def test_save_voice_and_see_it_on_the_map(page, server, files):
     upload_reference(page, files["voice"])
     page.fill("#voice-name input, #voice-name textarea", "Browser voice")
     page.click("#save-voice")
-    page.wait_for_selector("#library-status :text('Saved Browser voice.')")
+    page.wait_for_selector("#library-status :text('Saved Browser voice from 1 recording.')")
     assert page.input_value("#voice-choice input") == "Browser voice"
     page.wait_for_selector("#voice-preview audio", state="attached")
 
@@ -358,7 +358,7 @@ def test_two_visitors_never_see_or_delete_each_others_voices(private_server, fil
                 upload_reference(page, files["voice"])
                 page.fill("#voice-name input, #voice-name textarea", f"{who}'s voice")
                 page.click("#save-voice")
-                page.wait_for_selector(f"#library-status :text(\"Saved {who}'s voice.\")")
+                page.wait_for_selector(f"#library-status :text(\"Saved {who}'s voice from 1 recording.\")")
             for who, other in (("Alice", "Bob"), ("Bob", "Alice")):
                 page = pages[who]
                 page.reload()

@@ -5,7 +5,8 @@ Layout under an owner's folder (the data folder itself for a single-user studio,
 
     voices/<id>/meta.json       {"name": str, "created": unix seconds, "seconds": float,
                                  "consent": unix seconds when the user confirmed permission}
-    voices/<id>/embedding.npy   (256,) float32 unit-norm speaker embedding
+    voices/<id>/embedding.npy   (256,) float32 unit-norm speaker embedding: the normalised mean of its clips'
+    voices/<id>/clips.npy       (clips, 256) float32: the embedding of each recording it was made from (1 to 10)
     voices/<id>/preview.wav     up to PREVIEW_SECONDS of the prepared reference, 16-bit 16 kHz
     results.json                the last MAX_RESULTS generated results (see `ResultLog`)
 
@@ -44,6 +45,7 @@ from deepfake_audio.pipeline import check_embedding
 logger = logging.getLogger(__name__)
 
 PREVIEW_SECONDS = 8.0
+MAX_CLIPS = 10
 MAX_NAME_CHARS = 40
 MAX_VOICES = 500
 MAX_RESULTS = 200
@@ -106,6 +108,17 @@ class SavedVoice:
     embedding: np.ndarray  # (256,) float32
     preview: Path  # 16-bit 16 kHz WAV
     consent: float | None = None  # unix seconds when the user confirmed the speaker's permission
+    clips: np.ndarray | None = None  # (clips, 256): each recording's embedding; None: made from one
+
+    @property
+    def clip_embeddings(self) -> np.ndarray:
+        return self.clips if self.clips is not None else self.embedding[None]
+
+
+def mean_embedding(clips: np.ndarray) -> np.ndarray:
+    """A voice's embedding from its clips': their mean, normalised to unit length (as GE2E centroids are)."""
+    mean = np.asarray(clips, dtype=np.float64).mean(axis=0)
+    return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
 
 
 class VoiceLibrary:
@@ -141,14 +154,19 @@ class VoiceLibrary:
                          "Pick another voice or save this one again.")
 
     def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int,
-             consent: float | None = None) -> SavedVoice:
+             consent: float | None = None, clips=None) -> SavedVoice:
         """Save a new voice: its embedding and the first seconds of `reference` (float, [-1, 1]).
 
+        `clips` (clips, 256) are the embeddings of the recordings it was made from (1 to 10;
+        `embedding` should be their normalised mean); without them the voice has one clip.
         `consent` records when the user confirmed they have the speaker's permission.
         Raises `VoiceError` for a bad or already used name, a bad embedding or a full library.
         """
         name = clean_name(name)
         embedding = check_embedding(embedding)
+        clips = np.stack([check_embedding(c) for c in clips]) if clips is not None else embedding[None]
+        if not 1 <= len(clips) <= MAX_CLIPS:
+            raise VoiceError(f"A voice is made from 1 to {MAX_CLIPS} recordings, not {len(clips)}.")
         reference = np.asarray(reference, dtype=np.float32).reshape(-1)
         with self._lock:
             existing = self.list()
@@ -161,6 +179,7 @@ class VoiceLibrary:
             staging = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
             try:
                 np.save(staging / "embedding.npy", embedding)
+                np.save(staging / "clips.npy", clips.astype(np.float32))
                 write_wav(staging / "preview.wav", reference[:int(PREVIEW_SECONDS * sample_rate)], sample_rate)
                 meta = {"name": name, "created": time.time(), "seconds": round(len(reference) / sample_rate, 2),
                         "consent": consent}
@@ -174,6 +193,25 @@ class VoiceLibrary:
             if voice is None:
                 raise VoiceError(f"The voice {name!r} was written but cannot be read back.")
             return voice
+
+    def add_clip(self, name: str, clip) -> SavedVoice:
+        """Add one recording's embedding to the voice `name`; its embedding becomes the new mean."""
+        clip = check_embedding(clip)
+        with self._lock:
+            voice = self.get(name)
+            clips = voice.clip_embeddings
+            if len(clips) >= MAX_CLIPS:
+                raise VoiceError(f"{voice.name!r} is already made from {MAX_CLIPS} recordings, the most a voice takes.")
+            clips = np.concatenate([clips, clip[None]]).astype(np.float32)
+            folder = self.root / voice.id
+            try:  # each file is replaced whole; the embedding last, so a crash leaves the old voice intact
+                for file, array in (("clips.npy", clips), ("embedding.npy", mean_embedding(clips))):
+                    staged = folder / f".{file}.{uuid.uuid4().hex[:6]}.npy"
+                    np.save(staged, array)
+                    os.replace(staged, folder / file)
+            except OSError as exc:
+                raise VoiceError(f"Could not add the recording to {voice.name!r}: {exc.strerror or exc}.") from None
+            return self.get(name)
 
     def delete(self, name: str) -> SavedVoice:
         """Delete the voice called `name`; returns it. `VoiceError` when there is none."""
@@ -195,9 +233,13 @@ class VoiceLibrary:
             if not preview.is_file():
                 raise FileNotFoundError(preview)
             consent = meta.get("consent")
+            clips = None
+            if (folder / "clips.npy").is_file():
+                clips = np.load(folder / "clips.npy", allow_pickle=False)
+                clips = np.stack([check_embedding(c) for c in clips.reshape(-1, embedding.size)])
             return SavedVoice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
                               float(meta.get("seconds", 0.0)), embedding, preview,
-                              None if consent is None else float(consent))
+                              None if consent is None else float(consent), clips)
         except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
             logger.warning("Skipping the unreadable saved voice in %s: %s", folder, exc)
             return None

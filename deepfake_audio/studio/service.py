@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE
                                      CloneResult, Pipeline, ProgressEvent, check_pace, normalize_peak)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
-from deepfake_audio.studio.library import HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary, clean_name
+from deepfake_audio.studio.library import (MAX_CLIPS, HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary,
+                                           clean_name, mean_embedding)
 from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
 from deepfake_audio.studio.voice_map import describe_similarity, project_2d
 from deepfake_audio.watermark import provenance_tags
@@ -165,7 +166,7 @@ class Studio:
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
               owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
-              loudness: float | str | None = None) -> CloneOutput:
+              loudness: float | str | None = None, clean: bool = False) -> CloneOutput:
         """Speak `text` with a saved `voice` or, when none is chosen, the `reference` recording.
 
         A recording needs `consent`: the user's confirmation that they have the speaker's
@@ -175,14 +176,14 @@ class Studio:
         """
         reporter = _StageReporter(report)
         export = Export.of(file_format, loudness)
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean)
         result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
         return self._finish(result, request, text, reporter.report, export)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
                      vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
                      owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
-                     loudness: float | str | None = None) -> Iterator[np.ndarray | CloneOutput]:
+                     loudness: float | str | None = None, clean: bool = False) -> Iterator[np.ndarray | CloneOutput]:
         """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
 
         Input errors are raised before the first piece. The output's WAV is the pieces
@@ -193,7 +194,7 @@ class Studio:
         reporter = _StageReporter(report)
         export = Export.of(file_format, loudness)
         start = time.perf_counter()
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean)
         stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
         pieces: list[np.ndarray] = []
         first_audio = None
@@ -208,7 +209,7 @@ class Studio:
         yield self._finish(result, request, text, reporter.report, export, first_audio=first_audio)
 
     def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter", consent: bool,
-              owner: str | None, pace: float = 1.0) -> "_Request":
+              owner: str | None, pace: float = 1.0, clean: bool = False) -> "_Request":
         """The pipeline's plan of a studio request (a saved voice, or else a recording); raises
         the error a user can act on."""
         seed = self.check_seed(seed)
@@ -225,9 +226,11 @@ class Studio:
         saved_voices = {v.name: v.embedding for v in library.voices.list()} if has_markup(text) else None
         start = time.perf_counter()
         plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
-                                  fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices)
+                                  fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices,
+                                  clean=clean)
         reporter.vocoder = plan.vocoder
-        return _Request(plan, voice, seed, time.perf_counter() - start, library)
+        cleaned = reference if clean and not voice and reference is not None else None
+        return _Request(plan, voice, seed, time.perf_counter() - start, library, cleaned)
 
     def _finish(self, result: CloneResult, request: "_Request", text: str, report: Report, export: "Export",
                 first_audio: float | None = None) -> CloneOutput:
@@ -238,6 +241,9 @@ class Studio:
         similarity = None if out_embedding is None else self.pipeline.similarity(result.embedding, out_embedding)
         reading = ("No speech in the result to compare." if similarity is None
                    else describe_similarity(similarity))
+        if similarity is not None and request.cleaned is not None:  # what the clean-up changed
+            raw = self.pipeline.similarity(self.pipeline.embed(request.cleaned), out_embedding)
+            reading += f"\n\nWith the clean-up: {similarity:.2f}; without it: {raw:.2f}."
         compare_seconds = time.perf_counter() - start
 
         report(0.5, "Drawing the spectrogram and embeddings")
@@ -308,7 +314,7 @@ class Studio:
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         return Path(shutil.copyfile(path, folder / path.name))
 
-    def history(self, owner: str | None = None) -> list[HistoryEntry]:
+    def recent(self, owner: str | None = None) -> list[HistoryEntry]:
         """The owner's recent results, newest first."""
         return self.library(owner).history.list()
 
@@ -342,19 +348,53 @@ class Studio:
     # Voice library
 
     def save_voice(self, name: str, reference: str | Path | None, *, consent: bool = False,
-                   owner: str | None = None) -> str:
-        """Embed `reference` and save it as `name` in the owner's library, with the time of the
-        user's `consent` (required); returns the saved name."""
+                   owner: str | None = None, more_clips: Sequence[str | Path] = (), clean: bool = False) -> str:
+        """Embed `reference` (and `more_clips` of the same speaker: 1 to 10 recordings in all) and save
+        them as `name` in the owner's library, with the time of the user's `consent` (required).
+        The voice's embedding is the normalised mean of its clips'. Returns the saved name."""
         name = clean_name(name)
         voices = self.library(owner).voices
         if name.casefold() in (n.casefold() for n in voices.names()):
             raise VoiceError(f"A voice called {name!r} already exists: choose another name, or delete the saved "
                              "one first.")
-        if reference is None or str(reference).strip() == "":
+        recordings = [r for r in [reference, *(more_clips or ())] if r is not None and str(r).strip()]
+        if not recordings:
             raise AudioError("No recording to save: upload or record the voice first.")
+        if len(recordings) > MAX_CLIPS:
+            raise VoiceError(f"A voice is made from at most {MAX_CLIPS} recordings; {len(recordings)} were given.")
         check_consent(consent)
-        embedding, wav = self.pipeline.embed(reference, return_wav=True)
-        return voices.save(name, embedding, wav, SAMPLE_RATE, consent=time.time()).name
+        clips, preview = [], None
+        for k, recording in enumerate(recordings, start=1):
+            try:
+                embedding, wav = self.pipeline.embed(recording, return_wav=True, clean=clean)
+            except AudioError as exc:
+                if len(recordings) == 1:
+                    raise
+                raise AudioError(f"Recording {k} of {len(recordings)}: {exc}") from None
+            clips.append(embedding)
+            preview = wav if preview is None else preview
+        return voices.save(name, mean_embedding(np.stack(clips)), preview, SAMPLE_RATE, consent=time.time(),
+                           clips=clips).name
+
+    def add_clip(self, name: str | None, reference: str | Path | None, *, consent: bool = False,
+                 owner: str | None = None, clean: bool = False) -> str:
+        """Add another recording of the speaker to the saved voice `name`; returns its name."""
+        if not (name or "").strip():
+            raise VoiceError("Choose the saved voice to add the recording to.")
+        voices = self.library(owner).voices
+        voices.get(name)  # an unknown voice is the first thing to say
+        if reference is None or str(reference).strip() == "":
+            raise AudioError("No recording to add: upload or record the voice first.")
+        check_consent(consent)
+        return voices.add_clip(name, self.pipeline.embed(reference, clean=clean)).name
+
+    def voice_clips(self, name: str | None, owner: str | None = None) -> list[list]:
+        """Rows (clip, similarity to the voice) of a saved voice: an odd clip stands out with a low score."""
+        if not (name or "").strip():
+            return []
+        voice = self.library(owner).voices.get(name)
+        return [[k, round(self.pipeline.similarity(clip, voice.embedding), 3)]
+                for k, clip in enumerate(voice.clip_embeddings, start=1)]
 
     def delete_voice(self, name: str | None, *, owner: str | None = None) -> str:
         """Delete one of the owner's saved voices (nobody else's: another owner's name is unknown here)."""
@@ -483,6 +523,7 @@ class _Request:
     seed: int
     seconds: float  # time taken to plan it (encoding the recording, if any)
     library: Library
+    cleaned: str | Path | None = None  # the recording, when it was cleaned up before encoding
 
 
 class _StageReporter:
