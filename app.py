@@ -36,6 +36,7 @@ from deepfake_audio.http_api import speech_router  # noqa: E402
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio import owners  # noqa: E402
+from deepfake_audio.studio.examples import example_voices  # noqa: E402
 from deepfake_audio.studio.library import VoiceError  # noqa: E402
 from deepfake_audio.watermark import check_file  # noqa: E402
 
@@ -234,7 +235,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                   clean=clean)
         clips = studio.voice_clips(saved, owner)
         return (gr.update(choices=voice_choices(owner), value=saved),
-                f"Saved **{saved}** from {len(clips)} recording{'s' if len(clips) != 1 else ''}.", "", None)
+                f"Saved **{saved}** from {len(clips)} recording{'s' if len(clips) != 1 else ''}.", "", None, clips)
 
     @_user_errors
     def add_clip(voice, reference, consent=False, owner_token=None, clean=False,
@@ -366,7 +367,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                                elem_id="voice-preview")
                             more_clips = gr.File(label="More recordings of the same voice (optional, up to 9)",
                                                  file_count="multiple", file_types=["audio"], type="filepath",
-                                                 height=90, elem_id="more-clips")
+                                                 elem_id="more-clips")
                             with gr.Row(equal_height=True):
                                 voice_name = gr.Textbox(show_label=False, placeholder="Name for the recording",
                                                         max_lines=1, scale=3, min_width=140, container=False,
@@ -412,6 +413,14 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                              visible=studio.can_stream, elem_id="stream-toggle",
                                              info="Hear the first words while the rest is still being made")
                         synthesize = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
+                        examples = example_voices()
+                        if examples:
+                            # Synthetic speakers whose licences allow it: the consent box is ticked for them.
+                            gr.Examples([[str(e.path), e.text, True, RECORDING_CHOICE[1]] for e in examples],
+                                        [reference, text, consent, voice], elem_id="example-voices",
+                                        label="Example voices (synthetic speakers, free to use): pick one, "
+                                              "then Synthesize",
+                                        example_labels=[e.label for e in examples], examples_per_page=6)
                     with gr.Column(scale=1, min_width=320):
                         live = gr.Audio(label="Live playback", streaming=True, autoplay=True, interactive=False,
                                         visible=studio.can_stream, elem_id="live-audio")
@@ -485,7 +494,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         api_clone = gr.Button(visible=False, elem_id="api-clone")
         api_clone.click(clone, clone_inputs, clone_outputs, api_name="clone", **heavy)
         save_button.click(save_voice, [voice_name, reference, consent, owner_token, more_clips, clean],
-                          [voice, library_status, voice_name, more_clips], api_name="save_voice", **heavy)
+                          [voice, library_status, voice_name, more_clips, clips_table], api_name="save_voice", **heavy)
         add_clip_button.click(add_clip, [voice, reference, consent, owner_token, clean], [library_status, clips_table],
                               api_name="add_clip", **heavy)
         voice.change(voice_clips, [voice, owner_token], clips_table, api_name="voice_clips", show_progress="hidden")

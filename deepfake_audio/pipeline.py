@@ -503,7 +503,7 @@ class Pipeline:
         seconds["vocoding"] = time.perf_counter() - start
         if self.watermark:
             start = time.perf_counter()
-            wav = embed_watermark(wav, SAMPLE_RATE)
+            wav = normalize_peak(embed_watermark(wav, SAMPLE_RATE))  # a uniform scale keeps the mark
             seconds["watermarking"] = time.perf_counter() - start
         return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 

@@ -199,7 +199,7 @@ def test_voice_library_endpoints(client, server, audio, tmp_path):
     from gradio_client.exceptions import AppError
     from deepfake_audio.studio.library import VoiceLibrary
 
-    choices, message, name_box, _clips = client.predict(" Test  voice ", handle_file(str(audio["voice"])), True,
+    choices, message, name_box, _files, _clips = client.predict(" Test  voice ", handle_file(str(audio["voice"])), True,
                                                 api_name="/save_voice")
     assert message == "Saved **Test voice** from 1 recording." and name_box == ""
     assert "Test voice" in client.predict(api_name="/voices")

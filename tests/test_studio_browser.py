@@ -53,17 +53,23 @@ def server(quick_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def context(server, tmp_path_factory):
+def playwright():
+    """One Playwright driver for the module (the sync API allows only one at a time)."""
     from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        context.set_default_timeout(TIMEOUT_MS)
-        context.requested_hosts = set()
-        context.on("request", lambda request: context.requested_hosts.add(urlparse(request.url).netloc))
-        yield context
-        context.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def context(playwright, server, tmp_path_factory):
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.requested_hosts = set()
+    context.on("request", lambda request: context.requested_hosts.add(urlparse(request.url).netloc))
+    yield context
+    context.close()
 
 
 @pytest.fixture
@@ -341,42 +347,40 @@ def private_server(quick_dir, tmp_path_factory):
         yield server
 
 
-def test_two_visitors_never_see_or_delete_each_others_voices(private_server, files, tmp_path_factory, request):
+def test_two_visitors_never_see_or_delete_each_others_voices(playwright, private_server, files, request):
     """Two browsers (two profiles): each saves a voice; neither sees the other's, on the page or by the API."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        pages = {}
-        try:
-            for who in ("Alice", "Bob"):
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                context.set_default_timeout(TIMEOUT_MS)
-                page = pages[who] = context.new_page()
-                open_studio(page, private_server)
-                upload_reference(page, files["voice"])
-                page.fill("#voice-name input, #voice-name textarea", f"{who}'s voice")
-                page.click("#save-voice")
-                page.wait_for_selector(f"#library-status :text(\"Saved {who}'s voice from 1 recording.\")")
-            for who, other in (("Alice", "Bob"), ("Bob", "Alice")):
-                page = pages[who]
-                page.reload()
-                page.wait_for_selector("#synthesize")
-                page.click("#voice-choice input")
-                options = page.locator("[role='option']").all_inner_texts()
-                assert f"{who}'s voice" in options and f"{other}'s voice" not in options
-                page.keyboard.press("Escape")
-                # Asking for the other's voice by name: unknown here, so it cannot be deleted.
-                page.fill("#voice-choice input", f"{other}'s voice")
-                page.keyboard.press("Enter")
-                page.click("#delete-voice")
-                assert "no saved voice called" in error_toast(page)
-            for who, page in pages.items():
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{who}.png"), full_page=True)
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    pages = {}
+    try:
+        for who in ("Alice", "Bob"):
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS)
+            page = pages[who] = context.new_page()
+            open_studio(page, private_server)
+            upload_reference(page, files["voice"])
+            page.fill("#voice-name input, #voice-name textarea", f"{who}'s voice")
+            page.click("#save-voice")
+            page.wait_for_selector(f"#library-status :text(\"Saved {who}'s voice from 1 recording.\")")
+        for who, other in (("Alice", "Bob"), ("Bob", "Alice")):
+            page = pages[who]
+            page.reload()
+            page.wait_for_selector("#synthesize")
+            page.click("#voice-choice input")
+            options = page.locator("[role='option']").all_inner_texts()
+            assert f"{who}'s voice" in options and f"{other}'s voice" not in options
+            page.keyboard.press("Escape")
+            # Asking for the other's voice by name: unknown here, so it cannot be deleted.
+            page.fill("#voice-choice input", f"{other}'s voice")
+            page.keyboard.press("Enter")
+            page.click("#delete-voice")
+            assert "no saved voice called" in error_toast(page)
+        for who, page in pages.items():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{who}.png"), full_page=True)
+    finally:
+        browser.close()
     # Both voices are still there, each in its owner's library.
     libraries = [p for p in (private_server.studio.data_dir / "owners").iterdir() if p.is_dir()]
     assert len(libraries) == 2
