@@ -95,7 +95,8 @@ def load_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[str]:
     return sorted(sentences)
 
 
-def _synthesize(voice: CorpusVoice, text: str, out_raw: Path) -> None:
+def synthesize(voice: CorpusVoice, text: str, out_raw: Path) -> None:
+    """`text` spoken by `voice` into the WAV `out_raw`, at the engine's own sample rate."""
     if voice.engine == "flite":
         cmd = ["flite", "-voice", voice.name, "-t", text, "-o", str(out_raw)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -128,7 +129,7 @@ def _make_utterance(job: tuple[CorpusVoice, dict[str, float], str, Path]) -> boo
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        _synthesize(voice, text, raw)
+        synthesize(voice, text, raw)
         part = wav_path.with_name(wav_path.stem + ".part.wav")
         subprocess.run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(part),
                         *_sox_effects(aug), "rate", str(SAMPLE_RATE)], check=True, capture_output=True, timeout=120)
