@@ -258,6 +258,34 @@ def m_starter_clone(models: Path, device: str, runs: int) -> dict:
             "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
 
 
+PACES = (0.5, 0.75, 1.25, 1.5, 2.0)
+PACE_TEXTS = ("Hello world, this is a test.", "The birch canoe slid on the smooth planks.",
+              "Please call Stella and ask her to bring these things with her from the store.")
+
+
+def m_pace(models: Path, device: str, runs: int) -> dict:
+    """Speaking rate as asked against as made: duration at pace 1 over duration at pace p.
+
+    Starter (durations scaled) and Tacotron (mel time-scaled, here the formula weights capped
+    at 400 frames); Griffin-Lim, so only the synthesizer decides the length. The HTTP API's
+    `speed` is this same `pace`. Sentence pauses (0.15 s each) do not scale.
+    """
+    from deepfake_audio.pipeline import Pipeline
+    ref = ROOT / "tests" / "data" / "ref.wav"
+    out = {}
+    for name, pipe in (("starter", Pipeline(_starter_models(models), device=device)),
+                       ("tacotron", _capped_pipeline(models, device))):
+        embedding = pipe.embed(ref)
+        rates = {p: [] for p in PACES}
+        for text in PACE_TEXTS:
+            base = pipe.clone(embedding=embedding, text=text, seed=1, vocoder="griffinlim").duration
+            for p in PACES:
+                made = pipe.clone(embedding=embedding, text=text, seed=1, vocoder="griffinlim", pace=p).duration
+                rates[p].append(base / made)
+        out[name] = {str(p): v for p, v in rates.items()}
+    return {"times": [0.0], "rates": out}
+
+
 MEASUREMENTS = {
     "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
     "synthesizer-fast": lambda m, d, r: m_synthesizer(m, d, r, "fast"),
@@ -271,7 +299,7 @@ MEASUREMENTS = {
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
-    "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
+    "pace": m_pace, "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
 }
 
 
@@ -429,6 +457,15 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         if key in r:
             row(label, "time to first audio, s", spread(r[key]["first"]), key)
             row(label, f"real-time factor, {r[key]['audio']:.1f} s", spread(r[key]["times"], 1 / r[key]["audio"]), key)
+    if "pace" in r:
+        lines += ["", "Speaking rate (`pace`, the HTTP API's `speed`): rate made = duration at pace 1 / "
+                  f"duration at the pace asked, over {len(PACE_TEXTS)} sentences (median, min–max).", "",
+                  "| synthesizer | " + " | ".join(f"pace {p}" for p in PACES) + " |",
+                  "|---|" + "---|" * len(PACES)]
+        for name, rates in r["pace"]["rates"].items():
+            label = {"starter": "starter FastSpeech (durations scaled)",
+                     "tacotron": "Tacotron (mel time-scaled)"}[name]
+            lines.append(f"| {label} | " + " | ".join(spread(rates[str(p)], digits=3) for p in PACES) + " |")
     if r.get("failed"):
         lines += ["", f"Failed (see the log): {', '.join(r['failed'])}."]
     if "quality" in r:

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
                        help="a voice that the text's [voice: NAME] lines use: a recording or a saved embedding "
                             "(.npy); repeat for each speaker of a script (see the README's scripts section)")
+    clone.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
     _add_model_options(clone)
 
     batch = sub.add_parser("clone-batch", help="clone a text file (one file per paragraph) or a CSV "
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loudness target of every file (EBU R128), e.g. -16")
     batch.add_argument("--seed", type=int, default=None, help="seed of the first file (then +1 per file)")
     batch.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default 1.0)")
+    batch.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
     batch.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
                        help="vocoder (default: WaveRNN when its weights are present)")
     _add_model_options(batch)
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="save the voice embedding of a recording as .npy")
     embed.add_argument("--voice", type=Path, required=True, help="reference recording")
     embed.add_argument("--out", type=Path, required=True, help="output .npy file (256 float32 values)")
+    embed.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
     _add_model_options(embed)
 
     download = sub.add_parser("download", help="fetch the official synthesizer and vocoder checkpoints")
@@ -208,12 +211,12 @@ def cmd_clone(args) -> int:
     embedding = _load_embedding(args.embedding) if args.embedding is not None else None
     pipe = _pipeline(args)
     _say_which_models(pipe)
-    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path)
+    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
               for name, path in speakers.items()}
     bars = _StageBars()
     try:
         plan = pipe.plan(args.voice, text, args.seed, args.vocoder, embedding=embedding, mode=args.mode,
-                         progress=bars, pace=args.pace, voices=voices)
+                         progress=bars, pace=args.pace, voices=voices, clean=args.clean)
         if args.stream:
             return _clone_streaming(pipe, args, plan)
         result = pipe.run(plan, bars)
@@ -285,8 +288,8 @@ def cmd_clone_batch(args) -> int:
     pipe = _pipeline(args)
     _say_which_models(pipe)
     embedding = _load_embedding(args.embedding) if args.embedding is not None else \
-        (pipe.embed(args.voice) if args.voice is not None else None)
-    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path)
+        (pipe.embed(args.voice, clean=args.clean) if args.voice is not None else None)
+    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
               for name, path in speakers.items()}
     with tqdm(total=len(items), desc="clone-batch", unit="file") as bar:
         run_batch(pipe, items, args.out, embedding=embedding, voices=voices, seed=args.seed, pace=args.pace,
@@ -299,7 +302,7 @@ def cmd_clone_batch(args) -> int:
 def cmd_embed(args) -> int:
     import numpy as np
     _check_output(args.out, ".npy")
-    embedding, wav = _pipeline(args, stages=("encoder",)).embed(args.voice, return_wav=True)
+    embedding, wav = _pipeline(args, stages=("encoder",)).embed(args.voice, return_wav=True, clean=args.clean)
     _atomic_write(args.out, lambda tmp: np.save(tmp, embedding))
     print(f"wrote {args.out} (256-d voice embedding of {len(wav) / 16000:.1f} s of speech)")
     return 0

@@ -115,22 +115,28 @@ def wav_to_mel_spectrogram(wav: np.ndarray) -> np.ndarray:
 # Band kept by the reference clean-up: below the lowest voices' fundamental is hum and rumble,
 # above the synthesizer's top mel band (7.6 kHz) only hiss.
 CLEAN_BAND_HZ = (70.0, 7600.0)
+# How far the gate lowers the noise (1: all the way). Full gating also removes speech detail
+# the encoder needs: measured on 4 synthetic voices x white, pink noise and mains hum at 5 and
+# 15 dB SNR, the embedding's similarity to the clean recording's was 0.840 untouched, 0.802
+# fully gated, 0.853 at 0.8 and 0.864 at 0.6 (better than untouched in every 5 dB case).
+CLEAN_DECREASE = 0.6
 
 
 def clean_reference(wav: np.ndarray, sample_rate: int = hp.sampling_rate) -> np.ndarray:
     """A noisy recording made cleaner for the encoder: spectral gating, then a band-pass.
 
     Spectral gating (`noisereduce`, non-stationary: the noise estimate follows the
-    recording) lowers what lies under a per-frequency noise threshold; a zero-phase
-    4th-order Butterworth band-pass then keeps `CLEAN_BAND_HZ`. For phone and laptop
-    microphones; clean studio recordings gain little.
+    recording) lowers what lies under a per-frequency noise threshold by `CLEAN_DECREASE`
+    of the way; a zero-phase 4th-order Butterworth band-pass then keeps `CLEAN_BAND_HZ`.
+    For phone and laptop microphones; clean studio recordings gain little.
     """
     import noisereduce
     from scipy import signal
     wav = np.asarray(wav, dtype=np.float32)
     if wav.size < sample_rate // 10 or not np.any(wav):
         return wav
-    reduced = noisereduce.reduce_noise(y=wav, sr=sample_rate, stationary=False, n_jobs=1)
+    reduced = noisereduce.reduce_noise(y=wav, sr=sample_rate, stationary=False, prop_decrease=CLEAN_DECREASE,
+                                        n_jobs=1)
     low, high = CLEAN_BAND_HZ
     sos = signal.butter(4, [low, min(high, 0.45 * sample_rate)], btype="bandpass", fs=sample_rate, output="sos")
     return signal.sosfiltfilt(sos, reduced).astype(np.float32)

@@ -58,6 +58,12 @@ def test_embed_then_clone_from_embedding(quick_dir, tmp_path):
     info = sf.info(str(out))  # a complete 16 kHz WAV of the sentence (plus nothing else) was written
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16") and info.frames > 200
     assert "wrote" in proc.stdout and str(out) in proc.stdout
+    # --clean: the same voice heard after the clean-up (a different, still close, embedding)
+    cleaned = tmp_path / "cleaned.npy"
+    proc = run("embed", "--voice", DATA / "ref.wav", "--out", cleaned, "--clean", "--models", quick_dir)
+    assert proc.returncode == 0, proc.stderr
+    similarity = float(np.dot(np.load(cleaned), embedding))
+    assert 0.8 < similarity < 0.99999
 
 
 def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
