@@ -34,6 +34,9 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
     .venv/bin/python -m pip install -q -r requirements-dev.txt
+    # cffconvert (CITATION.cff's validator) pins jsonschema 3, older than the studio's: its own venv.
+    [ -x .tools/cffconvert/bin/cffconvert ] || { "$PY" -m venv .tools/cffconvert &&
+        .tools/cffconvert/bin/python -m pip install -q cffconvert==2.0.0; }
 else
     .venv/bin/python -m pip install -q -r requirements.txt
 fi

@@ -1,0 +1,50 @@
+"""The study and policy files: CITATION.cff validates, SECURITY.md covers the threat model, examples are licensed."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+CFFCONVERT = ROOT / ".tools" / "cffconvert" / "bin" / "cffconvert"
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess:
+    assert CFFCONVERT.is_file(), "cffconvert is installed by scripts/setup.sh --dev"
+    return subprocess.run([str(CFFCONVERT), "--validate", "-i", str(path)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_citation_file_is_valid_and_cites_the_papers():
+    proc = _validate(ROOT / "CITATION.cff")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    for arxiv in ("1806.04558", "1710.10467", "1703.10135", "1802.08435"):  # SV2TTS, GE2E, Tacotron, WaveRNN
+        assert arxiv in text
+
+
+def test_the_validator_rejects_a_broken_citation(tmp_path):
+    broken = tmp_path / "CITATION.cff"
+    broken.write_text("cff-version: 1.2.0\ntitle: No authors and no message\n", encoding="utf-8")
+    assert _validate(broken).returncode != 0
+
+
+def test_security_policy_covers_reporting_and_the_threat_model():
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    for topic in ("Reporting a vulnerability", "weights_only", "50 MB", "private", "watermark",
+                  "does not protect against"):
+        assert topic in text
+
+
+def test_example_voices_are_short_licensed_and_listed():
+    folder = ROOT / "examples" / "voices"
+    listing = json.loads((folder / "voices.json").read_text(encoding="utf-8"))
+    assert 4 <= len(listing) <= 6
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    for entry in listing:
+        info = sf.info(str(folder / entry["file"]))
+        assert info.samplerate == 16000 and info.channels == 1 and 4.0 <= info.duration <= 10.0
+        assert entry["licence"] and entry["file"] in readme
+    assert sorted(p.name for p in folder.glob("*.wav")) == sorted(e["file"] for e in listing)
