@@ -2,12 +2,12 @@
 # How the starter synthesizer in saved_models/starter/ is made, end to end, on a 2-core CPU,
 # with the project's own commands. Every step resumes where it stopped when run again.
 #
-#   bash scripts/train_starter.sh                     # every step (about 6 hours on 2 cores)
+#   bash scripts/train_starter.sh                     # every step (about 4 hours on 2 cores)
 #   STEP=train TIME_LIMIT=3600 bash scripts/train_starter.sh   # one step, time-boxed
 #   FRESH=1 bash scripts/train_starter.sh             # from scratch: ignore the committed weights
 #
 # Steps: corpus (7 min), preprocess (5 min), pack (2 min), train (the long one: about
-# 1.1 s per step, 14,000 steps), export (fp16 weights into saved_models/starter/) and
+# 1.1 s per step, 10,000 steps), export (fp16 weights into saved_models/starter/) and
 # evaluate (held-out voices and sentences, written next to the weights) and card (the
 # model card, MODEL_CARD.md, from what the other steps recorded).
 #
@@ -22,7 +22,7 @@ WORK="${WORK:-artifacts}"
 RUN="${RUN:-runs/starter}"
 STEP="${STEP:-all}"
 TIME_LIMIT="${TIME_LIMIT:-}"   # seconds; stop training cleanly after this long (run again to resume)
-STEPS="${STEPS:-14000}"
+STEPS="${STEPS:-10000}"
 STARTER=saved_models/starter
 
 want() { [ "$STEP" = all ] || [ "$STEP" = "$1" ]; }
@@ -72,5 +72,5 @@ if want evaluate; then
 fi
 if want card; then
     "$PY" -m deepfake_audio.training.model_card --corpus "$WORK/corpus" --run "$RUN" --models "$STARTER" \
-        --recipe-times "$TIMES"
+        --recipe-times "$TIMES" ${CARD_NOTE:+--note "$CARD_NOTE"}
 fi

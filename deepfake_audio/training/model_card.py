@@ -33,7 +33,8 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None) -> str:
+def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None,
+               notes: tuple[str, ...] = ()) -> str:
     """The card's Markdown."""
     manifest = _read_json(corpus / "manifest.json", "build the corpus first")
     report = _read_json(models / "evaluation.json", "run the evaluation step first")
@@ -89,6 +90,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     if times:
         lines.append("- The whole recipe: " + ", ".join(f"{step} {_hours(sec)}" for step, sec in times.items())
                      + f"; {_hours(sum(times.values()) + clock['seconds'])} in all.")
+    lines += [f"- {note}" for note in notes]
     floor = report.get("vocoder_floor_wer")
     lines += [
         "", "## Evaluation", "",
@@ -109,7 +111,12 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
               f"| {v['similarity']:.3f} |" for v in report["voices"]]
     lines += ["", "## Limits", "",
               "- English only, trained on synthetic voices: expect a robotic sound and a rough likeness to real "
-              "voices.", "- Only clone voices you have permission to use."]
+              "voices."]
+    if report["identified"] < 0.9:
+        lines.append(f"- Likeness of unseen voices: only {report['identified']:.0%} of the clones are closer to their "
+                     "own held-out voice than to the other (the target is 90 %). Trained on a dozen synthetic "
+                     "voices, it follows the broad class of a voice (pitch range, accent) more than the speaker.")
+    lines.append("- Only clone voices you have permission to use.")
     return "\n".join(lines) + "\n"
 
 
@@ -122,9 +129,12 @@ def main(argv: list[str] | None = None) -> Path:
                         help="folder with the exported synthesizer.pt and its evaluation.json; MODEL_CARD.md goes here")
     parser.add_argument("--recipe-times", type=Path, default=None,
                         help="JSON {step: seconds} of the recipe's other steps (written by scripts/train_starter.sh)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line for the Training section (how this run differed from the recipe); repeatable")
     args = parser.parse_args(argv)
     out = args.models / "MODEL_CARD.md"
-    out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times), encoding="utf-8")
+    out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times, tuple(args.note)),
+                   encoding="utf-8")
     print(f"wrote {out}")
     return out
 
