@@ -407,6 +407,12 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         if key in r:
             lines.append(f"| {stage} | {measure} | {value} | {r[key]['peak_mb']:.0f} MB |")
 
+    def watermark_row(what, c, key):
+        if "watermarking" in c["stages"]:
+            share = [w / t for w, t in zip(c["stages"]["watermarking"], c["times"])]
+            row(f"watermark in the {what}", "share of the clone's time (target < 5 %)",
+                spread(share, 100, digits=1) + " %", key)
+
     if "load" in r:
         row("model load", "all three stages, s", spread(r["load"]["times"]), "load")
         row("fast vocoder build", "first fast call: fuse + script, s", spread(r["load"]["fast_build"]), "load")
@@ -440,10 +446,7 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
             row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
                 spread(c["times"], 1 / c["audio"]), key)
-            if "watermarking" in c["stages"]:
-                share = [w / t for w, t in zip(c["stages"]["watermarking"], c["times"])]
-                row(f"watermark in the {label.split('(')[-1].rstrip(')')} clone", "share of the clone's time "
-                    "(target < 5 %)", spread(share, 100, digits=1) + " %", key)
+            watermark_row(f"{key.split('-')[1]} clone", c, key)
     if "starter-synthesizer" in r:
         s = r["starter-synthesizer"]
         row("starter synthesizer (FastSpeech, fp32)", f"real-time factor, one {s['audio']:.1f} s sentence "
@@ -453,6 +456,7 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
         row("starter clone (encoder + starter + Griffin-Lim)", f"real-time factor, {c['audio']:.1f} s of speech "
             f"({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
+        watermark_row("starter clone", c, "starter-clone")
     for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)")]:
         if key in r:
             row(label, "time to first audio, s", spread(r[key]["first"]), key)
