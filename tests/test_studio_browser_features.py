@@ -39,7 +39,9 @@ def save_voice(page, files, name: str, reference: Path, more: list[Path] = ()) -
     upload_reference(page, reference)
     if more:
         page.set_input_files("#more-clips input[type=file]", [str(p) for p in more])
-        page.wait_for_selector(f"#more-clips :text('{more[-1].name}')", state="attached")
+        # Uploaded once every file is listed (Gradio shows each name as a stem and an extension).
+        page.wait_for_function("stems => stems.every(s => [...document.querySelectorAll('#more-clips .stem')]"
+                               ".some(e => e.textContent.trim() === s))", arg=[p.stem for p in more])
     page.fill("#voice-name input, #voice-name textarea", name)
     page.click("#save-voice")
     page.wait_for_selector(f"#library-status :text('Saved {name} from {1 + len(more)} recording')")

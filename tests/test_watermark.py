@@ -121,7 +121,7 @@ def test_detect_command(tmp_path):
     assert report[0]["watermarked"] is True and report[0]["score"] > 0.9
     assert report[1]["watermarked"] is False and report[1]["score"] < 0.1 and report[1]["provenance"] == {}
     errors = [r["error"] for r in report[2:]]
-    assert "no audio" in errors[0] or "corrupt" in errors[0]
+    assert "is empty (0 bytes)" in errors[0]
     assert "corrupt" in errors[1] and "too short to check" in errors[2] and "Unsupported audio format" in errors[3]
     assert "Traceback" not in done.stderr
 

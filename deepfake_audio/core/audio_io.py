@@ -34,6 +34,8 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
         raise AudioError(f"Unsupported audio format '{suffix or path.name}': use one of "
                          f"{', '.join(e.lstrip('.') for e in SUPPORTED_EXTENSIONS)} "
                          "(convert with e.g. `ffmpeg -i input output.wav`).")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path.name} is empty (0 bytes): the upload or recording did not complete.")
     try:
         info = sf.info(str(path))
         if info.frames > MAX_FILE_SECONDS * info.samplerate:
