@@ -6,10 +6,12 @@
 #   STEP=train TIME_LIMIT=3600 bash scripts/train_starter.sh   # one step, time-boxed
 #   FRESH=1 bash scripts/train_starter.sh             # from scratch: ignore the committed weights
 #
-# Steps: corpus (7 min), preprocess (5 min), pack (2 min), train (the long one: about
-# 1.1 s per step, 10,000 steps), export (fp16 weights into saved_models/starter/) and
-# evaluate (held-out voices and sentences, written next to the weights) and card (the
-# model card, MODEL_CARD.md, from what the other steps recorded).
+# Steps: corpus (7 min), preprocess (5 min), pack (2 min), bank (1 min: embeddings of 320
+# more voices, for the speaker-consistency loss), train (the long one: about 1.1 s per
+# step, then 2 s per step once the consistency losses start at CONSISTENCY_START; 11,000
+# steps in all), export (fp16 weights into saved_models/starter/) and evaluate (held-out
+# voices and sentences, written next to the weights) and card (the model card,
+# MODEL_CARD.md, from what the other steps recorded).
 #
 # Training resumes from its own checkpoint in $RUN. Where there is none (a fresh
 # checkout), it continues from the fp16 weights committed in saved_models/starter/ at
@@ -22,7 +24,10 @@ WORK="${WORK:-artifacts}"
 RUN="${RUN:-runs/starter}"
 STEP="${STEP:-all}"
 TIME_LIMIT="${TIME_LIMIT:-}"   # seconds; stop training cleanly after this long (run again to resume)
-STEPS="${STEPS:-10000}"
+STEPS="${STEPS:-11000}"
+# From this step on, the frozen speaker encoder also judges the output (the batch's voices and
+# the bank's): without it the clones of unseen voices sounded alike (55 % told apart).
+CONSISTENCY_START="${CONSISTENCY_START:-9000}"
 STARTER=saved_models/starter
 
 want() { [ "$STEP" = all ] || [ "$STEP" = "$1" ]; }
@@ -54,6 +59,9 @@ fi
 if want pack; then
     timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz"
 fi
+if want bank; then
+    timed bank "$PY" -m deepfake_audio.training.speaker_bank "$WORK/corpus" "$WORK/speaker_bank.npz" --voices 320
+fi
 if want train; then
     mkdir -p "$RUN"
     if [ ! -f "$RUN/synthesizer.pt" ] && [ -f "$STARTER/synthesizer.pt" ] && [ -z "${FRESH:-}" ]; then
@@ -61,7 +69,9 @@ if want train; then
     fi
     "$PY" -m deepfake_audio.training.fastspeech_train "$WORK/starter.npz" --run-dir "$RUN" --steps "$STEPS" \
         --save-every 250 --sample-every 1000 --log-every 50 --workers 0 --quiet \
-        ${TIME_LIMIT:+--time-limit "$TIME_LIMIT"} --hparams "total_steps=$STEPS"
+        --speaker-bank "$WORK/speaker_bank.npz" ${TIME_LIMIT:+--time-limit "$TIME_LIMIT"} \
+        --hparams "total_steps=$STEPS" "consistency_start=$CONSISTENCY_START" consistency_loss_weight=1.0 \
+        consistency_bank_weight=2.0
 fi
 if want export; then
     "$PY" -m deepfake_audio.training.export "$RUN/synthesizer.pt" "$STARTER/synthesizer.pt" --fp16

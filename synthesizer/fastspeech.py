@@ -68,10 +68,19 @@ class FastSpeechHParams:
     align_loss_weight: float = 1.0
     binarization_start: int = 3000  # step from which the soft alignment is pulled to the hard one
     binarization_loss_weight: float = 1.0
+    # Speaker consistency (the frozen speaker encoder judges the output; training only):
+    # on the batch's own voices, and on `consistency_bank_items` voices of a speaker bank
+    # (embeddings without recordings) speaking the batch's texts. 0 turns a term off.
+    consistency_start: int = 0
+    consistency_loss_weight: float = 0.0
+    consistency_bank_weight: float = 0.0
+    consistency_bank_items: int = 16
 
 
 TRAINING_FIELDS = ("batch_size", "learning_rate", "warmup_steps", "total_steps", "clip_grad_norm",
-                   "duration_loss_weight", "align_loss_weight", "binarization_start", "binarization_loss_weight")
+                   "duration_loss_weight", "align_loss_weight", "binarization_start", "binarization_loss_weight",
+                   "consistency_start", "consistency_loss_weight", "consistency_bank_weight",
+                   "consistency_bank_items")
 
 
 def sinusoid_positions(length: int, dims: int, device: torch.device | None = None) -> torch.Tensor:

@@ -63,9 +63,6 @@ def test_a_fresh_install_clones_intelligibly(pipe, references):
         assert wer <= 0.5, f"{voice}: pocketsphinx heard {recognise(result.wav)!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped starter (issue 13): its clones of the two held-out "
-                   "voices are told apart in 55 % of the evaluation's sentences, at chance; the target is 90 %. "
-                   "Strict: once retrained weights pass, remove this marker.")
 def test_clones_keep_their_voices_apart(pipe, references):
     """Each held-out voice's clone is closer to its own reference than to the other's."""
     refs = {voice: pipe.embed(path) for voice, path in references.items()}

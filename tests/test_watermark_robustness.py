@@ -131,14 +131,12 @@ def test_never_fires_on_unmarked_audio(report, attack):
     assert report[attack]["false_positives"] == 0.0, (attack, report[attack])
 
 
-@pytest.mark.xfail(strict=True, reason="known gap since the step-9,346 starter (issue 14): its clones of the high "
-                   "flite slt voice are detected in 20 dB noise only about 82 % of the time overall (target 99 %). "
-                   "Strict: remove the marker once the mark or the weights pass.")
+@pytest.mark.xfail(strict=True, reason="known gap since the step-9,346 starter (issue 14; still so at step 11,427): "
+                   "its clones of the high flite slt voice are detected in 20 dB noise only about 82 % of the time "
+                   "overall (target 99 %). Strict: remove the marker once the mark or the weights pass.")
 def test_watermark_survives_noise(report):
     assert report["noise 20 dB"]["detected"] >= 0.99, report["noise 20 dB"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap since the step-9,346 starter (issue 14): the mark moves a clone's "
-                   "speaker similarity by 0.023 on average (target under 0.02). Strict: remove once it passes.")
 def test_watermark_barely_changes_speaker_similarity(report):
     assert report["similarity_change"]["mean_abs"] < 0.02, report["similarity_change"]

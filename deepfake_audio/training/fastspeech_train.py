@@ -2,7 +2,10 @@
 
 Loss = L1 + MSE of the mels (real frames only) + duration MSE (log domain) + forward-sum
 alignment loss (CTC over the aligner's soft alignment) + binarization loss (from
-`binarization_start` on). Batches are drawn by length (`LengthBuckets`) so that little
+`binarization_start` on) + speaker-consistency losses (from `consistency_start` on, when
+their weights are set): the frozen speaker encoder's verdict on the output mels, for the
+batch's voices and for voices of a speaker bank (`--speaker-bank`, made by
+`python -m deepfake_audio.training.speaker_bank`) that have no recordings in the corpus. Batches are drawn by length (`LengthBuckets`) so that little
 compute goes to padding; which items form the batch of a step depends only on
 (seed, step), so resumed runs repeat the same batches.
 
@@ -28,7 +31,7 @@ from deepfake_audio.training.loop import TrainSummary, finite, batch_loader, run
 from deepfake_audio.training.run_logger import plot_matrix, plot_mels
 from deepfake_audio.training.sampling import LengthBuckets, step_seed
 from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate
-from synthesizer.fastspeech import ARCHITECTURE, TRAINING_FIELDS, FastSpeech, FastSpeechHParams
+from synthesizer.fastspeech import ARCHITECTURE, TRAINING_FIELDS, FastSpeech, FastSpeechHParams, length_regulate
 
 CHECKPOINT = "synthesizer.pt"
 DEFAULTS = FastSpeechHParams()
@@ -77,7 +80,7 @@ def alignment_focus(log_alignment: torch.Tensor, mel_lens: torch.Tensor) -> floa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return train_parser(
+    parser = train_parser(
         "sv2tts-starter-train",
         "Train the small FastSpeech-style synthesizer (a learned monotonic aligner, durations, parallel decoding) "
         "that ships as the starter model: it trains on a CPU. The checkpoint <run>/synthesizer.pt records "
@@ -85,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         "folder (an fp16 export) is continued from its step with fresh optimizer state.",
         "pack (.npz) from `python -m deepfake_audio.training.packed`, or a folder written by "
         "sv2tts-synthesizer-preprocess", save_every=500, sample_every=1000, epilog=hparams_epilog(HPARAMS))
+    parser.add_argument("--speaker-bank", type=Path, default=None, metavar="NPZ",
+                        help="voice embeddings for the bank consistency loss (consistency_bank_weight > 0)")
+    return parser
 
 
 def _dataset(path: Path):
@@ -126,6 +132,7 @@ def train(args, dist: Distributed) -> TrainSummary:
     sampler = LengthBuckets(lengths, hp.batch_size, args.seed, start_step, end_step, fixed=args.overfit_batch)
     loader = batch_loader(dataset, sampler, _Collate(-hp.max_abs_value), args, dist)
     record_run(args, dist, asdict(hp), architecture=ARCHITECTURE)
+    consistency, bank = _consistency(hp, args.speaker_bank, dist.device)
     model.train()
     last: dict = {}
 
@@ -150,6 +157,24 @@ def train(args, dist: Distributed) -> TrainSummary:
             bin_loss = binarization_loss(out["log_alignment"], out["durations"], batch["mel_lens"])
             loss = loss + hp.binarization_loss_weight * bin_loss
             values["binarization_loss"] = bin_loss.item()
+        if consistency is not None and step >= hp.consistency_start:
+            generator = torch.Generator().manual_seed(step_seed(args.seed, step, dist.rank, salt=5))
+            if hp.consistency_loss_weight:  # on as many of the batch's items as the bank term uses
+                n = min(hp.consistency_bank_items, batch["chars"].size(0))
+                own = consistency(out["mels"][:n], batch["mel_lens"][:n], batch["embeds"][:n], generator)
+                loss = loss + hp.consistency_loss_weight * own
+                values["consistency_loss"] = own.item()
+            if bank is not None:
+                voices = bank[torch.randint(len(bank), (min(hp.consistency_bank_items, len(bank)),),
+                                            generator=generator)].to(dist.device)
+                k = min(len(voices), batch["chars"].size(0))
+                # the batch's texts at the batch's durations, in voices the corpus has no recordings of
+                encoded, _, _ = model.encode(batch["chars"][:k], voices[:k])
+                frames = length_regulate(encoded, out["durations"][:k], batch["mels"].size(2))
+                bank_mels = model.decode(frames, batch["mel_lens"][:k])
+                banked = consistency(bank_mels, batch["mel_lens"][:k], voices[:k], generator)
+                loss = loss + hp.consistency_bank_weight * banked
+                values["bank_consistency_loss"] = banked.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_grad_norm)
@@ -180,6 +205,19 @@ def train(args, dist: Distributed) -> TrainSummary:
 
     return run_loop(loader, train_step, save, sample, start_step, end_step, args, dist, "synthesizer", model,
                     run.checkpoint)
+
+
+def _consistency(hp: FastSpeechHParams, bank_path: Path | None, device):
+    """(the speaker-consistency loss or None, the bank's embeddings (K, 256) or None)."""
+    if hp.consistency_bank_weight and bank_path is None:
+        raise TrainingError("consistency_bank_weight is set but no --speaker-bank was given; make one with "
+                            "`python -m deepfake_audio.training.speaker_bank CORPUS OUT.npz`.")
+    if not (hp.consistency_loss_weight or hp.consistency_bank_weight):
+        return None, None
+    from deepfake_audio.training.speaker_bank import load_bank
+    from deepfake_audio.training.speaker_loss import load_consistency
+    bank = torch.from_numpy(load_bank(bank_path)) if hp.consistency_bank_weight else None
+    return load_consistency().to(device), bank
 
 
 def export_hparams(hp: FastSpeechHParams) -> dict:

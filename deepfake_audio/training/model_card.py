@@ -84,6 +84,14 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         f"- {clock['step']} steps of {hp['batch_size']} utterances (length-bucketed), AdamW, learning rate "
         f"{hp['learning_rate']} with {hp['warmup_steps']} warm-up steps and cosine decay to a tenth; "
         f"binarization loss from step {hp['binarization_start']}.",
+        *([f"- Speaker-consistency losses from step {hp.get('consistency_start', 0)}: the frozen speaker encoder "
+           f"reads each output mel (converted to its own 40-band front end) and 1 - cosine to the embedding asked "
+           f"for is added, with weight {hp.get('consistency_loss_weight', 0)} for the batch's own voices and "
+           f"{hp.get('consistency_bank_weight', 0)} for {hp.get('consistency_bank_items', 0)} voices per step "
+           f"drawn from a bank of embeddings without recordings (`python -m deepfake_audio.training.speaker_bank`: "
+           f"espeak-ng accents and variants, pitch- and formant-shifted training voices; never the held-out "
+           f"ones). Without them the clones of unseen voices sounded alike."]
+          if hp.get("consistency_loss_weight") or hp.get("consistency_bank_weight") else []),
         f"- Training wall time on this machine: {_hours(clock['seconds'])} "
         f"({clock['seconds'] / max(clock['step'], 1):.2f} s per step, 2 CPU cores, shared with other work).",
     ]
