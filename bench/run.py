@@ -138,32 +138,60 @@ def _capped_pipeline(models: Path, device: str):
     return pipe
 
 
-def m_clone(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
+def m_clone(models: Path, device: str, runs: int, mode: str = "fast", text: str = TEXT) -> dict:
     pipe = _capped_pipeline(models, device)
     ref = ROOT / "tests" / "data" / "ref.wav"
     pipe.clone(ref, "Hi.", seed=0, mode=mode)  # warm up (loads, scripts)
-    results = [pipe.clone(ref, TEXT, seed=1, mode=mode) for _ in range(runs)]
+    results = [pipe.clone(ref, text, seed=1, mode=mode) for _ in range(runs)]
     return {"times": [sum(r.seconds.values()) for r in results], "audio": results[-1].duration,
             "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
 
 
-def m_stream(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
-    from deepfake_audio.streaming import stream_clone
+# Twelve sentences; with the formula weights each is capped at 400 frames: 60 s of speech.
+LONG_TEXT = " ".join(["Hello world, this is a test."] * 12)
+
+
+def m_stream(models: Path, device: str, runs: int, mode: str = "fast", text: str = TEXT) -> dict:
+    """Time to first audio, whole-stream real-time factor and the gaps a player would hear
+    (`playback_gaps`: the player starts with the first piece and plays on, waiting for late ones);
+    also whether the joined stream is `clone(rolling=True)`'s audio (watermark off, up to the stream's level)."""
+    import numpy as np
+    from deepfake_audio.streaming import playback_gaps, stream_clone
     pipe = _capped_pipeline(models, device)
     ref = ROOT / "tests" / "data" / "ref.wav"
     for _ in stream_clone(pipe, ref, "Hi.", seed=0, mode=mode):  # warm up
         pass
-    first, total, audio = [], [], 0
+    first, total, gaps, steps, audio = [], [], [], [], 0
     for _ in range(runs):
         start = time.perf_counter()
-        samples = 0
-        for k, chunk in enumerate(stream_clone(pipe, ref, TEXT, seed=1, mode=mode)):
-            if k == 0:
-                first.append(time.perf_counter() - start)
-            samples += len(chunk.audio)
+        chunks = list(stream_clone(pipe, ref, text, seed=1, mode=mode))
         total.append(time.perf_counter() - start)
-        audio = samples / 16000
-    return {"times": total, "first": first, "audio": audio}
+        first.append(chunks[0].at)
+        steps.append(chunks[0].decoder_steps)
+        gaps.append(playback_gaps(chunks))
+        audio = sum(len(c.audio) for c in chunks) / 16000
+    pipe.watermark = False
+    chunks = list(stream_clone(pipe, ref, text, seed=1, mode=mode))
+    wav = pipe.clone(ref, text, seed=1, mode=mode, rolling=True).wav.astype(np.float64)
+    worst = 0.0
+    for c in chunks:  # each piece is clone's audio at its place, scaled by the stream's level
+        a = c.audio.astype(np.float64)
+        b = wav[c.start:c.start + len(a)]
+        if np.any(a):
+            worst = max(worst, float(np.abs(a * (a @ b) / (a @ a) - b).max()))
+    return {"times": total, "first": first, "audio": audio, "gaps": [sum(g) for g in gaps],
+            "n_gaps": [len(g) for g in gaps], "first_steps": steps, "clone_difference": worst}
+
+
+def m_vocoder_rolling(models: Path, device: str, runs: int) -> dict:
+    """The rolling folds that streams run, on the same 5 s mel as the lockstep rows."""
+    import torch
+    from vocoder.inference import Vocoder
+    voc = Vocoder(models / "vocoder.pt", device)
+    mel = _mel()
+    next(voc.rolling_waveform(mel[:, :30], seed=0))  # build and script the sampler
+    times = _timed(lambda: next(voc.rolling_waveform(mel, seed=1)), runs)
+    return {"times": times, "audio": SECONDS}
 
 
 def m_quality(models: Path, device: str, runs: int) -> dict:
@@ -299,6 +327,8 @@ MEASUREMENTS = {
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
+    "stream-long": lambda m, d, r: m_stream(m, d, r, "fast", LONG_TEXT),
+    "clone-long": lambda m, d, r: m_clone(m, d, r, "fast", LONG_TEXT), "vocoder-rolling": m_vocoder_rolling,
     "pace": m_pace, "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
 }
 
@@ -431,10 +461,11 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         row("synthesizer (int8 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
             spread(s["ms_per_step"]), "synthesizer-int8")
     for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
-                       ("vocoder-fast", "WaveRNN fast (default)"),
+                       ("vocoder-fast", "WaveRNN fast, lockstep folds (`Vocoder.infer_waveform`)"),
                        ("vocoder-fast-torchscript", "WaveRNN fast, TorchScript loop (no C compiler)"),
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
                        ("vocoder-fast-fp32", "WaveRNN fast, fp32 weights"),
+                       ("vocoder-rolling", "WaveRNN fast, rolling folds (streams)"),
                        ("vocoder-int8", "WaveRNN int8")]:
         if key in r:
             row(label, f"real-time factor, {r[key]['audio']:.1f} s mel", spread(r[key]["times"], 1 / r[key]["audio"]),
@@ -457,10 +488,25 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         row("starter clone (encoder + starter + Griffin-Lim)", f"real-time factor, {c['audio']:.1f} s of speech "
             f"({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
         watermark_row("starter clone", c, "starter-clone")
-    for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)")]:
+    if "clone-long" in r:
+        c = r["clone-long"]
+        stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
+        row("clone end to end (fast), 60 s text", f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
+            spread(c["times"], 1 / c["audio"]), "clone-long")
+    for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)"),
+                       ("stream-long", "streamed clone (fast), 60 s text")]:
         if key in r:
-            row(label, "time to first audio, s", spread(r[key]["first"]), key)
-            row(label, f"real-time factor, {r[key]['audio']:.1f} s", spread(r[key]["times"], 1 / r[key]["audio"]), key)
+            s_ = r[key]
+            row(label, "time to first audio, s (target <= 0.5)", spread(s_["first"]), key)
+            if "first_steps" in s_:
+                row(label, "decoder steps the first piece needed", spread(s_["first_steps"], digits=0), key)
+            row(label, f"real-time factor, {s_['audio']:.1f} s (target <= 1.0)", spread(s_["times"], 1 / s_["audio"]),
+                key)
+            if "gaps" in s_:
+                row(label, "gaps at the player: total s (count)",
+                    f"{spread(s_['gaps'])} ({spread(s_['n_gaps'], digits=0)})", key)
+                row(label, "largest difference from `clone(rolling=True)`'s audio (same seed, up to level)",
+                    f"{s_['clone_difference']:.1e}", key)
     if "pace" in r:
         lines += ["", "Speaking rate (`pace`, the HTTP API's `speed`): rate made = duration at pace 1 / "
                   f"duration at the pace asked, over {len(PACE_TEXTS)} sentences (median, min–max).", "",

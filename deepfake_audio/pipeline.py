@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
+from deepfake_audio.core.rng import make_generator
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
 from deepfake_audio.script import Part, has_markup, parse_script, spoken_characters
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
@@ -156,6 +157,21 @@ class ClonePlan:
     sentence_embeddings: tuple[np.ndarray, ...] = ()  # the voice of each sentence (default: `embedding`)
     gaps: tuple[float, ...] = ()  # silence after each sentence, s (default: the usual short pause)
     lead: float = 0.0  # silence before the first sentence, s
+
+    def groups(self) -> list[list[int]]:
+        """Sentences synthesized together, in order. Parity mode: all in one batch, as the
+        reference. Otherwise the first sentence alone (so that a stream can start on it
+        early) and then the rest together; `run` and streaming make the same groups, so a
+        seed gives the same mels either way."""
+        n = len(self.sentences)
+        if self.mode == "parity" or n == 1:
+            return [list(range(n))]
+        return [[0], list(range(1, n))]
+
+    @property
+    def rolling(self) -> bool:
+        """Whether a stream of this plan runs the WaveRNN's rolling folds (`vocoder.rolling`): in the fast modes."""
+        return self.vocoder == "wavernn" and self.mode != "parity"
 
     def sentence_seed(self, k: int) -> int | None:
         """Griffin-Lim's seed for sentence k (each sentence draws its own phases)."""
@@ -471,7 +487,7 @@ class Pipeline:
               seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
               progress: ProgressFn = no_progress, mode: str = "fast", pace: float = 1.0,
-              voices: Mapping[str, np.ndarray] | None = None) -> CloneResult:
+              voices: Mapping[str, np.ndarray] | None = None, rolling: bool = False) -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
@@ -482,24 +498,31 @@ class Pipeline:
         "parity" gives the reference's numbers (see `vocode`). `pace` is the speaking rate
         (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
         names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
-        `deepfake_audio.streaming` streams the result.
+        `deepfake_audio.streaming` streams the result. `rolling` (WaveRNN, fast modes) runs
+        the folds a stream runs, and so gives a stream's audio for the same seed, sample for
+        sample; the default lockstep folds are faster for a whole text at once.
         """
         start = time.perf_counter()
         plan = self.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
                          mode=mode, progress=progress, pace=pace, voices=voices)
-        return self.run(plan, progress, encoding_seconds=time.perf_counter() - start)
+        return self.run(plan, progress, encoding_seconds=time.perf_counter() - start, rolling=rolling)
 
     def run(self, plan: ClonePlan, progress: ProgressFn = no_progress,
-            encoding_seconds: float = 0.0) -> CloneResult:
-        """Carry out a plan: synthesize every sentence, vocode, join with pauses, normalise the peak."""
+            encoding_seconds: float = 0.0, rolling: bool = False) -> CloneResult:
+        """Carry out a plan: synthesize every sentence, vocode, join with pauses, normalise the peak.
+        `rolling`: see `clone`."""
         seconds: dict[str, float] = {"encoding": encoding_seconds}
         start = time.perf_counter()
         progress(ProgressEvent("synthesizing", 0, len(plan.sentences), "sentence"))
-        mels = self.synthesize_plan(plan, progress=progress)
+        generator = make_generator(plan.seed)
+        mels = []
+        for group in plan.groups():
+            mels += self.synthesize_plan(plan, group, generator=generator)
+            progress(ProgressEvent("synthesizing", group[-1] + 1, len(plan.sentences), "sentence"))
         seconds["synthesizing"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        wav = self._vocode_sentences(mels, plan, progress)
+        wav = self._vocode_sentences(mels, plan, progress, rolling)
         seconds["vocoding"] = time.perf_counter() - start
         if self.watermark:
             start = time.perf_counter()
@@ -507,11 +530,18 @@ class Pipeline:
             seconds["watermarking"] = time.perf_counter() - start
         return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 
-    def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn) -> np.ndarray:
+    def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn,
+                          rolling: bool = False) -> np.ndarray:
         if plan.vocoder == "wavernn":
             progress(ProgressEvent("vocoding", 0, 1))
             # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
-            wav = self.vocode(np.concatenate(mels, axis=1), "wavernn", plan.seed, progress, plan.mode)
+            joined = np.concatenate(mels, axis=1)
+            if rolling and plan.rolling:  # the folds a stream of this plan runs: the same audio
+                wav = next(iter(self.vocoder.rolling_waveform(joined, seed=plan.seed, mode=plan.mode)),
+                           np.zeros(0))
+                progress(ProgressEvent("vocoding", 1, 1))
+            else:
+                wav = self.vocode(joined, "wavernn", plan.seed, progress, plan.mode)
             cuts = np.cumsum([m.shape[1] for m in mels])[:-1] * HOP_SIZE
             pieces = np.split(wav, np.minimum(cuts, len(wav)))
         else:

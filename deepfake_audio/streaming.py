@@ -6,10 +6,19 @@
     for chunk in stream_clone(pipe, "me.wav", "First sentence. Second one.", seed=1):
         play(chunk.audio, chunk.sample_rate)        # float32 in [-0.97, 0.97]
 
-The first sentence goes first: it is synthesized on its own and its first folds are
-short (the vocoder's "head"), so its opening is heard after about a second; the other
-sentences are then synthesized together and vocoded in one pass, as `Pipeline.clone`
-does. The pieces together have the same length and pauses as `clone`'s output.
+With WaveRNN in the fast modes (the default) sound starts after a few decoder steps, not
+after a sentence: the synthesizer hands over its mel frames as its decoder makes them
+(`Synthesizer.stream_ids`: the first sentence alone, then the others in one batch), while
+the vocoder runs rolling folds over the frames that exist (`vocoder.rolling`); the
+vocoder runs the decoder between its own chunks, so the two take turns on the cores. The
+sentences are one timeline for the vocoder, as in `clone`. `clone(rolling=True)` runs the
+same folds: joined, a stream's pieces are its audio for the same seed, sample for sample,
+before the level and the watermark (below); the default `clone` runs the faster lockstep
+folds, so its samples differ. Parity mode and Griffin-Lim go a sentence at a time.
+
+Each piece says when it was ready (`at`, seconds from the call) and how many of the
+first sentence's decoder steps it needed (`decoder_steps`); `playback_gaps` turns the
+former into the silences a player would have to wait through.
 
 Levels: `clone` scales its whole output to a 0.97 peak, which a stream cannot know in
 advance. Here each piece is scaled by min(1, 0.97 / loudest sample so far): quiet
@@ -21,6 +30,7 @@ they are not bit-identical to a clip marked whole.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +39,8 @@ import numpy as np
 
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.watermark import StreamWatermarker
+from vocoder.hparams import hparams as vocoder_hp
+from vocoder.rolling import MelTimeline, StreamStats
 from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, ClonePlan, Pipeline, ProgressEvent,
                                      ProgressFn, no_progress)
 
@@ -37,6 +49,13 @@ HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
 FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
+# Rolling folds: the first piece waits for the first fold (less its overlap with the second):
+# until then the audio would grow only as fast as one fold is sampled, slower than it plays.
+# Later pieces come as soon as 800 samples are final.
+ROLLING_FIRST_SAMPLES = 1400
+ROLLING_MIN_SAMPLES = 800
+# Between chunks of vocoding the synthesizer keeps this far (mel frames: 2 s) ahead of the vocoder.
+PRODUCER_LOOKAHEAD_FRAMES = 160
 
 
 @dataclass
@@ -47,6 +66,20 @@ class AudioChunk:
     sample_rate: int
     start: int  # samples of the whole output that came before this piece
     sentence: int  # index into the sentences of the text (a pause belongs to the sentence before it)
+    at: float = 0.0  # seconds from the `stream_clone` call until this piece was ready
+    decoder_steps: int = 0  # decoder steps of the first sentence that this piece needed (0: not counted)
+
+
+def playback_gaps(chunks: list[AudioChunk]) -> list[float]:
+    """Silences (s) a player hears that starts with the first piece as it arrives and then plays
+    each piece right after the one before, waiting whenever the next is not ready yet."""
+    gaps: list[float] = []
+    clock = None
+    for chunk in chunks:
+        if clock is not None and chunk.at > clock:
+            gaps.append(chunk.at - clock)
+        clock = max(clock if clock is not None else chunk.at, chunk.at) + len(chunk.audio) / chunk.sample_rate
+    return gaps
 
 
 class CloneStream:
@@ -102,15 +135,84 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
 
 def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn) -> Iterator[AudioChunk]:
     plan = stream.plan
+    out = _Output(plan, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
+    yield from out.lead()
+    if plan.rolling:
+        yield from _stream_frames(pipe, stream, out, progress)
+    else:
+        yield from _stream_sentences(pipe, stream, out, head, progress)
+
+
+def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress: ProgressFn) -> Iterator[AudioChunk]:
+    """WaveRNN in a fast mode: rolling folds here over the mel frames of a synthesizer that they drive."""
+    plan = stream.plan
+    n = len(plan.sentences)
+    timeline = MelTimeline()
+    lengths: list[int] = []  # frames of each finished sentence, in order (the producer appends)
+    scale = 1.0 / vocoder_hp.max_abs_value  # the vocoder reads mels scaled to [-1, 1]
+
+    def produce() -> Iterator[None]:
+        """The synthesis in small steps (one decoder step each), appending frames as they are made."""
+        generator = make_generator(plan.seed)
+        synthesizer = pipe.synthesizer
+        for group in plan.groups():
+            if len(group) == 1:  # frame by frame, tagged with the decoder steps so far
+                k, pieces = group[0], []
+                for piece, steps in synthesizer.stream_ids(plan.ids[k], plan.voice_of(k), generator, plan.mode,
+                                                           plan.pace, each_step=True):
+                    if piece.shape[1]:
+                        pieces.append(piece)
+                        timeline.append(piece * scale, tag=steps)
+                    yield
+                mels = [np.concatenate(pieces, axis=1)]
+            else:
+                mels = yield from synthesizer.synthesize_steps([plan.ids[k] for k in group],
+                                                               [plan.voice_of(k) for k in group], generator,
+                                                               plan.mode, plan.pace)
+            stream.mels.extend(mels)
+            for mel in mels:
+                lengths.append(mel.shape[1])
+                if len(group) > 1:
+                    timeline.append(mel * scale)
+
+    timeline.producer = produce()
+    timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
+    progress(ProgressEvent("synthesizing", 0, n, "sentence"))
+    stats = StreamStats()
+    pieces = pipe.vocoder.rolling_waveform(timeline, make_generator(plan.seed, pipe.device), mode=plan.mode,
+                                           first_samples=ROLLING_FIRST_SAMPLES, min_samples=ROLLING_MIN_SAMPLES,
+                                           stats=stats)
+    position, k, reported = 0, 0, 0
+    try:
+        for piece in pieces:
+            steps = timeline.tag_at(stats.frames_needed)
+            out.decoder_steps = int(steps) if isinstance(steps, int) else out.decoder_steps
+            while reported < len(lengths):
+                reported += 1
+                progress(ProgressEvent("synthesizing", reported, n, "sentence"))
+            if len(lengths) == n:  # the length of the whole is known once every sentence is made
+                progress(ProgressEvent("vocoding", position + len(piece), max(sum(lengths) * HOP_SIZE, 1)))
+            while len(piece):
+                join = sum(lengths[:k + 1]) * HOP_SIZE if k < n - 1 and k < len(lengths) else None
+                take = len(piece) if join is None else min(len(piece), join - position)
+                yield from out.add(piece[:take], k)
+                position, piece = position + take, piece[take:]
+                if join is not None and position == join:
+                    yield from out.end_of(k)
+                    k += 1
+        yield from out.end_of(n - 1)
+    finally:
+        timeline.cancelled = True
+
+
+def _stream_sentences(pipe: Pipeline, stream: CloneStream, out: "_Output", head: int,
+                      progress: ProgressFn) -> Iterator[AudioChunk]:
+    """Griffin-Lim, or WaveRNN in parity mode: each group of sentences synthesized, then vocoded."""
+    plan = stream.plan
     n = len(plan.sentences)
     synth_rng = make_generator(plan.seed)
     vocoder_rng = make_generator(plan.seed, pipe.device)
-    out = _Output(plan, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
-    yield from out.lead()
-    # The first sentence alone, with a head; then all the others in one batch and one vocoder pass.
-    # Parity mode reproduces `clone`: everything in one batch and one pass.
-    first_alone = n > 1 and not (plan.vocoder == "wavernn" and plan.mode == "parity")
-    groups = [[0], list(range(1, n))] if first_alone else [list(range(n))]
+    groups = plan.groups()
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))
     for g, group in enumerate(groups):
         mels = pipe.synthesize_plan(plan, group, generator=synth_rng)
@@ -150,6 +252,8 @@ class _Output:
         self.marker = marker
         self.peak = OUTPUT_PEAK
         self.start = 0
+        self.began = time.perf_counter()
+        self.decoder_steps = 0
 
     def add(self, wav: np.ndarray, sentence: int) -> Iterator[AudioChunk]:
         if len(wav):
@@ -175,6 +279,7 @@ class _Output:
         if self.marker is not None:
             # The mark moves a few samples by up to a few hundredths: keep the promised peak.
             wav = np.clip(self.marker.mark(wav), -OUTPUT_PEAK, OUTPUT_PEAK)
-        chunk = AudioChunk(wav, SAMPLE_RATE, self.start, sentence)
+        chunk = AudioChunk(wav, SAMPLE_RATE, self.start, sentence, time.perf_counter() - self.began,
+                           self.decoder_steps)
         self.start += len(wav)
         return chunk

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from synthesizer import fast
 from synthesizer.audio import stretch_frames
 from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
-from synthesizer.model import Tacotron
+from synthesizer.model import POSTNET_BLOCK, POSTNET_CONTEXT, POSTNET_FIRST_BLOCKS, Tacotron, postnet_blocks
 from synthesizer.text import has_speakable_characters, text_to_sequence
 
 TACOTRON = "tacotron"
@@ -126,7 +126,7 @@ class Synthesizer:
             cells = self._lstm_cells(mode)
             with fast.decoding(cells):
                 _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
-                                                          generator, cells)
+                                                          generator, cells, windowed_postnet=mode != "parity")
             for mel in mels.cpu().numpy():
                 specs.append(stretch_frames(self.trim_trailing_silence(mel), pace))
             if progress is not None:
@@ -134,6 +134,100 @@ class Synthesizer:
         if return_alignments:
             return specs, alignments.cpu().numpy()
         return specs
+
+    def synthesize_steps(self, inputs: Sequence[Sequence[int]], embeddings: Sequence[np.ndarray],
+                         generator: torch.Generator, mode: str = "fast", pace: float = 1.0
+                         ) -> Generator[None, None, list[np.ndarray]]:
+        """`synthesize_ids` (same mels) as a generator that pauses after every decoder step and
+        returns the mels: for a caller that interleaves the synthesis with other work
+        (`mels = yield from synthesizer.synthesize_steps(...)`)."""
+        if self.architecture != TACOTRON:
+            return self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace)
+        specs = []
+        for _, chars, speakers in self._batches([list(ids) for ids in inputs], list(embeddings)):
+            cells = self._lstm_cells(mode)
+            frames = []
+            with fast.decoding(cells):
+                for step, _, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
+                                                          generator, cells):
+                    frames.append(step)
+                    yield
+                mels = self.model.postnet_output(torch.cat(frames, dim=2), windowed=mode != "parity")
+            specs += [stretch_frames(self.trim_trailing_silence(mel), pace) for mel in mels.cpu().numpy()]
+        return specs
+
+    def stream_ids(self, ids: Sequence[int], embedding: np.ndarray, generator: torch.Generator | None = None,
+                   mode: str = "fast", pace: float = 1.0, each_step: bool = False
+                   ) -> Iterator[tuple[np.ndarray, int]]:
+        """One text's mel in pieces as the decoder makes them: (frames (80, n) float32, decoder steps so far).
+
+        Joined, the pieces equal `synthesize_ids([ids], [embedding], generator=..., mode=mode)[0]`
+        for a generator in the same state: the Tacotron's post-net runs in the same blocks
+        (`Tacotron.postnet_block`) and trailing quiet frames are held back until a louder one
+        follows, then dropped at the end as the trim does. A piece comes once its post-net
+        block's context exists, a few decoder steps after its frames; with `each_step`, every
+        decoder step yields, with an empty piece (80, 0) when it completed none. "parity" mode, a
+        speaking rate other than 1 (the stretch needs the whole mel) and the FastSpeech model
+        (one parallel pass) give the whole mel as one piece.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        if self.architecture != TACOTRON or mode == "parity" or pace != 1.0:
+            mel = self.synthesize_ids([ids], [embedding], generator=generator, mode=mode, pace=pace)[0]
+            yield mel, 0
+            return
+        _, chars, speakers = next(self._batches([list(ids)], [embedding]))
+        cells = self._lstm_cells(mode)
+        threshold = self.hparams.tts_stop_threshold
+        decoded: list[torch.Tensor] = []
+        n_decoded, n_steps, blocks = 0, 0, 0  # decoder frames, decoder steps, post-net blocks made
+
+        def block_at(k: int) -> tuple[int, int]:  # the k-th block of `postnet_blocks`, for any length
+            lo = sum(POSTNET_FIRST_BLOCKS[:k]) + max(0, k - len(POSTNET_FIRST_BLOCKS)) * POSTNET_BLOCK
+            return lo, lo + (POSTNET_FIRST_BLOCKS[k] if k < len(POSTNET_FIRST_BLOCKS) else POSTNET_BLOCK)
+        held: list[np.ndarray] = []  # quiet frames that may turn out to be the trailing silence
+        emitted = 0
+
+        def release(block: np.ndarray) -> np.ndarray | None:
+            nonlocal held, emitted
+            loud = np.flatnonzero(block.max(axis=0) >= threshold)
+            if not len(loud):
+                held.append(block)
+                return None
+            cut = loud[-1] + 1
+            out = np.concatenate(held + [block[:, :cut]], axis=1)
+            held = [block[:, cut:]] if cut < block.shape[1] else []
+            emitted += out.shape[1]
+            return out
+
+        empty = np.zeros((self.hparams.num_mels, 0), np.float32)
+        with fast.decoding(cells):
+            steps = self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames, generator, cells)
+            for frames, _, _ in steps:
+                decoded.append(frames)
+                n_decoded += frames.size(2)
+                n_steps += 1
+                made = False
+                while True:  # each block once its context exists
+                    lo, hi = block_at(blocks)
+                    if hi + POSTNET_CONTEXT > n_decoded:
+                        break
+                    mels = torch.cat(decoded, dim=2)
+                    decoded = [mels]
+                    piece = release(self.model.postnet_block(mels, lo, hi)[0].cpu().numpy())
+                    blocks += 1
+                    if piece is not None:
+                        made = True
+                        yield piece, n_steps
+                if each_step and not made:
+                    yield empty, n_steps
+            mels = torch.cat(decoded, dim=2)
+            for lo, hi in postnet_blocks(n_decoded)[blocks:]:
+                piece = release(self.model.postnet_block(mels, lo, hi)[0].cpu().numpy())
+                if piece is not None:
+                    yield piece, n_steps
+        if emitted == 0:  # all quiet: the trim keeps one frame
+            yield np.concatenate(held, axis=1)[:, :1], n_steps
 
     def _synthesize_parallel(self, inputs: list[list[int]], embeds: list[np.ndarray], return_alignments: bool,
                              progress, pace: float = 1.0) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:

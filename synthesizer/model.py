@@ -7,7 +7,7 @@ an explicit `torch.Generator` so generation is reproducible and thread-safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,23 @@ from torch import nn
 
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.text.symbols import NUM_SYMBOLS
+
+# Windowed post-net (fast modes, streaming): frames in blocks, each computed with this many
+# decoder frames of context on either side. The first blocks are short so that a stream
+# starts early; later ones long, as each call costs about as much as 50 frames' work.
+POSTNET_CONTEXT = 16
+POSTNET_FIRST_BLOCKS = (16, 16, 16, 32)
+POSTNET_BLOCK = 64
+
+
+def postnet_blocks(frames: int) -> list[tuple[int, int]]:
+    """(lo, hi) of the windowed post-net's blocks over `frames` decoder frames."""
+    blocks, lo, k = [], 0, 0
+    while lo < frames:
+        size = POSTNET_FIRST_BLOCKS[k] if k < len(POSTNET_FIRST_BLOCKS) else POSTNET_BLOCK
+        blocks.append((lo, min(lo + size, frames)))
+        lo, k = lo + size, k + 1
+    return blocks
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -254,14 +271,38 @@ class Tacotron(nn.Module):
 
     @torch.inference_mode()
     def generate(self, chars: torch.Tensor, speaker_embedding: torch.Tensor, steps: int = 2000,
-                 generator: torch.Generator | None = None, lstm_cells: LSTMCells | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, lstm_cells: LSTMCells | None = None,
+                 windowed_postnet: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive synthesis of a padded batch.
 
         chars (B, N) int64 (0 = padding), speaker_embedding (B, 256) float32.
         Stops when every item's stop probability exceeds 0.5 (after frame 10) or after
         `steps` frames. Returns decoder mels (B, 80, T), post-net mels (B, 80, T) and
-        attention (B, T / r, N). `lstm_cells`: see `Decoder.step`.
+        attention (B, T / r, N). `lstm_cells`: see `Decoder.step`. `windowed_postnet` runs
+        the post-net in blocks (`postnet_block`), as frame-level streaming must.
+        """
+        mel_outputs, attn_scores = [], []
+        for frames, scores, _ in self.decode_steps(chars, speaker_embedding, steps, generator, lstm_cells):
+            mel_outputs.append(frames)
+            attn_scores.append(scores.unsqueeze(1))
+        mels = torch.cat(mel_outputs, dim=2)
+        return mels, self.postnet_output(mels, windowed_postnet), torch.cat(attn_scores, 1)
+
+    @torch.inference_mode()
+    def postnet_output(self, mels: torch.Tensor, windowed: bool = False) -> torch.Tensor:
+        """Post-net mels (B, 80, T) of decoder mels (B, 80, T): whole, or in `postnet_blocks`."""
+        if windowed:
+            return torch.cat([self.postnet_block(mels, lo, hi) for lo, hi in postnet_blocks(mels.size(2))], dim=2)
+        return self.post_proj(self.postnet(mels)).transpose(1, 2)
+
+    @torch.inference_mode()
+    def decode_steps(self, chars: torch.Tensor, speaker_embedding: torch.Tensor, steps: int = 2000,
+                     generator: torch.Generator | None = None, lstm_cells: LSTMCells | None = None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The decoder's steps as they are made: (frames (B, 80, r), attention (B, N), stop (B, 1)).
+
+        Ends when every item's stop probability exceeds 0.5 (after frame 10) or after `steps`
+        frames; `generate` is this plus the post-net.
         """
         if self.training:
             raise RuntimeError("generate() needs eval mode: call model.eval() first")
@@ -275,18 +316,25 @@ class Tacotron(nn.Module):
         encoder_seq_proj = self.encoder_proj(encoder_seq)
         prenet_in = torch.zeros(batch, self.n_mels, device=device)  # the <GO> frame
         mel_weight = self.decoder.mel_weight_for(r)
-        mel_outputs, attn_scores = [], []
         for t in range(0, steps, r):
             frames, scores, stop = self.decoder.step(encoder_seq, encoder_seq_proj, prenet_in, state,
                                                      char_mask, r, generator, mel_weight, lstm_cells)
-            mel_outputs.append(frames)
-            attn_scores.append(scores.unsqueeze(1))
+            yield frames, scores, stop
             prenet_in = frames[:, :, -1]
             if (stop > 0.5).all() and t > 10:
-                break
-        mels = torch.cat(mel_outputs, dim=2)
-        linear = self.post_proj(self.postnet(mels)).transpose(1, 2)
-        return mels, linear, torch.cat(attn_scores, 1)
+                return
+
+    @torch.inference_mode()
+    def postnet_block(self, mels: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Post-net frames lo .. hi - 1 of decoder mels (B, 80, T), from frames lo - `POSTNET_CONTEXT`
+        .. hi + `POSTNET_CONTEXT` only (clipped to the mel): (B, 80, hi - lo).
+
+        The post-net's bidirectional GRU sees the whole mel; a stream cannot wait for that,
+        so the fast modes run it on these windows (the frames after hi must exist).
+        """
+        a, b = max(0, lo - POSTNET_CONTEXT), min(mels.size(2), hi + POSTNET_CONTEXT)
+        out = self.post_proj(self.postnet(mels[:, :, a:b])).transpose(1, 2)
+        return out[:, :, lo - a:hi - a]
 
     def forward(self, chars: torch.Tensor, mels: torch.Tensor, speaker_embedding: torch.Tensor,
                 generator: torch.Generator | None = None

@@ -10,9 +10,11 @@ import torch
 
 from deepfake_audio.core.checkpoint import MissingMessage, load_model
 from deepfake_audio.core.rng import make_generator
+from vocoder import rolling
 from vocoder.fast import FastWaveRNN
 from vocoder.hparams import hparams as hp
 from vocoder.model import wavernn_from_hparams
+from vocoder.rolling import MelTimeline, StreamStats
 
 # Each reference vocoder call builds two throw-away GRUCells whose default initialisation
 # draws this many uniform words from the generator before sampling starts. Burning the
@@ -79,6 +81,23 @@ class Vocoder:
         return sampler.stream(mel_t, target=target, overlap=overlap, head=head, generator=generator,
                               first_samples=first_samples, min_samples=min_samples, ending=ending,
                               progress=progress)
+
+    def rolling_waveform(self, mel: np.ndarray | MelTimeline, generator: torch.Generator | None = None,
+                         seed: int | None = None, mode: str = "fast", first_samples: int = 1 << 62,
+                         min_samples: int = 1 << 62, stats: StreamStats | None = None) -> Iterator[np.ndarray]:
+        """Rolling-fold audio (`vocoder.rolling`) of a mel (80, T) or of a `MelTimeline` still being
+        filled (frames already scaled to [-1, 1]), in pieces as they are final: float64,
+        200 * (T - 1) samples in all. The defaults give the whole waveform as one piece. The
+        same mel and generator give the same samples however the frames arrive."""
+        if mode not in ("fast", "int8"):
+            raise ValueError(f"rolling folds run in the fast modes, not {mode!r}")
+        if generator is None:
+            generator = make_generator(seed, self.device)
+        if not isinstance(mel, MelTimeline):
+            mel_t, _ = self._prepare(mel, True, None, generator, burn=False)
+            mel = MelTimeline.complete(mel_t[0].cpu().numpy())
+        return rolling.stream(self.fast(mode), mel, generator, first_samples=first_samples,
+                              min_samples=min_samples, stats=stats)
 
     def fast(self, mode: str = "fast") -> FastWaveRNN:
         """The fused sampler of this model for `mode` "fast" or "int8", built on first use."""

@@ -1,0 +1,170 @@
+"""Frame-level streaming: the vocoder starts on the synthesizer's first frames, and a stream
+gives `clone(rolling=True)`'s audio exactly (before level and watermark), however the frames arrive."""
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import DATA, vector
+from deepfake_audio import Pipeline
+from deepfake_audio.core.rng import make_generator
+from deepfake_audio.streaming import AudioChunk, playback_gaps, stream_clone
+from synthesizer.inference import Synthesizer
+from synthesizer.model import postnet_blocks
+from vocoder.inference import Vocoder
+from vocoder.rolling import MelTimeline, RollingSchedule
+
+
+def test_schedule_cuts_the_timeline_into_overlapping_folds():
+    schedule = RollingSchedule(align=192)
+    for total in (1, 900, 2400, 5000, 80_000, 200_000):
+        folds = schedule.folds(total)
+        assert folds[0][0] == 0 and folds[-1][0] + folds[-1][1] == total
+        for i, ((s0, l0), (s1, _)) in enumerate(zip(folds, folds[1:])):
+            assert s1 == s0 + l0 - schedule.overlap_before(i + 1)  # each join overlaps as planned
+            assert l0 % 192 == 0 and l0 <= schedule.longest
+        lengths = [n for _, n in folds[:-1]]
+        assert lengths == sorted(lengths)  # short first folds, then longer ones
+
+
+def test_postnet_blocks_tile_the_mel():
+    for frames in (1, 15, 16, 47, 80, 81, 500):
+        blocks = postnet_blocks(frames)
+        assert blocks[0][0] == 0 and blocks[-1][1] == frames
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert postnet_blocks(500)[0] == (0, 16)  # short first blocks: a stream starts early
+
+
+@pytest.fixture(scope="module")
+def vocoder(seed1_dir):
+    return Vocoder(seed1_dir / "vocoder.pt")
+
+
+def _feed(timeline: MelTimeline, mel: np.ndarray, seed: int) -> threading.Thread:
+    """Append `mel` to `timeline` from another thread, in random pieces at random moments."""
+    def run():
+        rng = np.random.default_rng(seed)
+        k = 0
+        while k < mel.shape[1]:
+            n = int(rng.integers(1, 12))
+            timeline.append(mel[:, k:k + n])
+            k += n
+            time.sleep(float(rng.uniform(0, 0.01)))
+        timeline.finish()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_rolling_audio_does_not_depend_on_how_the_frames_arrive(vocoder):
+    mel = vector("voc_input_mel.npy")[:, :60]
+    whole = next(vocoder.rolling_waveform(mel, seed=3))
+    assert len(whole) == 200 * (mel.shape[1] - 1)
+    for feed_seed in (0,):
+        timeline = MelTimeline()
+        thread = _feed(timeline, mel / 4, feed_seed)
+        pieces = list(vocoder.rolling_waveform(timeline, make_generator(3), first_samples=400, min_samples=800))
+        thread.join()
+        assert len(pieces) > 3 and len(pieces[0]) >= 400
+        np.testing.assert_array_equal(np.concatenate(pieces), whole)
+    # a producer driven by the consumer itself (what streaming uses) gives the same samples too
+    timeline = MelTimeline()
+
+    def produce():
+        for k in range(0, mel.shape[1], 5):
+            timeline.append(mel[:, k:k + 5] / 4)
+            yield
+    timeline.producer = produce()
+    np.testing.assert_array_equal(np.concatenate(list(vocoder.rolling_waveform(timeline, make_generator(3),
+                                                                               first_samples=400))), whole)
+    assert not np.array_equal(whole, next(vocoder.rolling_waveform(mel, seed=4)))
+
+
+def test_a_failing_producer_fails_the_stream(vocoder):
+    timeline = MelTimeline()
+
+    def produce():
+        timeline.append(np.zeros((80, 30), np.float32))
+        yield
+        raise RuntimeError("synthesizer broke")
+    timeline.producer = produce()
+    with pytest.raises(RuntimeError, match="synthesizer broke"):
+        list(vocoder.rolling_waveform(timeline, make_generator(1), first_samples=400))
+
+
+@pytest.fixture(scope="module")
+def synthesizer(seed1_dir):
+    synth = Synthesizer(seed1_dir / "synthesizer.pt")
+    synth.hparams = replace(synth.hparams, max_decoder_frames=160)
+    return synth
+
+
+def test_streamed_frames_join_to_the_fast_mel(synthesizer):
+    ids = synthesizer.text_ids("Hello world, this is a test.")
+    embed = vector("embed.npy")
+    (expected,) = synthesizer.synthesize_ids([ids], [embed], seed=2, mode="fast")
+    pieces = list(synthesizer.stream_ids(ids, embed, make_generator(2), "fast", each_step=True))
+    frames = [p for p, _ in pieces if p.shape[1]]
+    np.testing.assert_array_equal(np.concatenate(frames, axis=1), expected)
+    steps = [s for p, s in pieces if p.shape[1]]
+    assert steps == sorted(steps) and steps[-1] == 80  # 160 frames at 2 per step
+    assert steps[0] <= 24  # the first frames come after a few decoder steps, not after the sentence
+    assert len(pieces) >= 80  # `each_step`: one yield per decoder step at least
+
+
+def test_windowed_postnet_stays_close_to_the_whole_one(synthesizer):
+    """The fast modes run the post-net in windows (a stream cannot wait for the whole mel);
+    with 16 frames of context either side the mel moves by a few thousandths."""
+    ids = synthesizer.text_ids("Hello world, this is a test.")
+    (windowed,) = synthesizer.synthesize_ids([ids], [vector("embed.npy")], seed=2, mode="fast")
+    model = synthesizer.model
+    import torch
+    mels, _, _ = model.generate(torch.tensor([ids]), torch.from_numpy(vector("embed.npy"))[None],
+                                synthesizer.hparams.max_decoder_frames, make_generator(2),
+                                synthesizer._lstm_cells("fast"))
+    whole = synthesizer.trim_trailing_silence(model.postnet_output(mels)[0].numpy())
+    assert whole.shape == windowed.shape
+    assert np.abs(whole - windowed).mean() < 0.01 and np.abs(whole - windowed).max() < 0.1
+
+
+@pytest.fixture(scope="module")
+def pipe(seed1_dir):
+    pipe = Pipeline(seed1_dir, device="cpu")
+    pipe.watermark = False  # compare the audio itself
+    pipe.synthesizer.hparams = replace(pipe.synthesizer.hparams, max_decoder_frames=160)
+    return pipe
+
+
+def _same_up_to_level(chunks: list[AudioChunk], wav: np.ndarray) -> None:
+    """Each piece is `clone`'s audio at that place, scaled (the stream scales by the peak so far)."""
+    for chunk in chunks:
+        a = chunk.audio.astype(np.float64)
+        b = wav[chunk.start:chunk.start + len(a)].astype(np.float64)
+        if not np.any(a):
+            assert not np.any(b)
+            continue
+        np.testing.assert_allclose(a * (a @ b) / (a @ a), b, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", ["Hello world, this is a test.", "Hello world. This is a test. Bye now."])
+def test_stream_is_clone_before_level_and_watermark(pipe, text):
+    chunks = list(stream_clone(pipe, DATA / "ref.wav", text, seed=5))
+    result = pipe.clone(DATA / "ref.wav", text, seed=5, rolling=True)
+    assert sum(len(c.audio) for c in chunks) == len(result.wav)
+    _same_up_to_level(chunks, result.wav)
+    # the default clone runs lockstep folds: same length and sentences, other samples
+    assert len(pipe.clone(DATA / "ref.wav", text, seed=5).wav) == len(result.wav)
+    assert [c.at for c in chunks] == sorted(c.at for c in chunks)
+    # the first piece needed only the first few decoder steps of the first sentence (80 in all)
+    assert 0 < chunks[0].decoder_steps <= 40
+    assert chunks[-1].decoder_steps >= chunks[0].decoder_steps
+
+
+def test_playback_gaps_from_the_timestamps():
+    def chunk(at, seconds):
+        return AudioChunk(np.zeros(int(16000 * seconds), np.float32), 16000, 0, 0, at)
+    assert playback_gaps([chunk(0.3, 0.5), chunk(0.5, 0.5), chunk(1.2, 0.5)]) == []
+    gaps = playback_gaps([chunk(0.3, 0.1), chunk(0.6, 0.5), chunk(1.0, 0.5)])
+    assert gaps == pytest.approx([0.2])  # the player waits 0.2 s for the second piece, then keeps up
