@@ -2,7 +2,7 @@
 # How the starter synthesizer in saved_models/starter/ is made, end to end, on a 2-core CPU,
 # with the project's own commands. Every step resumes where it stopped when run again.
 #
-#   bash scripts/train_starter.sh                     # every step (about 4 hours on 2 cores)
+#   bash scripts/train_starter.sh                     # every step (about 4.5 hours on 2 cores)
 #   STEP=train TIME_LIMIT=3600 bash scripts/train_starter.sh   # one step, time-boxed
 #   FRESH=1 bash scripts/train_starter.sh             # from scratch: ignore the committed weights
 #
