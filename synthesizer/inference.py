@@ -25,7 +25,7 @@ from synthesizer import fast
 from synthesizer.audio import stretch_frames
 from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
-from synthesizer.model import POSTNET_BLOCK, POSTNET_CONTEXT, POSTNET_FIRST_BLOCKS, Tacotron, postnet_blocks
+from synthesizer.model import POSTNET_CONTEXT, Tacotron, postnet_blocks
 from synthesizer.text import has_speakable_characters, text_to_sequence
 
 TACOTRON = "tacotron"
@@ -181,10 +181,8 @@ class Synthesizer:
         threshold = self.hparams.tts_stop_threshold
         decoded: list[torch.Tensor] = []
         n_decoded, n_steps, blocks = 0, 0, 0  # decoder frames, decoder steps, post-net blocks made
-
-        def block_at(k: int) -> tuple[int, int]:  # the k-th block of `postnet_blocks`, for any length
-            lo = sum(POSTNET_FIRST_BLOCKS[:k]) + max(0, k - len(POSTNET_FIRST_BLOCKS)) * POSTNET_BLOCK
-            return lo, lo + (POSTNET_FIRST_BLOCKS[k] if k < len(POSTNET_FIRST_BLOCKS) else POSTNET_BLOCK)
+        # the blocks of the longest mel the decoder can make; a shorter one's are a prefix (its last clipped)
+        planned = postnet_blocks(self.hparams.max_decoder_frames + self.r)
         held: list[np.ndarray] = []  # quiet frames that may turn out to be the trailing silence
         emitted = 0
 
@@ -208,8 +206,8 @@ class Synthesizer:
                 n_decoded += frames.size(2)
                 n_steps += 1
                 made = False
-                while True:  # each block once its context exists
-                    lo, hi = block_at(blocks)
+                while blocks < len(planned):  # each block once its context exists
+                    lo, hi = planned[blocks]
                     if hi + POSTNET_CONTEXT > n_decoded:
                         break
                     mels = torch.cat(decoded, dim=2)
