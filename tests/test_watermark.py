@@ -14,8 +14,10 @@ import torch
 from conftest import DATA
 from deepfake_audio import perth_compat
 from deepfake_audio.core.errors import AudioError
-from deepfake_audio.watermark import (DETECTION_THRESHOLD, StreamWatermarker, check_file, embed_watermark,
-                                      provenance_tags, watermark_enabled, watermark_score)
+from deepfake_audio import watermark
+from deepfake_audio.watermark import (DETECTION_THRESHOLD, MARK_LEVELS, StreamWatermarker, check_file,
+                                      embed_watermark, mark_checked, provenance_tags, survives_noise,
+                                      watermark_enabled, watermark_score)
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
@@ -64,6 +66,26 @@ def test_a_stream_marked_piece_by_piece_carries_the_mark():
     joined = np.concatenate(pieces)
     assert np.all(joined[-2400:] == 0)  # pauses stay silent
     assert watermark_score(joined[:-2400], SR) > 0.9
+
+
+def test_a_mark_that_fails_the_noise_check_is_raised_a_level(monkeypatch):
+    clean = speech()
+    marked, level = mark_checked(clean, SR)
+    assert level == 0 and survives_noise(marked, SR)  # ordinary speech passes at Perth's own strength
+    # A check no mark can pass: the clip climbs to the last level (which is not checked).
+    monkeypatch.setattr(watermark, "CHECK_SCORE", 1.01)
+    harder, level = mark_checked(clean, SR)
+    assert level == len(MARK_LEVELS) - 1
+    assert np.mean((harder - clean) ** 2) > np.mean((marked - clean) ** 2)  # a stronger mark
+    again, same = mark_checked(clean, SR)
+    assert same == level and np.array_equal(again, harder)  # the check's noise is fixed: same audio
+    # A stream keeps the level it reached.
+    marker = StreamWatermarker(SR)
+    marker.mark(clean[:SR])
+    assert marker.level == level
+    monkeypatch.setattr(watermark, "CHECK_SCORE", 0.75)
+    marker.mark(clean[SR:2 * SR])
+    assert marker.level == level
 
 
 def test_the_setting_turns_it_off_except_on_a_space(monkeypatch):

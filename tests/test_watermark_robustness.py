@@ -121,7 +121,7 @@ def report(clips):
 ATTACKS = ("as is", "mp3 64 kbit/s", "resampled 8 kHz", "first second cut")
 
 
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", ATTACKS + ("noise 20 dB",))
 def test_watermark_survives(report, attack):
     assert report[attack]["detected"] >= 0.99, (attack, report[attack])
 
@@ -129,13 +129,6 @@ def test_watermark_survives(report, attack):
 @pytest.mark.parametrize("attack", ATTACKS + ("noise 20 dB",))
 def test_never_fires_on_unmarked_audio(report, attack):
     assert report[attack]["false_positives"] == 0.0, (attack, report[attack])
-
-
-@pytest.mark.xfail(strict=True, reason="known gap since the step-9,346 starter (issue 14; still so at step 11,427): "
-                   "its clones of the high flite slt voice are detected in 20 dB noise only about 82 % of the time "
-                   "overall (target 99 %). Strict: remove the marker once the mark or the weights pass.")
-def test_watermark_survives_noise(report):
-    assert report["noise 20 dB"]["detected"] >= 0.99, report["noise 20 dB"]
 
 
 def test_watermark_barely_changes_speaker_similarity(report):
