@@ -125,3 +125,31 @@ def test_damaged_cached_build_is_rebuilt(monkeypatch, tmp_path):
     path.write_bytes(b"not a library")  # e.g. a disk that filled up mid-copy
     assert native.library() is not None or native.reason() == "this CPU lacks AVX2/FMA/F16C"
     assert path.read_bytes() != b"not a library"
+
+
+def test_groups_run_side_by_side_give_each_group_its_own_samples(vocoder):
+    """`run_many` starts a thread per group in C: each group's classes, state and carry are what
+    `run` gives it alone, bit for bit (groups of different sizes, more groups than cores)."""
+    if native.library() is None:
+        pytest.skip(native.reason())
+    loop = FastWaveRNN(vocoder.model, "fp16").native
+    g = torch.Generator().manual_seed(3)
+    steps, taps, width = 120, 4, 8 * loop.rnn + 2 * loop.fc
+
+    def group(batch):
+        return [torch.rand(batch, steps + 1, taps, generator=g), torch.randn(batch, taps, width, generator=g) * 0.3,
+                torch.zeros(batch, width), torch.rand(steps, batch, generator=g),
+                torch.empty(steps, batch, dtype=torch.long), torch.zeros(batch, loop.rnn + 1),
+                torch.zeros(batch, loop.rnn), loop.scratch(batch)]
+
+    groups = [group(b) for b in (2, 1, 3)]
+    copies = [[t.clone() for t in grp] for grp in groups]
+    loop.run_many(groups, steps)
+    for grp in copies:
+        loop.run(*grp, steps)
+    for together, alone in zip(groups, copies):
+        for a, b in zip(together[2:7], alone[2:7]):  # carry, uniform, classes, h1x, h2
+            assert torch.equal(a, b)
+    assert len(torch.unique(groups[0][4])) > 5  # it did sample something
+    with pytest.raises(ValueError):
+        loop.run_many([group(2)[:7] + [loop.scratch(1)]], steps)  # scratch too small: refused before any thread

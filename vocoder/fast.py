@@ -531,11 +531,15 @@ class FastWaveRNN:
                 # Each group fills its own buffer (in its thread, so it is in that core's cache)
                 # and runs its steps. The scripted loop releases the GIL, so plain threads run
                 # the groups side by side.
-                jobs = [(self._run_group, (g, x, y, noise, steps, gumbel)) for g in groups]
-                futures = [worker_pool().submit(_inference, fn, args) for fn, args in jobs[1:]]
-                _inference(*jobs[0])
-                for future in futures:
-                    future.result()
+                if loop is not None:  # the library starts a thread per group itself
+                    loop.run_many([(x[g.folds], y[g.folds], g.carry, noise[:, g.folds, 0], g.classes, g.h1x, g.h2,
+                                    g.scratch) for g in groups], steps)
+                else:
+                    jobs = [(self._run_group, (g, x, y, noise, steps, gumbel)) for g in groups]
+                    futures = [worker_pool().submit(_inference, fn, args) for fn, args in jobs[1:]]
+                    _inference(*jobs[0])
+                    for future in futures:
+                        future.result()
             yield first, torch.cat([g.classes[:steps] for g in groups], dim=1)
 
     def _run_group(self, g: _Group, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, steps: int,

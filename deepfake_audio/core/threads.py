@@ -37,6 +37,34 @@ def cpu_threads() -> int:
         return _intra_op["restore"] if _intra_op["users"] else torch.get_num_threads()
 
 
+class IntraOpHold:
+    """`intra_op_threads` for a generator: `enter` and `exit` may be called many times (say
+    around each `yield`, so that the consumer's own work gets every thread back)."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.held = False
+
+    def enter(self) -> None:
+        if self.count <= 0 or self.held:
+            return
+        with _lock:
+            if _intra_op["users"] == 0:
+                _intra_op["restore"] = torch.get_num_threads()
+                torch.set_num_threads(self.count)
+            _intra_op["users"] += 1
+        self.held = True
+
+    def exit(self) -> None:
+        if not self.held:
+            return
+        with _lock:
+            _intra_op["users"] -= 1
+            if _intra_op["users"] == 0:
+                torch.set_num_threads(_intra_op["restore"])
+        self.held = False
+
+
 @contextlib.contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run the block with torch's intra-op thread count set to `count` (0 or less: leave it).
@@ -44,18 +72,9 @@ def intra_op_threads(count: int) -> Iterator[None]:
     The setting is process-wide, so overlapping callers (threads of a server) share it and
     the last one out restores the count the first one found.
     """
-    if count <= 0:
-        yield
-        return
-    with _lock:
-        if _intra_op["users"] == 0:
-            _intra_op["restore"] = torch.get_num_threads()
-            torch.set_num_threads(count)
-        _intra_op["users"] += 1
+    hold = IntraOpHold(count)
+    hold.enter()
     try:
         yield
     finally:
-        with _lock:
-            _intra_op["users"] -= 1
-            if _intra_op["users"] == 0:
-                torch.set_num_threads(_intra_op["restore"])
+        hold.exit()

@@ -28,8 +28,8 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wavernn.c")
-ABI_VERSION = 2
-FLAGS = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
+ABI_VERSION = 3
+FLAGS = ["-O3", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -93,6 +93,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.dfa_free.argtypes = [p]
     lib.dfa_run.restype = None
     lib.dfa_run.argtypes = [p, p, l, p, i, p, p, l, p, l, p, p, p, i, i]
+    lib.dfa_run_many.restype = None
+    lib.dfa_run_many.argtypes = [p, p, i]
     lib.dfa_scratch_floats.restype = ctypes.c_size_t
     lib.dfa_scratch_floats.argtypes = [p, i]
     lib.dfa_matmul.restype = i
@@ -131,6 +133,14 @@ def reason() -> str:
     """Why `library()` is None ('' when it is not)."""
     library()
     return str(_state["reason"])
+
+
+class _RunArgs(ctypes.Structure):
+    """One call's arguments for dfa_run_many (the C struct RunArgs)."""
+    _fields_ = [("coef", ctypes.c_void_p), ("ldcf", ctypes.c_long), ("rows", ctypes.c_void_p), ("taps", ctypes.c_int),
+                ("carry", ctypes.c_void_p), ("uniform", ctypes.c_void_p), ("ldu", ctypes.c_long),
+                ("classes", ctypes.c_void_p), ("ldc", ctypes.c_long), ("h1x", ctypes.c_void_p),
+                ("h2", ctypes.c_void_p), ("scratch", ctypes.c_void_p), ("b", ctypes.c_int), ("steps", ctypes.c_int)]
 
 
 def _ptr(t: torch.Tensor | np.ndarray) -> int:
@@ -181,6 +191,25 @@ class NativeLoop:
         int64 (written) may have any row stride, unit column stride. h1x (B, rnn + 1) =
         [h1 | x] and h2 (B, rnn), contiguous, carried from call to call; scratch from `scratch(B)`.
         """
+        self.run_many([(coef, rows, carry, uniform, classes, h1x, h2, scratch)], steps)
+
+    def run_many(self, calls: list[tuple[torch.Tensor, ...]], steps: int) -> None:
+        """`run` for several groups of folds at once, each on a thread of its own (started in C).
+
+        `calls`: one (coef, rows, carry, uniform, classes, h1x, h2, scratch) per group, as for
+        `run`, with buffers of their own; each group's samples are what `run` gives it alone.
+        """
+        args = (_RunArgs * len(calls))()
+        for a, call in zip(args, calls):
+            self._check(*call, steps)
+            coef, rows, carry, uniform, classes, h1x, h2, scratch = call
+            a.coef, a.ldcf, a.rows, a.taps, a.carry = _ptr(coef), coef.stride(0), _ptr(rows), rows.shape[1], _ptr(carry)
+            a.uniform, a.ldu, a.classes, a.ldc = _ptr(uniform), uniform.stride(0), _ptr(classes), classes.stride(0)
+            a.h1x, a.h2, a.scratch, a.b, a.steps = _ptr(h1x), _ptr(h2), _ptr(scratch), rows.shape[0], steps
+        self.lib.dfa_run_many(self.handle, args, len(calls))
+
+    def _check(self, coef: torch.Tensor, rows: torch.Tensor, carry: torch.Tensor, uniform: torch.Tensor,
+               classes: torch.Tensor, h1x: torch.Tensor, h2: torch.Tensor, scratch: torch.Tensor, steps: int) -> None:
         batch, taps = rows.shape[0], rows.shape[1]
         width = 8 * self.rnn + 2 * self.fc
         for t, dtype in ((coef, torch.float32), (rows, torch.float32), (carry, torch.float32),
@@ -195,9 +224,6 @@ class NativeLoop:
                 and h1x.is_contiguous() and h2.is_contiguous() and h1x.shape == (batch, self.rnn + 1)
                 and h2.shape == (batch, self.rnn) and scratch.numel() >= self.lib.dfa_scratch_floats(self.handle, batch)):
             raise ValueError("native loop: buffers of the wrong shape")
-        self.lib.dfa_run(self.handle, _ptr(coef), coef.stride(0), _ptr(rows), taps, _ptr(carry), _ptr(uniform),
-                         uniform.stride(0), _ptr(classes), classes.stride(0), _ptr(h1x), _ptr(h2), _ptr(scratch),
-                         batch, steps)
 
 
 def matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
