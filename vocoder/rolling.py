@@ -41,8 +41,7 @@ from vocoder.hparams import hparams as hp
 
 # Mel frames whose conditioning is computed together (a block needs the 2 frames after it).
 BLOCK_FRAMES = 16
-# Once the first piece is out, a driven producer (see `MelTimeline`) may use this much time after
-# each chunk, relative to the chunk's.
+# A driven producer (see `MelTimeline`) may use this much time after each chunk, relative to the chunk's.
 PRODUCER_SHARE = 0.5
 
 
@@ -463,9 +462,7 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
         _run_chunk(fw, groups, slots, cond, noise, kernel, taps, t, chunk, generator)
         chunks_run += 1
         timeline.frontier = max(timeline.frontier, max(need for _, need in stats.folds))
-        if emitted_first:  # before the first piece the producer runs only when frames are needed:
-            # first audio comes 0.2 s sooner, and the decoder catches up later (measured side by side)
-            timeline.work(PRODUCER_SHARE * (time.perf_counter() - began))
+        timeline.work(PRODUCER_SHARE * (time.perf_counter() - began))
         classes = torch.cat([g.classes for g in groups], dim=1).cpu().numpy()  # (chunk, slots)
         for s, fold in enumerate(slots):
             if fold is None:
