@@ -149,6 +149,15 @@ def test_detect_command(tmp_path):
     assert text.returncode == 0 and "Watermarked" in text.stdout
     with pytest.raises(AudioError, match="too short"):
         check_file(tmp_path / "short.wav")
+    # Perth's decoder scores a pure 220 Hz tone as marked (0.98): the detector refuses to judge it.
+    tone = tmp_path / "tone.wav"
+    sf.write(str(tone), 0.5 * np.sin(2 * np.pi * 220 * np.arange(3 * SR) / SR), SR, subtype="PCM_16")
+    with pytest.raises(AudioError, match="steady 220 Hz tone, not speech"):
+        check_file(tone)
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros(2 * SR), SR, subtype="PCM_16")
+    with pytest.raises(AudioError, match="silent"):
+        check_file(silent)
 
 
 def test_provenance_tags_name_the_software():

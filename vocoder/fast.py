@@ -528,9 +528,8 @@ class FastWaveRNN:
                     torch.sub(self.b3, noise.log_(), out=noise)
                 else:
                     noise.uniform_(generator=generator)
-                # Each group fills its own buffer (in its thread, so it is in that core's cache)
-                # and runs its steps. The scripted loop releases the GIL, so plain threads run
-                # the groups side by side.
+                # Each group runs its steps on a thread of its own: the native library starts
+                # them itself; the scripted loop releases the GIL, so plain threads run it.
                 if loop is not None:  # the library starts a thread per group itself
                     loop.run_many([(x[g.folds], y[g.folds], g.carry, noise[:, g.folds, 0], g.classes, g.h1x, g.h2,
                                     g.scratch) for g in groups], steps)

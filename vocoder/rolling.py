@@ -23,7 +23,6 @@ audio. See bench/RESULTS.md for both.
 from __future__ import annotations
 
 import functools
-import os
 import math
 import threading
 import time
