@@ -23,6 +23,7 @@ import torch
 
 from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
 from deepfake_audio.core.rng import make_generator
+from deepfake_audio.core.threads import use_user_threads
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
 from deepfake_audio.script import Part, has_markup, parse_script, spoken_characters
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
@@ -402,6 +403,7 @@ class Pipeline:
         reference. `pace` (0.5 to 2.0) is the speaking rate. `clean` reduces noise in the
         reference and band-limits it before it is encoded (for microphone recordings).
         """
+        use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
         pace = check_pace(pace)
         if mode not in MODES:

@@ -235,3 +235,37 @@ def test_fp16_cell_split_between_threads_is_exact(seed1_dir):
     assert torch.get_num_threads() == threads
     with fast.decoding((whole, whole)):
         assert torch.get_num_threads() == threads
+
+
+def test_same_audio_on_a_thread_that_started_during_a_hold(vocoder, mel):
+    """A server's worker thread that first ran torch while another request held the intra-op
+    count at one keeps one as its own count (OpenMP's count is per thread). The fold groups
+    (and so the samples of a seed) and its later torch work must not depend on that."""
+    from concurrent.futures import ThreadPoolExecutor
+    from deepfake_audio.core.threads import IntraOpHold, cpu_threads
+    threads = torch.get_num_threads()
+    if threads < 2:
+        pytest.skip("needs 2 intra-op threads")
+    short = mel[:, :40]
+    expected = vocoder.infer_waveform(short, seed=6, mode="fast")
+    rolling = next(vocoder.rolling_waveform(short, seed=6))
+    with ThreadPoolExecutor(1) as pool:
+        hold = IntraOpHold(1)
+        hold.enter()  # another request's hold, as the worker runs torch for the first time
+        assert pool.submit(torch.get_num_threads).result() == 1
+        hold.exit()
+        assert pool.submit(cpu_threads).result() == threads
+        np.testing.assert_array_equal(pool.submit(vocoder.infer_waveform, short, seed=6, mode="fast").result(),
+                                      expected)
+        def hold_once():
+            h = IntraOpHold(1)
+            h.enter()
+            h.exit()
+        pool.submit(hold_once).result()  # the worker's own hold, begun and ended on one thread...
+        with ThreadPoolExecutor(1) as fresh:  # ...leaves the process setting as it found it
+            assert fresh.submit(torch.get_num_threads).result() == threads
+        from deepfake_audio.core.threads import use_user_threads
+        pool.submit(use_user_threads).result()  # what a request's start does (Pipeline.plan)
+        assert pool.submit(torch.get_num_threads).result() == threads
+        np.testing.assert_array_equal(pool.submit(lambda: next(vocoder.rolling_waveform(short, seed=6))).result(),
+                                      rolling)

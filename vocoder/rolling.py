@@ -283,7 +283,7 @@ class _Assembler:
         self.ending = ending
         self.mixed = np.zeros(1 << 16)
         self.emitted = 0
-        self.total: int | None = None  # samples of the whole output, once known
+        self.total: int | None = None  # samples of the whole output, once known (see `stream`'s `settle`)
         self.known = 0  # samples the output has at least
         self.state = np.zeros(1)
 
@@ -400,8 +400,17 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
     frames, finished = timeline.wait(1)
 
     def wave_length() -> int | None:
-        assembler.known = max(0, (frames - 1) * hop if ending else frames * hop)
-        return assembler.known if finished else None
+        """Samples of the whole output once the mel is complete, else None (for the fold decisions)."""
+        return max(0, (frames - 1) * hop if ending else frames * hop) if finished else None
+
+    def settle() -> None:
+        """What the assembler may rely on, from the folds started so far, never from the frames that
+        happen to exist: those depend on timing, and so would where pieces end (each piece is levelled
+        and watermarked on its own). The output has at least the frames that the started folds
+        needed; its length is final once the last fold has started."""
+        need = max((n for _, n in stats.folds), default=0)
+        assembler.known = max(0, (need - 1) * hop if ending else need * hop)
+        assembler.total = total if last_started else None
 
     def available() -> int:
         # samples whose inputs are all known (see FastWaveRNN._run_wave's prefill)
@@ -417,7 +426,6 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
                 break  # the first folds start one chunk apart, so that they end one after another
             while True:
                 total = wave_length()
-                assembler.total = total
                 if total is not None and next_start >= total:
                     last_started = True
                     break
@@ -456,7 +464,7 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
             frames, finished = timeline.wait(0)
             cond.update(timeline, frames, finished)
         total = wave_length()
-        assembler.total = total
+        settle()
         began = time.perf_counter()
         _run_chunk(fw, groups, slots, cond, noise, kernel, taps, t, chunk, generator)
         chunks_run += 1
@@ -479,7 +487,8 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
             emitted_first = True
             _note_needs(stats, assembler.emitted)
             yield piece
-    assembler.total = wave_length()
+    total = wave_length()
+    settle()
     piece = assembler.take(assembler.total or 0, 0)
     if piece is not None and len(piece):
         _note_needs(stats, assembler.emitted)
