@@ -32,7 +32,8 @@ def test_native_loop_is_built_and_used_here(vocoder):
         pytest.skip("no x86-64 AVX2 CPU with a C compiler")
     assert native.library() is not None, native.reason()
     assert vocoder.fast("fast").native is not None
-    assert vocoder.fast("int8").native is None and FastWaveRNN(vocoder.model, "fp32").native is None
+    assert vocoder.fast("int8").native is not None and FastWaveRNN(vocoder.model, "fp32").native is None
+    assert vocoder.fast("int8").native.kernel in ("avx2", "avxvnni", "avx512vnni")
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)])
@@ -45,6 +46,66 @@ def test_native_matmul_equals_fp16_weight_product(m, k, n):
     got = native.matmul(w, x).double()
     assert got.shape == (m, n)
     assert (got - expected).abs().max() < 1e-5 * max(1.0, expected.abs().max().item())
+
+
+def _int8_reference(w: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+    """What the int8 matmul promises, in numpy: w quantised per column, each row of x to
+    round(x * 127 / max|x|), integer products summed exactly, then scaled in float32."""
+    w8, scale = native.quantize_int8(w)
+    out = np.zeros((x.shape[0], w.shape[1]), np.float32)
+    for r, row in enumerate(x.numpy()):
+        amax = np.float32(np.abs(row).max())
+        if amax == 0:
+            continue
+        q = np.clip(np.rint(row * (np.float32(127) / amax)), -127, 127).astype(np.int64)
+        dots = (q[:, None] * w8.astype(np.int64)).sum(axis=0)
+        assert np.abs(dots).max() < 2 ** 24  # so the float conversion is exact
+        out[r] = dots.astype(np.float32) * scale * (amax / np.float32(127))
+    return out
+
+
+def _int8_kernels() -> list[str]:
+    return [k for k in ("avx2", "avxvnni", "avx512vnni") if native.int8_kernel(k)]
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)])
+def test_int8_matmul_is_exact_integer_arithmetic_on_every_kernel(m, k, n):
+    if native.library() is None:
+        pytest.skip(native.reason())
+    g = torch.Generator().manual_seed(m * k + n)
+    w, x = torch.randn(k, n, generator=g) / k ** 0.5, torch.randn(m, k, generator=g)
+    if m > 1:
+        x[m // 2] = 0  # a zero row gives zeros (no scale to divide by)
+    expected = _int8_reference(w, x)
+    kernels = _int8_kernels()
+    assert "avx2" in kernels
+    for kernel in kernels:
+        np.testing.assert_array_equal(native.matmul8(w, x, kernel).numpy(), expected, err_msg=kernel)
+    # and it is a matmul: within quantisation error of the float product
+    exact = (x.double() @ w.double()).numpy()
+    assert np.abs(expected - exact).max() <= 0.03 * np.abs(exact).max()
+    with pytest.raises(ValueError, match="int8 kernel"):
+        native.NativeLoop(native.library(), 8, 8, 8, *[torch.zeros(1)] * 9, precision="int8", kernel="sse")
+
+
+def test_int8_loop_gives_the_same_samples_on_every_kernel(vocoder, monkeypatch):
+    """The sums are exact integers, so AVX2 and the VNNI kernels pick the same classes: a seed
+    gives the same int8 audio on any x86-64 CPU."""
+    if native.library() is None:
+        pytest.skip(native.reason())
+    mel = torch.from_numpy(vector("voc_input_mel.npy")[:, :40] / 4).float()[None]
+    waves = {}
+    for kernel in _int8_kernels():
+        monkeypatch.setenv("DEEPFAKE_AUDIO_INT8_KERNEL", kernel)
+        fw = FastWaveRNN(vocoder.model, "int8")
+        assert fw.native.kernel == kernel
+        waves[kernel] = fw.generate(mel, generator=torch.Generator().manual_seed(3), target=2000, overlap=400)
+    first = waves.pop("avx2")
+    for kernel, wave in waves.items():
+        np.testing.assert_array_equal(wave, first, err_msg=kernel)
+    monkeypatch.setenv("DEEPFAKE_AUDIO_INT8_KERNEL", "mmx")
+    with pytest.raises(ValueError, match="unknown int8 kernel 'mmx'"):
+        FastWaveRNN(vocoder.model, "int8")
 
 
 def test_native_loop_reproduces_the_torchscript_loop(vocoder):

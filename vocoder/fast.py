@@ -21,12 +21,14 @@ over preallocated buffers:
   draws; given the same generator words it then picks the parity loop's classes
   whenever the logits agree to rounding (tests/test_vocoder_fast.py checks that it
   reproduces the parity samples exactly).
-* Matmuls: fp32; fp16 weights with fp32 arithmetic (the CPU default); or int8 (fbgemm's
-  dynamic quantisation). With fp16 on an x86-64 CPU with AVX2 the whole loop runs in C
-  (vocoder/native: each fp16 weight, once loaded, serves every fold of the group; about
-  1.5 times the TorchScript loop's speed), else in TorchScript with fbgemm's fp16 matmul
-  (several times faster than MKL's fp32 at these shapes on AMD CPUs). With fp16 the folds
-  are shared out between threads, which meet once per chunk of steps.
+* Matmuls: fp32; fp16 weights with fp32 arithmetic (the CPU default); or int8 weights
+  (one scale per output) with each step's inputs quantised per fold. On an x86-64 CPU
+  with AVX2 the fp16 and int8 loops run in C (vocoder/native: each weight, once loaded,
+  serves every fold of the group; fp16 about 1.5 times the TorchScript loop's speed, int8
+  with exact integer sums, VNNI instructions where the CPU has them), else in TorchScript
+  with fbgemm's fp16 matmul (several times faster than MKL's fp32 at these shapes on AMD
+  CPUs) or fbgemm's dynamic int8 one. In the C loop and with fp16 the folds are shared
+  out between threads, which meet once per chunk of steps.
 
 Folds are balanced (a sentence is cut into equal folds, none mostly padding), and an
 optional head (short folds run first) gets the first audio out early. `stream` yields
@@ -390,19 +392,21 @@ class FastWaveRNN:
             self.sampler = torch.jit.script(sampler)
         except Exception:  # TorchScript is optional: eager gives the same numbers, slower
             self.sampler = sampler
-        # The C loop (vocoder/native) runs the fp16 path where this machine can build and run it.
+        # The C loop (vocoder/native) runs the fp16 and int8 paths where this machine can build and
+        # run it; its int8 matmuls are its own (VNNI where the CPU has it), not fbgemm's.
         self.native: native.NativeLoop | None = None
-        lib = native.library() if precision == "fp16" and rnn % 8 == 0 else None
+        lib = native.library() if precision in ("fp16", "int8") and rnn % 8 == 0 else None
         if lib is not None:
             self.native = native.NativeLoop(lib, rnn, fc, self.n_classes, self.w1, self.w2[:rnn], self.wf1,
-                                            self.wf2, self.w3, self.b3, self.v1rz, self.v1n, self.table)
+                                            self.wf2, self.w3, self.b3, self.v1rz, self.v1n, self.table,
+                                            precision=precision)
 
     def threads(self) -> int:
-        """Threads that share out the folds of a wave. The fp16 loops (native, or TorchScript
-        with fbgemm's fp16 matmul) run on one thread each, so each intra-op thread runs its own
+        """Threads that share out the folds of a wave. The C loop and TorchScript's fp16 loop
+        (fbgemm's fp16 matmul) run on one thread each, so each intra-op thread runs its own
         folds; MKL's fp32 and fbgemm's int8 matmuls split every call between the intra-op
         threads instead."""
-        return cpu_threads() if self.precision == "fp16" else 1
+        return cpu_threads() if self.precision == "fp16" or self.native is not None else 1
 
     def _upsample_kernel(self) -> tuple[torch.Tensor, int]:
         """The upsampling network's mel path as one kernel: frame f contributes kernel[k] * mel[f]

@@ -28,7 +28,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wavernn.c")
-ABI_VERSION = 3
+ABI_VERSION = 4
 FLAGS = ["-O3", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
 
 _lock = threading.Lock()
@@ -99,6 +99,12 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.dfa_scratch_floats.argtypes = [p, i]
     lib.dfa_matmul.restype = i
     lib.dfa_matmul.argtypes = [p, i, i, p, i, p]
+    lib.dfa_int8_kernel.restype = i
+    lib.dfa_int8_kernel.argtypes = [i]
+    lib.dfa_new8.restype = p
+    lib.dfa_new8.argtypes = [i, i, i, i] + [p] * 14
+    lib.dfa_matmul8.restype = i
+    lib.dfa_matmul8.argtypes = [p, p, i, i, p, i, p, i]
     return lib
 
 
@@ -147,6 +153,29 @@ def _ptr(t: torch.Tensor | np.ndarray) -> int:
     return t.data_ptr() if isinstance(t, torch.Tensor) else t.ctypes.data
 
 
+# The int8 kernels (every one gives the same bits): "auto" picks the fastest this CPU has.
+INT8_KERNELS = {"auto": 0, "avx2": 1, "avxvnni": 2, "avx512vnni": 3}
+
+
+def int8_kernel(kernel: str = "auto") -> str | None:
+    """The int8 kernel the library would use for `kernel` here (None: not supported, or no library)."""
+    lib = library()
+    if lib is None:
+        return None
+    got = lib.dfa_int8_kernel(INT8_KERNELS[kernel])
+    return next((name for name, code in INT8_KERNELS.items() if code == got and got), None)
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(in, out) float weights -> (int8 (in, out), float32 scale (out)) with w ~ scale * w8: one
+    scale per output column, max |w| / 127 (1 for an all-zero column), rounded to nearest even."""
+    w = w.detach().cpu().double().numpy()
+    scale = np.abs(w).max(axis=0) / 127
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    w8 = np.clip(np.rint(w / scale.astype(np.float64)), -127, 127).astype(np.int8)
+    return np.ascontiguousarray(w8), scale
+
+
 def _fp16_bits(w: torch.Tensor) -> np.ndarray:
     """(in, out) float weights -> row-major fp16 bit patterns (round to nearest even)."""
     return np.ascontiguousarray(w.detach().cpu().to(torch.float16).numpy().view(np.uint16))
@@ -158,16 +187,37 @@ class NativeLoop:
 
     def __init__(self, lib: ctypes.CDLL, rnn: int, fc: int, classes: int, w1: torch.Tensor, w2: torch.Tensor,
                  wf1: torch.Tensor, wf2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, v1rz: torch.Tensor,
-                 v1n: torch.Tensor, table: torch.Tensor):
+                 v1n: torch.Tensor, table: torch.Tensor, precision: str = "fp16", kernel: str | None = None):
         """Weights as `FastWaveRNN` fuses them, (in, out): w1 (rnn + 1, 6 rnn), w2 (rnn, 3 rnn),
-        wf1 (rnn + 1, fc), wf2 (fc, fc), w3 (fc, classes), stored in fp16 (round to nearest even;
-        the arithmetic is fp32); b3 (classes), v1rz (2 rnn), v1n (rnn), table (classes) in fp32."""
+        wf1 (rnn + 1, fc), wf2 (fc, fc), w3 (fc, classes); b3 (classes), v1rz (2 rnn), v1n (rnn),
+        table (classes) in fp32.
+
+        `precision` "fp16": the matrices are stored in fp16 (round to nearest even) and the
+        arithmetic is fp32. "int8": int8 with one scale per output column (`quantize_int8`);
+        each step's inputs to a matmul are quantised per fold (max |x| / 127, offset 128) and
+        the products summed exactly in int32, by `kernel` (one of `INT8_KERNELS`; None: the
+        environment's DEEPFAKE_AUDIO_INT8_KERNEL, else "auto", VNNI instructions where the CPU
+        has them; all give the same bits)."""
         if rnn % 8:
             raise ValueError(f"the native loop needs rnn_dims a multiple of 8, not {rnn}")
-        self.lib, self.rnn, self.fc, self.classes = lib, rnn, fc, classes
-        mats = [_fp16_bits(w) for w in (w1, w2, wf1, wf2, w3)]
+        if precision not in ("fp16", "int8"):
+            raise ValueError(f"unknown precision {precision!r}: use 'fp16' or 'int8'")
+        self.lib, self.rnn, self.fc, self.classes, self.precision = lib, rnn, fc, classes, precision
         vecs = [np.ascontiguousarray(v.detach().cpu().float().numpy()) for v in (b3, v1rz, v1n, table)]
-        self.handle = lib.dfa_new(rnn, fc, classes, *(_ptr(a) for a in mats + vecs))  # copied by the library
+        self.kernel = "fp16"
+        if precision == "fp16":
+            mats = [_fp16_bits(w) for w in (w1, w2, wf1, wf2, w3)]
+            self.handle = lib.dfa_new(rnn, fc, classes, *(_ptr(a) for a in mats + vecs))  # copied by the library
+        else:
+            kernel = kernel or os.environ.get("DEEPFAKE_AUDIO_INT8_KERNEL", "auto").strip().lower() or "auto"
+            if kernel not in INT8_KERNELS:
+                raise ValueError(f"unknown int8 kernel {kernel!r}: use one of {', '.join(INT8_KERNELS)}")
+            if not lib.dfa_int8_kernel(INT8_KERNELS[kernel]):
+                raise ValueError(f"this CPU has no {kernel} int8 kernel")
+            quantized = [quantize_int8(w) for w in (w1, w2, wf1, wf2, w3)]
+            arrays = [w8 for w8, _ in quantized] + [scale for _, scale in quantized] + vecs
+            self.handle = lib.dfa_new8(rnn, fc, classes, INT8_KERNELS[kernel], *(_ptr(a) for a in arrays))
+            self.kernel = int8_kernel(kernel) or kernel
         if not self.handle:
             raise MemoryError("out of memory packing the WaveRNN weights")
 
@@ -235,5 +285,23 @@ def matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     xc = x.detach().float().contiguous()
     out = torch.empty(x.shape[0], w.shape[1])
     if lib.dfa_matmul(_ptr(wb), w.shape[0], w.shape[1], _ptr(xc), x.shape[0], _ptr(out)) != 0:
+        raise MemoryError("out of memory")
+    return out
+
+
+def matmul8(w: torch.Tensor, x: torch.Tensor, kernel: str = "auto") -> torch.Tensor:
+    """x (m, k) @ w (k, n) with w quantised by `quantize_int8` and each row of x to 8 bits, through
+    the library's int8 kernel `kernel` (for tests). Raises ValueError if this CPU lacks it."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"native library unavailable: {reason()}")
+    w8, scale = quantize_int8(w)
+    xc = x.detach().float().contiguous()
+    out = torch.empty(x.shape[0], w.shape[1])
+    code = lib.dfa_matmul8(_ptr(w8), _ptr(scale), w.shape[0], w.shape[1], _ptr(xc), x.shape[0], _ptr(out),
+                           INT8_KERNELS[kernel])
+    if code == -2:
+        raise ValueError(f"this CPU has no {kernel} int8 kernel")
+    if code != 0:
         raise MemoryError("out of memory")
     return out

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 
-#define DFA_ABI_VERSION 3
+#define DFA_ABI_VERSION 4
 #define MAX_THREADS 16
 #define MAX_ROWS 6   /* rows (folds) per register tile: 6 rows x 16 columns = 12 accumulators */
 
@@ -38,9 +38,24 @@ typedef struct {
     uint16_t *w;        /* panels x k x 16 halves, 64-byte aligned; columns past n are zero */
 } Mat;
 
+/* An int8 matrix: one scale per output column, products summed exactly in int32. Panels
+ * of 16 columns, in groups of 4 panels (64 columns, zero past n); in a panel, each group of
+ * 4 inputs is 64 bytes: column c's 4 weights at 4c (what vpdpbusd multiplies with 4 input
+ * bytes broadcast to every column). */
+typedef struct {
+    int k, kp, n, panels;   /* in, in rounded up to 4, out, panels (a multiple of 4) */
+    int8_t *w;              /* panels x (kp / 4) x 64 bytes */
+    float *scale;           /* (16 panels): w = scale * w8 */
+    int32_t *colsum;        /* (16 panels): sum over k of w8, for the activations' offset of 128 */
+} Mat8;
+
+enum { KERNEL_AUTO = 0, KERNEL_AVX2 = 1, KERNEL_AVXVNNI = 2, KERNEL_AVX512VNNI = 3 };
+
 typedef struct {
     int rnn, fc, classes, width;
+    int int8, kernel;  /* int8: the Mat8s are used (by `kernel`), else the fp16 Mats */
     Mat m1, m2, mf1, mf2, m3;
+    Mat8 q1, q2, qf1, qf2, q3;
     float *b3, *v1rz, *v1n, *table;  /* (classes), (2 rnn), (rnn), (classes) */
 } Model;
 
@@ -72,10 +87,40 @@ static float *copy_floats(const float *src, int n) {
     return dst;
 }
 
+/* Pack w8 (k x n, row-major int8) and its column scales. */
+static int mat8_init(Mat8 *m, const int8_t *w, const float *scale, int k, int n) {
+    m->k = k; m->kp = (k + 3) / 4 * 4; m->n = n; m->panels = (n + 63) / 64 * 4;
+    size_t cols = (size_t)m->panels * 16, size = cols * m->kp;
+    m->w = aligned(size);
+    m->scale = aligned(cols * sizeof(float));
+    m->colsum = aligned(cols * sizeof(int32_t));
+    if (!m->w || !m->scale || !m->colsum) return -1;
+    memset(m->w, 0, size);
+    memset(m->scale, 0, cols * sizeof(float));
+    memset(m->colsum, 0, cols * sizeof(int32_t));
+    for (int c = 0; c < n; c++) {
+        int32_t sum = 0;
+        for (int r = 0; r < k; r++) {
+            int8_t v = w[(size_t)r * n + c];
+            m->w[((size_t)(c / 16) * (m->kp / 4) + r / 4) * 64 + (c % 16) * 4 + r % 4] = v;
+            sum += v;
+        }
+        m->scale[c] = scale[c];
+        m->colsum[c] = sum;
+    }
+    return 0;
+}
+
+static void mat8_free(Mat8 *m) {
+    free(m->w); free(m->scale); free(m->colsum);
+    m->w = NULL; m->scale = NULL; m->colsum = NULL;
+}
+
 void dfa_free(void *handle) {
     Model *md = handle;
     if (!md) return;
     mat_free(&md->m1); mat_free(&md->m2); mat_free(&md->mf1); mat_free(&md->mf2); mat_free(&md->m3);
+    mat8_free(&md->q1); mat8_free(&md->q2); mat8_free(&md->qf1); mat8_free(&md->qf2); mat8_free(&md->q3);
     free(md->b3); free(md->v1rz); free(md->v1n); free(md->table);
     free(md);
 }
@@ -92,6 +137,51 @@ void *dfa_new(int rnn, int fc, int classes, const uint16_t *w1, const uint16_t *
     int bad = mat_init(&md->m1, w1, rnn + 1, 6 * rnn) | mat_init(&md->m2, w2, rnn, 3 * rnn)
             | mat_init(&md->mf1, wf1, rnn + 1, fc) | mat_init(&md->mf2, wf2, fc, fc)
             | mat_init(&md->m3, w3, fc, classes);
+    md->b3 = copy_floats(b3, classes); md->v1rz = copy_floats(v1rz, 2 * rnn);
+    md->v1n = copy_floats(v1n, rnn); md->table = copy_floats(table, classes);
+    if (bad || !md->b3 || !md->v1rz || !md->v1n || !md->table) { dfa_free(md); return NULL; }
+    return md;
+}
+
+static int kernel_supported(int kernel) {
+    __builtin_cpu_init();
+    switch (kernel) {
+        case KERNEL_AVX2: return 1;
+        case KERNEL_AVXVNNI: return __builtin_cpu_supports("avxvnni");
+        case KERNEL_AVX512VNNI:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                   && __builtin_cpu_supports("avx512vnni");
+        default: return 0;
+    }
+}
+
+/* The int8 kernel `dfa_new8` picks for `kernel` 0 (the fastest this CPU has); 0 if `kernel` is not supported. */
+int dfa_int8_kernel(int kernel) {
+    if (kernel == KERNEL_AUTO) {
+        if (kernel_supported(KERNEL_AVX512VNNI)) return KERNEL_AVX512VNNI;
+        if (kernel_supported(KERNEL_AVXVNNI)) return KERNEL_AVXVNNI;
+        return KERNEL_AVX2;
+    }
+    return kernel_supported(kernel) ? kernel : 0;
+}
+
+/* As dfa_new with int8 weights: w8 (in, out) row-major and one float scale per output column
+ * (w = scale * w8) for each matrix. `kernel`: 0 the fastest this CPU has, or one of
+ * KERNEL_*; every kernel gives the same bits (the sums are exact integers). NULL if out of
+ * memory or the kernel is not supported. */
+void *dfa_new8(int rnn, int fc, int classes, int kernel, const int8_t *w1, const int8_t *w2, const int8_t *wf1,
+               const int8_t *wf2, const int8_t *w3, const float *s1, const float *s2, const float *sf1,
+               const float *sf2, const float *s3, const float *b3, const float *v1rz, const float *v1n,
+               const float *table) {
+    kernel = dfa_int8_kernel(kernel);
+    if (!kernel) return NULL;
+    Model *md = calloc(1, sizeof(Model));
+    if (!md) return NULL;
+    md->rnn = rnn; md->fc = fc; md->classes = classes; md->width = 8 * rnn + 2 * fc;
+    md->int8 = 1; md->kernel = kernel;
+    int bad = mat8_init(&md->q1, w1, s1, rnn + 1, 6 * rnn) | mat8_init(&md->q2, w2, s2, rnn, 3 * rnn)
+            | mat8_init(&md->qf1, wf1, sf1, rnn + 1, fc) | mat8_init(&md->qf2, wf2, sf2, fc, fc)
+            | mat8_init(&md->q3, w3, s3, fc, classes);
     md->b3 = copy_floats(b3, classes); md->v1rz = copy_floats(v1rz, 2 * rnn);
     md->v1n = copy_floats(v1n, rnn); md->table = copy_floats(table, classes);
     if (bad || !md->b3 || !md->v1rz || !md->v1n || !md->table) { dfa_free(md); return NULL; }
@@ -226,6 +316,195 @@ static TARGET void matmul(const Mat *w, const float *x, int ldx, int m, float *o
     }
 }
 
+/* ---- int8: out = base + x @ W, exact integer sums ----------------------------------- */
+
+/* Each row of x is quantised on its own: q = round(x / s) + 128 in bytes, s = max |x| / 127;
+ * the kernels sum q * w8 exactly in int32 (at most 516 * 255 * 127 < 2^24, so the float
+ * conversion is exact too), and `finish16` removes the offset (128 * the column's sum of
+ * weights) and scales. Quantising and finishing are shared code, so every kernel gives the
+ * same bits: AVX-512 VNNI, AVX-VNNI, or plain AVX2 (pairs of 16-bit products). */
+#define TARGET_VNNI512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
+#define TARGET_VNNI256 __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define ROWS8 6   /* rows per tile: 6 rows x 4 panels = 24 zmm accumulators */
+
+/* q[0:kp] for row x[0:k] (the padding 128: its weights are zero); returns s (0 for a zero row). */
+static TARGET float quantize_row(const float *x, int k, int kp, uint8_t *q) {
+    __m256 sign = _mm256_set1_ps(-0.0f), mx = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= k; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    float lane[8], amax = 0;
+    _mm256_storeu_ps(lane, mx);
+    for (int j = 0; j < 8; j++) amax = lane[j] > amax ? lane[j] : amax;
+    for (; i < k; i++) { float a = fabsf(x[i]); amax = a > amax ? a : amax; }
+    if (!(amax > 0)) {  /* zero (or NaN) row: every product cancels against the offset */
+        memset(q, 128, (size_t)kp);
+        return 0;
+    }
+    const float inv = 127.0f / amax;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), off = _mm256_set1_epi32(128);
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (i = 0; i + 8 <= k; i += 8) {  /* cvtps rounds half to even, as nearbyintf below */
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+        v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), off);
+        v = _mm256_shuffle_epi8(v, pick);
+        int32_t a = _mm256_extract_epi32(v, 0), b = _mm256_extract_epi32(v, 4);
+        memcpy(q + i, &a, 4);
+        memcpy(q + i + 4, &b, 4);
+    }
+    for (; i < k; i++) {
+        float v = nearbyintf(x[i] * inv);
+        v = v > 127 ? 127 : (v < -127 ? -127 : v);
+        q[i] = (uint8_t)((int)v + 128);
+    }
+    for (; i < kp; i++) q[i] = 128;
+    return amax / 127.0f;
+}
+
+/* o[c] = b[c] + (dot[c] - 128 colsum[c]) * scale[c] * s for c < cols (b NULL: no base). */
+static TARGET void finish16(const int32_t *dot, const Mat8 *m, int c0, int cols, float s, float *o, const float *b) {
+    __m256 sv = _mm256_set1_ps(s), v[2];
+    for (int h = 0; h < 2; h++) {
+        __m256i d = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(dot + 8 * h)),
+                                     _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(m->colsum + c0 + 8 * h)), 7));
+        v[h] = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(m->scale + c0 + 8 * h)), sv);
+    }
+    store_row(o, b, v[0], v[1], cols);
+}
+
+INLINE int32_t four_bytes(const uint8_t *q) {
+    int32_t v;
+    memcpy(&v, q, 4);
+    return v;
+}
+
+/* dots[r * 64 + c] = sum_i q[r][i] * w[i][c] for 4 panels (64 columns) from `panel`. */
+#define V512_ROW(r) \
+    if (rows > r) { \
+        __m512i xb = _mm512_set1_epi32(four_bytes(q + (size_t)(r) * ldq + 4 * (size_t)i)); \
+        a##r##0 = _mm512_dpbusd_epi32(a##r##0, xb, w0); a##r##1 = _mm512_dpbusd_epi32(a##r##1, xb, w1); \
+        a##r##2 = _mm512_dpbusd_epi32(a##r##2, xb, w2); a##r##3 = _mm512_dpbusd_epi32(a##r##3, xb, w3); \
+    }
+#define V512_STORE(r) \
+    if (rows > r) { \
+        _mm512_storeu_si512(dots + (r) * 64, a##r##0); _mm512_storeu_si512(dots + (r) * 64 + 16, a##r##1); \
+        _mm512_storeu_si512(dots + (r) * 64 + 32, a##r##2); _mm512_storeu_si512(dots + (r) * 64 + 48, a##r##3); \
+    }
+
+INLINE TARGET_VNNI512 void dots_vnni512_rows(const int8_t *panel, size_t stride, int groups, const uint8_t *q,
+                                              int ldq, int32_t *dots, const int rows) {
+    __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512i a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    __m512i a40 = a00, a41 = a00, a42 = a00, a43 = a00, a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+    for (int i = 0; i < groups; i++) {
+        const int8_t *p = panel + 64 * (size_t)i;
+        __m512i w0 = _mm512_load_si512(p), w1 = _mm512_load_si512(p + stride);
+        __m512i w2 = _mm512_load_si512(p + 2 * stride), w3 = _mm512_load_si512(p + 3 * stride);
+        V512_ROW(0) V512_ROW(1) V512_ROW(2) V512_ROW(3) V512_ROW(4) V512_ROW(5)
+    }
+    V512_STORE(0) V512_STORE(1) V512_STORE(2) V512_STORE(3) V512_STORE(4) V512_STORE(5)
+}
+
+static TARGET_VNNI512 void dots_vnni512(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
+                                        int32_t *dots, int rows) {
+    switch (rows) {
+        case 6: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 6); break;
+        case 5: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 5); break;
+        case 4: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 4); break;
+        case 3: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 3); break;
+        case 2: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 2); break;
+        default: dots_vnni512_rows(panel, stride, groups, q, ldq, dots, 1); break;
+    }
+}
+
+/* AVX-VNNI (256-bit): 2 panels (4 ymm of weights) for up to 2 rows at a time. */
+INLINE TARGET_VNNI256 void dots_vnni256_pair(const int8_t *panel, size_t stride, int groups, const uint8_t *q,
+                                             int ldq, int32_t *dots, const int rows) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int i = 0; i < groups; i++) {
+        const int8_t *p = panel + 64 * (size_t)i;
+        __m256i w0 = _mm256_load_si256((const __m256i *)p), w1 = _mm256_load_si256((const __m256i *)(p + 32));
+        __m256i w2 = _mm256_load_si256((const __m256i *)(p + stride));
+        __m256i w3 = _mm256_load_si256((const __m256i *)(p + stride + 32));
+        __m256i x = _mm256_set1_epi32(four_bytes(q + 4 * (size_t)i));
+        a0 = _mm256_dpbusd_avx_epi32(a0, x, w0); a1 = _mm256_dpbusd_avx_epi32(a1, x, w1);
+        a2 = _mm256_dpbusd_avx_epi32(a2, x, w2); a3 = _mm256_dpbusd_avx_epi32(a3, x, w3);
+        if (rows > 1) {
+            __m256i y = _mm256_set1_epi32(four_bytes(q + ldq + 4 * (size_t)i));
+            b0 = _mm256_dpbusd_avx_epi32(b0, y, w0); b1 = _mm256_dpbusd_avx_epi32(b1, y, w1);
+            b2 = _mm256_dpbusd_avx_epi32(b2, y, w2); b3 = _mm256_dpbusd_avx_epi32(b3, y, w3);
+        }
+    }
+    _mm256_storeu_si256((__m256i *)dots, a0); _mm256_storeu_si256((__m256i *)(dots + 8), a1);
+    _mm256_storeu_si256((__m256i *)(dots + 16), a2); _mm256_storeu_si256((__m256i *)(dots + 24), a3);
+    if (rows > 1) {
+        _mm256_storeu_si256((__m256i *)(dots + 64), b0); _mm256_storeu_si256((__m256i *)(dots + 72), b1);
+        _mm256_storeu_si256((__m256i *)(dots + 80), b2); _mm256_storeu_si256((__m256i *)(dots + 88), b3);
+    }
+}
+
+static TARGET_VNNI256 void dots_vnni256(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
+                                        int32_t *dots, int rows) {
+    for (int r = 0; r < rows; r += 2)
+        for (int h = 0; h < 2; h++) {  /* panels 0-1, then 2-3 */
+            const int8_t *p = panel + 2 * (size_t)h * stride;
+            if (rows - r > 1) dots_vnni256_pair(p, stride, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 32 * h, 2);
+            else dots_vnni256_pair(p, stride, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 32 * h, 1);
+        }
+}
+
+/* Plain AVX2: 16-bit products summed in pairs (vpmaddwd, exact), one row and one panel at a time. */
+static TARGET void dots_avx2(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
+                             int32_t *dots, int rows) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4; j++) {
+            const int8_t *p = panel + (size_t)j * stride;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256()};
+            for (int i = 0; i < groups; i++) {
+                /* 4 input bytes repeated for 4 columns, widened to 16 bits */
+                __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + (size_t)r * ldq + 4 * (size_t)i)));
+                for (int c = 0; c < 4; c++) {  /* columns 4c .. 4c + 3: 16 weights */
+                    __m256i w = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(p + 64 * (size_t)i + 16 * c)));
+                    acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(x, w));
+                }
+            }
+            for (int c = 0; c < 4; c++) {  /* lanes 2t, 2t + 1 hold column 4c + t's two halves */
+                int32_t lane[8];
+                _mm256_storeu_si256((__m256i *)lane, acc[c]);
+                for (int t = 0; t < 4; t++) dots[r * 64 + 16 * j + 4 * c + t] = lane[2 * t] + lane[2 * t + 1];
+            }
+        }
+}
+
+/* As `matmul` with an int8 matrix. qbuf: m * kp bytes, sx: m floats (scratch). */
+static TARGET void matmul8(int kernel, const Mat8 *w, const float *x, int ldx, int m, float *out, int ldo,
+                           const float *base, int ldb, uint8_t *qbuf, float *sx) {
+    int32_t dots[ROWS8 * 64];
+    const size_t stride = (size_t)w->kp * 16;  /* bytes per panel */
+    const int groups = w->kp / 4;
+    for (int r = 0; r < m; r++) sx[r] = quantize_row(x + (size_t)r * ldx, w->k, w->kp, qbuf + (size_t)r * w->kp);
+    for (int p = 0; p < w->panels; p += 4) {
+        const int8_t *panel = w->w + (size_t)p * stride;
+        for (int r = 0; r < m; r += ROWS8) {
+            int rows = m - r < ROWS8 ? m - r : ROWS8;
+            const uint8_t *q = qbuf + (size_t)r * w->kp;
+            if (kernel == KERNEL_AVX512VNNI) dots_vnni512(panel, stride, groups, q, w->kp, dots, rows);
+            else if (kernel == KERNEL_AVXVNNI) dots_vnni256(panel, stride, groups, q, w->kp, dots, rows);
+            else dots_avx2(panel, stride, groups, q, w->kp, dots, rows);
+            for (int rr = 0; rr < rows; rr++)
+                for (int j = 0; j < 4; j++) {
+                    int c0 = 16 * (p + j);
+                    if (c0 >= w->n) break;
+                    int cols = w->n - c0 < 16 ? w->n - c0 : 16;
+                    finish16(dots + rr * 64 + 16 * j, w, c0, cols, sx[r + rr], out + (size_t)(r + rr) * ldo + c0,
+                             base ? base + (size_t)(r + rr) * ldb + c0 : NULL);
+                }
+        }
+    }
+}
+
 /* ---- element-wise ------------------------------------------------------------------- */
 
 /* exp(x) for x in [-87, 88]: 2^n * p(r), r = x - n ln 2, |r| <= ln 2 / 2; Cephes' expf
@@ -335,9 +614,13 @@ static TARGET void add_inplace(float *a, const float *b, int n) {
     for (; i < n; i++) a[i] += b[i];
 }
 
+/* Bytes of one quantised row of the widest int8 matrix input. */
+static int max_kp(const Model *md) { return ((md->rnn + 1 > md->fc ? md->rnn + 1 : md->fc) + 3) / 4 * 4; }
+
 size_t dfa_scratch_floats(const void *handle, int b) {
     const Model *md = handle;
-    return (size_t)b * (2 * md->width + 6 * md->rnn + md->rnn + 1 + 2 * md->fc + md->classes) + md->classes;
+    size_t q = md->int8 ? (size_t)b * (max_kp(md) / 4 + 1) : 0;  /* quantised rows and their scales */
+    return (size_t)b * (2 * md->width + 6 * md->rnn + md->rnn + 1 + 2 * md->fc + md->classes) + md->classes + q;
 }
 
 /* Run `steps` samples of `b` folds: the step of vocoder/fast.py's `_Sampler` (inverse-CDF
@@ -360,6 +643,12 @@ TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const floa
     float *periods = scratch, *g1 = periods + (size_t)b * ldp, *sx = g1 + (size_t)b * 6 * R;
     float *z1 = sx + (size_t)b * (R + 1), *z2 = z1 + (size_t)b * FC;
     float *logits = z2 + (size_t)b * FC, *cdf = logits + (size_t)b * NC;
+    uint8_t *qbuf = (uint8_t *)(cdf + NC);  /* int8: quantised rows, then their scales */
+    float *qscale = (float *)(qbuf + (md->int8 ? (size_t)b * max_kp(md) : 0));
+    const int kernel = md->kernel;
+    /* one matmul of the step, int8 or fp16 */
+#define MATMUL(name, ...) \
+    (md->int8 ? matmul8(kernel, &md->q##name, __VA_ARGS__, qbuf, qscale) : matmul(&md->m##name, __VA_ARGS__))
     const int seg_rz1 = 0, seg_gh1n = 2 * R, seg_pn = 3 * R, seg_s = 4 * R, seg_f1 = 4 * R + FC;
     const int seg_rz2 = 5 * R + 2 * FC;
     for (int f = 0; f < b; f++) {
@@ -391,7 +680,7 @@ TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const floa
         }
         /* h1x feeds rnn2's input gates now and rnn1's hidden gates next step: one matmul,
          * its halves added to this period's [rz2, gi2n] and the next one's [rz1, gh1n]. */
-        matmul(&md->m1, h1x, R + 1, b, g1, 6 * R, NULL, 0);
+        MATMUL(1, h1x, R + 1, b, g1, 6 * R, NULL, 0);
         for (int f = 0; f < b; f++) {
             float *a = cur + f * ldp;
             add_inplace(a + seg_rz2, g1 + (size_t)f * 6 * R, 3 * R);
@@ -401,18 +690,18 @@ TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const floa
             gru_update(a + seg_rz2 + 2 * R, a + seg_rz2, a + seg_rz2 - R, a + seg_rz2 + R, h2 + (size_t)f * R, R);
         }
         /* h2 feeds rnn2's hidden gates next step: [gh2n, rz2] of the next period. */
-        matmul(&md->m2, h2, R, b, next + seg_rz2 - R, ldp, next + seg_rz2 - R, ldp);
+        MATMUL(2, h2, R, b, next + seg_rz2 - R, ldp, next + seg_rz2 - R, ldp);
         for (int f = 0; f < b; f++) {  /* sx = [h1 + h2 | x] */
             const float *p1 = h1x + (size_t)f * (R + 1), *p2 = h2 + (size_t)f * R;
             float *o = sx + (size_t)f * (R + 1);
             for (int i = 0; i < R; i++) o[i] = p1[i] + p2[i];
             o[R] = p1[R];
         }
-        matmul(&md->mf1, sx, R + 1, b, z1, FC, cur + seg_f1, ldp);
+        MATMUL(f1, sx, R + 1, b, z1, FC, cur + seg_f1, ldp);
         relu_inplace(z1, b * FC);
-        matmul(&md->mf2, z1, FC, b, z2, FC, cur + seg_s, ldp);
+        MATMUL(f2, z1, FC, b, z2, FC, cur + seg_s, ldp);
         relu_inplace(z2, b * FC);
-        matmul(&md->m3, z2, FC, b, logits, NC, md->b3, 0);
+        MATMUL(3, z2, FC, b, logits, NC, md->b3, 0);
         for (int f = 0; f < b; f++) {
             int c = sample_class(logits + (size_t)f * NC, NC, uniform[(long)j * ldu + f], cdf);
             classes[(long)j * ldc + f] = c;
@@ -421,6 +710,7 @@ TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const floa
     }
     for (int f = 0; f < b; f++)  /* what the final step added to the period after the chunk */
         memcpy(carry + (size_t)f * W, periods + f * ldp + (steps & 1) * W, (size_t)W * sizeof(float));
+#undef MATMUL
 }
 
 /* One dfa_run call, for dfa_run_many; the fields are dfa_run's arguments. */
@@ -481,6 +771,22 @@ TARGET int dfa_matmul(const uint16_t *w, int k, int n, const float *x, int m, fl
     matmul(&mat, x, k, m, out, n, NULL, 0);
     mat_free(&mat);
     return 0;
+}
+
+/* out (m, n) = x (m, k) @ (scale * w8) for tests: w8 (k, n) int8, scale (n), with `kernel` as in
+ * dfa_new8. Returns 0, -1 if out of memory, -2 if the kernel is not supported here. */
+TARGET int dfa_matmul8(const int8_t *w, const float *scale, int k, int n, const float *x, int m, float *out,
+                       int kernel) {
+    kernel = dfa_int8_kernel(kernel);
+    if (!kernel) return -2;
+    Mat8 mat = {0};
+    int kp = (k + 3) / 4 * 4;
+    uint8_t *q = aligned((size_t)m * kp);
+    float *sx = aligned((size_t)m * sizeof(float));
+    int ok = q && sx && mat8_init(&mat, w, scale, k, n) == 0;
+    if (ok) matmul8(kernel, &mat, x, k, m, out, n, NULL, 0, q, sx);
+    mat8_free(&mat); free(q); free(sx);
+    return ok ? 0 : -1;
 }
 
 #else  /* not x86-64: the TorchScript loop is used instead */
