@@ -183,14 +183,13 @@ def m_stream(models: Path, device: str, runs: int, mode: str = "fast", text: str
             "n_gaps": [len(g) for g in gaps], "first_steps": steps, "clone_difference": worst}
 
 
-def m_vocoder_rolling(models: Path, device: str, runs: int) -> dict:
+def m_vocoder_rolling(models: Path, device: str, runs: int, mode: str = "fast") -> dict:
     """The rolling folds that streams run, on the same 5 s mel as the lockstep rows."""
-    import torch
     from vocoder.inference import Vocoder
     voc = Vocoder(models / "vocoder.pt", device)
     mel = _mel()
-    next(voc.rolling_waveform(mel[:, :30], seed=0))  # build and script the sampler
-    times = _timed(lambda: next(voc.rolling_waveform(mel, seed=1)), runs)
+    next(voc.rolling_waveform(mel[:, :30], seed=0, mode=mode))  # build and script the sampler
+    times = _timed(lambda: next(voc.rolling_waveform(mel, seed=1, mode=mode)), runs)
     return {"times": times, "audio": SECONDS}
 
 
@@ -328,7 +327,10 @@ MEASUREMENTS = {
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
     "stream-long": lambda m, d, r: m_stream(m, d, r, "fast", LONG_TEXT),
-    "clone-long": lambda m, d, r: m_clone(m, d, r, "fast", LONG_TEXT), "vocoder-rolling": m_vocoder_rolling,
+    "stream-long-int8": lambda m, d, r: m_stream(m, d, r, "int8", LONG_TEXT),
+    "clone-long": lambda m, d, r: m_clone(m, d, r, "fast", LONG_TEXT),
+    "clone-long-int8": lambda m, d, r: m_clone(m, d, r, "int8", LONG_TEXT), "vocoder-rolling": m_vocoder_rolling,
+    "vocoder-rolling-int8": lambda m, d, r: m_vocoder_rolling(m, d, r, "int8"),
     "pace": m_pace, "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
 }
 
@@ -403,7 +405,8 @@ def main(argv=None) -> int:
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
                 "vocoder-int8", "vocoder-fast-1thread", "vocoder-fast-torchscript", "flops", "quality", "clone-int8",
-                "synthesizer-fast", "synthesizer-int8", "stream-int8")]
+                "synthesizer-fast", "synthesizer-int8", "stream-int8", "stream-long-int8", "clone-long-int8",
+                "vocoder-rolling-int8")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
@@ -466,7 +469,8 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
                        ("vocoder-fast-fp32", "WaveRNN fast, fp32 weights"),
                        ("vocoder-rolling", "WaveRNN fast, rolling folds (streams)"),
-                       ("vocoder-int8", "WaveRNN int8")]:
+                       ("vocoder-int8", "WaveRNN int8"),
+                       ("vocoder-rolling-int8", "WaveRNN int8, rolling folds (streams)")]:
         if key in r:
             row(label, f"real-time factor, {r[key]['audio']:.1f} s mel", spread(r[key]["times"], 1 / r[key]["audio"]),
                 key)
@@ -488,13 +492,16 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         row("starter clone (encoder + starter + Griffin-Lim)", f"real-time factor, {c['audio']:.1f} s of speech "
             f"({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
         watermark_row("starter clone", c, "starter-clone")
-    if "clone-long" in r:
-        c = r["clone-long"]
-        stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
-        row("clone end to end (fast), 60 s text", f"real-time factor, {c['audio']:.1f} s of speech ({stages})",
-            spread(c["times"], 1 / c["audio"]), "clone-long")
+    for key, label in [("clone-long", "clone end to end (fast), 60 s text"),
+                       ("clone-long-int8", "clone end to end (int8), 60 s text")]:
+        if key in r:
+            c = r[key]
+            stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
+            row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})", spread(c["times"], 1 / c["audio"]),
+                key)
     for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)"),
-                       ("stream-long", "streamed clone (fast), 60 s text")]:
+                       ("stream-long", "streamed clone (fast), 60 s text"),
+                       ("stream-long-int8", "streamed clone (int8), 60 s text")]:
         if key in r:
             s_ = r[key]
             row(label, "time to first audio, s (target <= 0.5)", spread(s_["first"]), key)

@@ -8,7 +8,8 @@
 
 With WaveRNN in the fast modes (the default) sound starts after a few decoder steps, not
 after a sentence: the synthesizer hands over its mel frames as its decoder makes them
-(`Synthesizer.stream_ids`: the first sentence alone, then the others in one batch), while
+(`Synthesizer.stream_ids`: the first sentence alone, then the others in one batch, whose
+first sentence also comes frame by frame and the rest when the batch ends), while
 the vocoder runs rolling folds over the frames that exist (`vocoder.rolling`); the
 vocoder runs the decoder between its own chunks, so the two take turns on the cores. The
 sentences are one timeline for the vocoder, as in `clone`. `clone(rolling=True)` runs the
@@ -49,10 +50,16 @@ HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
 FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
-# Rolling folds: the first piece waits for the first fold (less its overlap with the second):
-# until then the audio would grow only as fast as one fold is sampled, slower than it plays.
-# Later pieces come as soon as 800 samples are final.
-ROLLING_FIRST_SAMPLES = 1400
+# Rolling folds, per WaveRNN mode: (samples of the first piece, mel frames the decoder may work
+# ahead of the vocoder's needs before it: `MelTimeline.start_lookahead`). Later pieces come as
+# soon as 800 samples are final. The first piece waits at least for the first fold (less its
+# overlap with the second): until then the audio grows only as fast as one fold is sampled,
+# slower than it plays. "int8" (about 2.5 times the speed of "fast" where the CPU has VNNI)
+# can afford a first piece of 0.25 s, which lets a player start ahead of the head folds: then
+# no stalls on 2 cores. "fast" cannot keep up with playback on 2 cores anyway, so it starts as
+# early as it can. Both let the decoder run only when frames are needed before the first piece
+# (it catches up later). bench/RESULTS.md has the measurements behind both.
+ROLLING_START = {"fast": (1400, 0), "int8": (4000, 0)}
 ROLLING_MIN_SAMPLES = 800
 # Between chunks of vocoding the synthesizer keeps this far (mel frames: 2 s) ahead of the vocoder.
 PRODUCER_LOOKAHEAD_FRAMES = 160
@@ -165,22 +172,29 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
                         timeline.append(piece * scale, tag=steps)
                     yield
                 mels = [np.concatenate(pieces, axis=1)]
-            else:
+                lengths.append(mels[0].shape[1])
+            else:  # a batch: its first sentence's frames as they are made, the others at its end
+                made = [0]  # frames of the sentence being handed over
+
+                def emit(frames: np.ndarray, done: bool) -> None:
+                    if frames.shape[1]:
+                        timeline.append(frames * scale)
+                        made[0] += frames.shape[1]
+                    if done:  # known before any frame of the next sentence arrives
+                        lengths.append(made[0])
+                        made[0] = 0
                 mels = yield from synthesizer.synthesize_steps([plan.ids[k] for k in group],
                                                                [plan.voice_of(k) for k in group], generator,
-                                                               plan.mode, plan.pace)
+                                                               plan.mode, plan.pace, emit=emit)
             stream.mels.extend(mels)
-            for mel in mels:
-                lengths.append(mel.shape[1])
-                if len(group) > 1:
-                    timeline.append(mel * scale)
 
+    first_samples, timeline.start_lookahead = ROLLING_START[plan.mode]
     timeline.producer = produce()
     timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))
     stats = StreamStats()
     pieces = pipe.vocoder.rolling_waveform(timeline, make_generator(plan.seed, pipe.device), mode=plan.mode,
-                                           first_samples=ROLLING_FIRST_SAMPLES, min_samples=ROLLING_MIN_SAMPLES,
+                                           first_samples=first_samples, min_samples=ROLLING_MIN_SAMPLES,
                                            stats=stats)
     position, k, reported = 0, 0, 0
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Generator, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -136,24 +136,56 @@ class Synthesizer:
         return specs
 
     def synthesize_steps(self, inputs: Sequence[Sequence[int]], embeddings: Sequence[np.ndarray],
-                         generator: torch.Generator, mode: str = "fast", pace: float = 1.0
+                         generator: torch.Generator, mode: str = "fast", pace: float = 1.0,
+                         emit: Callable[[np.ndarray, bool], None] | None = None
                          ) -> Generator[None, None, list[np.ndarray]]:
         """`synthesize_ids` (same mels) as a generator that pauses after every decoder step and
         returns the mels: for a caller that interleaves the synthesis with other work
-        (`mels = yield from synthesizer.synthesize_steps(...)`)."""
+        (`mels = yield from synthesizer.synthesize_steps(...)`).
+
+        `emit(frames, done)`, if given, gets the mels' frames in order as soon as they are
+        final: a batch's first mel as its decoder makes them (fast modes at pace 1; its post-net
+        blocks as in `stream_ids`, quiet frames held back until a louder one follows), the
+        others when the batch ends (every item runs until all have stopped, and the trim of
+        each one's quiet tail needs its last frame); `done` is true with a mel's last frames
+        (which may be none). Joined, a mel's frames are the mel returned for it.
+        """
         if self.architecture != TACOTRON:
-            return self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace)
+            specs = self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace)
+            for spec in specs if emit is not None else ():
+                emit(spec, True)
+            return specs
+        windowed = mode != "parity"
+        early = emit is not None and windowed and pace == 1.0  # a batch's first mel as it is made
+        planned = postnet_blocks(self.hparams.max_decoder_frames + self.r)
         specs = []
         for _, chars, speakers in self._batches([list(ids) for ids in inputs], list(embeddings)):
             cells = self._lstm_cells(mode)
-            frames = []
+            frames, blocks, n_decoded = [], [], 0  # decoder frames; post-net blocks made early
+            first = _QuietTail(self.hparams.tts_stop_threshold)
             with fast.decoding(cells):
                 for step, _, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
                                                           generator, cells):
                     frames.append(step)
+                    n_decoded += step.size(2)
+                    while early and len(blocks) < len(planned) and planned[len(blocks)][1] + POSTNET_CONTEXT <= n_decoded:
+                        mels = torch.cat(frames, dim=2)
+                        frames = [mels]
+                        blocks.append(self.model.postnet_block(mels, *planned[len(blocks)]))
+                        piece = first.add(blocks[-1][0].cpu().numpy())
+                        if piece is not None:
+                            emit(piece, False)
                     yield
-                mels = self.model.postnet_output(torch.cat(frames, dim=2), windowed=mode != "parity")
-            specs += [stretch_frames(self.trim_trailing_silence(mel), pace) for mel in mels.cpu().numpy()]
+                mels = torch.cat(frames, dim=2)
+                if early:  # the same blocks as `postnet_output(windowed=True)`: those made, then the rest
+                    rest = [self.model.postnet_block(mels, lo, hi) for lo, hi in postnet_blocks(n_decoded)[len(blocks):]]
+                    post = torch.cat(blocks + rest, dim=2)
+                else:
+                    post = self.model.postnet_output(mels, windowed=windowed)
+            batch = [stretch_frames(self.trim_trailing_silence(mel), pace) for mel in post.cpu().numpy()]
+            for k, spec in enumerate(batch if emit is not None else ()):
+                emit(spec[:, first.emitted:] if k == 0 and early else spec, True)
+            specs += batch
         return specs
 
     def stream_ids(self, ids: Sequence[int], embedding: np.ndarray, generator: torch.Generator | None = None,
@@ -183,20 +215,8 @@ class Synthesizer:
         n_decoded, n_steps, blocks = 0, 0, 0  # decoder frames, decoder steps, post-net blocks made
         # the blocks of the longest mel the decoder can make; a shorter one's are a prefix (its last clipped)
         planned = postnet_blocks(self.hparams.max_decoder_frames + self.r)
-        held: list[np.ndarray] = []  # quiet frames that may turn out to be the trailing silence
-        emitted = 0
-
-        def release(block: np.ndarray) -> np.ndarray | None:
-            nonlocal held, emitted
-            loud = np.flatnonzero(block.max(axis=0) >= threshold)
-            if not len(loud):
-                held.append(block)
-                return None
-            cut = loud[-1] + 1
-            out = np.concatenate(held + [block[:, :cut]], axis=1)
-            held = [block[:, cut:]] if cut < block.shape[1] else []
-            emitted += out.shape[1]
-            return out
+        tail = _QuietTail(threshold)
+        release = tail.add
 
         empty = np.zeros((self.hparams.num_mels, 0), np.float32)
         with fast.decoding(cells):
@@ -224,8 +244,8 @@ class Synthesizer:
                 piece = release(self.model.postnet_block(mels, lo, hi)[0].cpu().numpy())
                 if piece is not None:
                     yield piece, n_steps
-        if emitted == 0:  # all quiet: the trim keeps one frame
-            yield np.concatenate(held, axis=1)[:, :1], n_steps
+        if tail.emitted == 0:  # all quiet: the trim keeps one frame
+            yield np.concatenate(tail.held, axis=1)[:, :1], n_steps
 
     def _synthesize_parallel(self, inputs: list[list[int]], embeds: list[np.ndarray], return_alignments: bool,
                              progress, pace: float = 1.0) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
@@ -268,3 +288,26 @@ class Synthesizer:
         while keep > 1 and frame_max[keep - 1] < self.hparams.tts_stop_threshold:
             keep -= 1
         return mel[:, :keep]
+
+
+class _QuietTail:
+    """A mel's frames released in order as they come, quiet ones (loudest channel below the
+    stop threshold) held back until a louder frame follows: what `trim_trailing_silence`
+    would cut from the end is never released."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.held: list[np.ndarray] = []
+        self.emitted = 0  # frames released so far
+
+    def add(self, block: np.ndarray) -> np.ndarray | None:
+        """The frames of `block` (80, n) and of those held before it up to its last loud one, if any."""
+        loud = np.flatnonzero(block.max(axis=0) >= self.threshold)
+        if not len(loud):
+            self.held.append(block)
+            return None
+        cut = loud[-1] + 1
+        out = np.concatenate(self.held + [block[:, :cut]], axis=1)
+        self.held = [block[:, cut:]] if cut < block.shape[1] else []
+        self.emitted += out.shape[1]
+        return out

@@ -126,6 +126,36 @@ def test_streamed_frames_join_to_the_fast_mel(synthesizer):
     assert len(pieces) >= 80  # `each_step`: one yield per decoder step at least
 
 
+def test_a_batch_hands_over_its_first_sentence_as_it_is_made(synthesizer):
+    """A stream's later sentences are synthesized in one batch; its first sentence's frames come
+    while the batch runs (the vocoder would starve otherwise), the others at its end, and they
+    join to the batch's mels, which are `synthesize_ids`'s."""
+    texts = ("Hello world, this is a test.", "Bye now.", "One more sentence here.")
+    ids, embeds = [synthesizer.text_ids(t) for t in texts], [vector("embed.npy")] * 3
+    expected = synthesizer.synthesize_ids(ids, embeds, seed=2, mode="fast")
+    got, when, row, steps = [[] for _ in texts], [], [0], 0
+
+    def emit(frames, done):
+        got[row[0]].append(frames)
+        when.append((steps, row[0]))
+        row[0] += done
+    run = synthesizer.synthesize_steps(ids, embeds, make_generator(2), "fast", emit=emit)
+    while True:
+        try:
+            next(run)
+            steps += 1
+        except StopIteration as stop:
+            mels = stop.value
+            break
+    assert row[0] == 3
+    for mel, pieces, want in zip(mels, got, expected):
+        np.testing.assert_array_equal(np.concatenate(pieces, axis=1), mel)
+        np.testing.assert_array_equal(mel, want)
+    first = [s for s, r in when if r == 0]
+    assert first[0] <= 24 and len(set(first)) > 3  # frame by frame, from the first steps on
+    assert {s for s, r in when if r > 0} == {steps}  # the others once the batch is done
+
+
 def test_windowed_postnet_stays_close_to_the_whole_one(synthesizer):
     """The fast modes run the post-net in windows (a stream cannot wait for the whole mel);
     with 16 frames of context either side the mel moves by a few thousandths."""

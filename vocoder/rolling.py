@@ -40,11 +40,8 @@ from vocoder.hparams import hparams as hp
 
 # Mel frames whose conditioning is computed together (a block needs the 2 frames after it).
 BLOCK_FRAMES = 16
-# Once the first piece is out, a driven producer (see `MelTimeline`) may use this much time after
-# each chunk, relative to the chunk's. Before it, the producer runs only when a fold needs frames:
-# the first audio comes sooner, and the decoder catches up later (measured in bench/RESULTS.md).
+# A driven producer (see `MelTimeline`) may use this much time after each chunk, relative to the chunk's.
 PRODUCER_SHARE = 0.5
-QUIET_PRODUCER_BEFORE_FIRST_PIECE = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +119,10 @@ class MelTimeline:
         self.producer: Iterator[object] | None = None
         self.lookahead = 0  # `work` keeps the producer this many frames ahead of `frontier`
         self.frontier = 0  # frames the consumer has used so far
+        # Until the consumer's first piece, `work` keeps the producer only this many frames ahead
+        # (None: `lookahead`); 0: the producer runs only when frames are needed. Less work before
+        # the first piece brings it sooner; the producer then catches up later.
+        self.start_lookahead: int | None = None
 
     def _step(self) -> bool:
         """One unit of the producer's work; False once it is done (the timeline is then finished)."""
@@ -136,11 +137,12 @@ class MelTimeline:
             self.finish(exc)
         return False
 
-    def work(self, seconds: float) -> None:
-        """Let the producer run for up to `seconds`, while it is less than `lookahead` frames ahead
-        of `frontier` (no-op without a producer)."""
+    def work(self, seconds: float, lookahead: int | None = None) -> None:
+        """Let the producer run for up to `seconds`, while it is less than `lookahead` (default:
+        the attribute's) frames ahead of `frontier` (no-op without a producer)."""
         deadline = time.perf_counter() + seconds
-        while self._frames < self.frontier + self.lookahead and time.perf_counter() < deadline and self._step():
+        ahead = self.lookahead if lookahead is None else lookahead
+        while self._frames < self.frontier + ahead and time.perf_counter() < deadline and self._step():
             pass
 
     @classmethod
@@ -240,14 +242,17 @@ class _Conditioner:
         u0 = a[:, :fw.aux] @ fw._w_a1.T + fw._b_i
         return (u0 @ fw._proj.T + a[:, fw.aux:] @ fw._aux_proj.T + fw._bias).float()
 
-    def update(self, timeline: MelTimeline, frames: int, finished: bool) -> None:
-        """Compute every block that the `frames` frames now in `timeline` allow."""
+    def update(self, timeline: MelTimeline, frames: int, finished: bool, max_blocks: int | None = None) -> int:
+        """Compute the blocks that the `frames` frames now in `timeline` allow (at most `max_blocks`);
+        returns how many it computed. Computed as needed, a sentence that arrives whole (the
+        rest of a batch) does not stall the stream while all its blocks are made at once."""
         pad = self.fw.pad
-        while self.ready < frames:
+        done = 0
+        while self.ready < frames and (max_blocks is None or done < max_blocks):
             lo = self.ready
             hi = min(lo + BLOCK_FRAMES, frames)
             if not finished and (hi < lo + BLOCK_FRAMES or frames < hi + pad):
-                return
+                return done
             ctx_lo, ctx_hi = max(0, lo - pad), min(frames, hi + pad)
             window = timeline.frames(ctx_lo, ctx_hi)
             # zero padding where the window passes the mel's ends, as the batched path pads
@@ -257,6 +262,8 @@ class _Conditioner:
                 aux = self.fw.upsample.resnet(m)[0].T.to(torch.float64).cpu()  # (hi - lo, 128)
                 self.frame_rows.extend(self._frame_part(aux))
                 self.mel_rows.extend(m[0, :, pad:pad + hi - lo].T.cpu() @ self.fw.mel_proj.cpu())
+            done += 1
+        return done
 
 
 @dataclass
@@ -419,7 +426,6 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
         # samples whose inputs are all known (see FastWaveRNN._run_wave's prefill)
         return min((cond.ready + fw.pad) * hop - fw.upsample.indent + fw.kernel_start, cond.ready * hop)
 
-    cond.update(timeline, frames, finished)
     while True:
         # Start folds in free slots, in timeline order; wait for frames when the next fold needs them.
         for s in range(n_slots):
@@ -435,10 +441,13 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
                 length = schedule.decide(index, next_start, total, available())
                 if length is not None:
                     break
-                frames, finished = timeline.wait(frames + 1)
-                cond.update(timeline, frames, finished)
+                if not cond.update(timeline, frames, finished, max_blocks=1):  # else more frames are needed
+                    frames, finished = timeline.wait(frames + 1)
             if last_started:
                 break
+            # the fold's conditioning (a decision on a complete mel does not look at it)
+            while available() < next_start + length and cond.update(timeline, frames, finished, max_blocks=1):
+                pass
             last = total is not None and next_start + length >= total
             # the frames this decision needed: all of them for the last fold, else enough for
             # `available()` to pass the fold's end by more than `min_last` (whole conditioning blocks)
@@ -462,18 +471,18 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
         running = [f for f in slots if f is not None]
         if not running:
             break
-        # Take in whatever frames have arrived meanwhile (never waits).
+        # Take in whatever frames have arrived meanwhile (never waits); their conditioning is made
+        # when a fold needs it.
         if not finished:
             frames, finished = timeline.wait(0)
-            cond.update(timeline, frames, finished)
         total = wave_length()
         settle()
         began = time.perf_counter()
         _run_chunk(fw, groups, slots, cond, noise, kernel, taps, t, chunk, generator)
         chunks_run += 1
         timeline.frontier = max(timeline.frontier, max(need for _, need in stats.folds))
-        if emitted_first or not QUIET_PRODUCER_BEFORE_FIRST_PIECE:
-            timeline.work(PRODUCER_SHARE * (time.perf_counter() - began))
+        timeline.work(PRODUCER_SHARE * (time.perf_counter() - began),
+                      None if emitted_first else timeline.start_lookahead)
         classes = torch.cat([g.classes for g in groups], dim=1).cpu().numpy()  # (chunk, slots)
         for s, fold in enumerate(slots):
             if fold is None:
