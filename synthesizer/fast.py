@@ -101,9 +101,16 @@ CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
     """Context for `Tacotron.generate` with `cells`: while split cells run on the worker pool,
-    torch's intra-op threads are held at one (see `deepfake_audio.core.threads`)."""
-    split = cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells)
-    return intra_op_threads(1) if split else contextlib.nullcontext()
+    torch's intra-op threads are held at one (see `deepfake_audio.core.threads`). The int8
+    cells run at the user's count however the caller has set it: fbgemm's dynamic int8
+    matmul gives a batch other bits on one thread than on two, and a stream (whose decoder
+    runs while the vocoder holds the count at one) must make the mels of a clone with the
+    same seed."""
+    if cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells):
+        return intra_op_threads(1)
+    if cells is not None and any(isinstance(cell, _Int8LSTMCell) for cell in cells):
+        return intra_op_threads(cpu_threads())
+    return contextlib.nullcontext()
 
 
 def lstm_cells(decoder: Decoder, mode: str = "fast") -> LSTMCells:

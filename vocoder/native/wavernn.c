@@ -454,27 +454,43 @@ static TARGET_VNNI256 void dots_vnni256(const int8_t *panel, size_t stride, int 
         }
 }
 
-/* Plain AVX2: 16-bit products summed in pairs (vpmaddwd, exact), one row and one panel at a time. */
+/* Plain AVX2: 16-bit products summed in pairs (vpmaddwd, exact), two rows per widened weight. */
+INLINE TARGET void dots_avx2_rows(const int8_t *p, int groups, const uint8_t *q, int ldq, int32_t *dots,
+                                  const int rows) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int i = 0; i < groups; i++) {
+        const int8_t *w = p + 64 * (size_t)i;
+        /* 4 input bytes repeated for 4 columns, widened to 16 bits */
+        __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + 4 * (size_t)i))), y = x;
+        if (rows > 1) y = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + ldq + 4 * (size_t)i)));
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)w));  /* columns 0-3 */
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 16)));
+        __m256i w2 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 32)));
+        __m256i w3 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 48)));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x, w0)); a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x, w1));
+        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(x, w2)); a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(x, w3));
+        if (rows > 1) {
+            b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(y, w0)); b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(y, w1));
+            b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(y, w2)); b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(y, w3));
+        }
+    }
+    /* lanes 2t, 2t + 1 of quad c hold column 4c + t's two halves */
+    __m256i quads[2][4] = {{a0, a1, a2, a3}, {b0, b1, b2, b3}};
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < 4; c++) {
+            int32_t lane[8];
+            _mm256_storeu_si256((__m256i *)lane, quads[r][c]);
+            for (int t = 0; t < 4; t++) dots[r * 64 + 4 * c + t] = lane[2 * t] + lane[2 * t + 1];
+        }
+}
+
 static TARGET void dots_avx2(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
                              int32_t *dots, int rows) {
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < rows; r += 2)
         for (int j = 0; j < 4; j++) {
             const int8_t *p = panel + (size_t)j * stride;
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256()};
-            for (int i = 0; i < groups; i++) {
-                /* 4 input bytes repeated for 4 columns, widened to 16 bits */
-                __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + (size_t)r * ldq + 4 * (size_t)i)));
-                for (int c = 0; c < 4; c++) {  /* columns 4c .. 4c + 3: 16 weights */
-                    __m256i w = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(p + 64 * (size_t)i + 16 * c)));
-                    acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(x, w));
-                }
-            }
-            for (int c = 0; c < 4; c++) {  /* lanes 2t, 2t + 1 hold column 4c + t's two halves */
-                int32_t lane[8];
-                _mm256_storeu_si256((__m256i *)lane, acc[c]);
-                for (int t = 0; t < 4; t++) dots[r * 64 + 16 * j + 4 * c + t] = lane[2 * t] + lane[2 * t + 1];
-            }
+            if (rows - r > 1) dots_avx2_rows(p, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 16 * j, 2);
+            else dots_avx2_rows(p, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 16 * j, 1);
         }
 }
 
