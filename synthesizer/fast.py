@@ -100,17 +100,15 @@ CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 
 def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
-    """Context for `Tacotron.generate` with `cells`: while split cells run on the worker pool,
-    torch's intra-op threads are held at one (see `deepfake_audio.core.threads`). The int8
-    cells run at the user's count however the caller has set it: fbgemm's dynamic int8
-    matmul gives a batch other bits on one thread than on two, and a stream (whose decoder
-    runs while the vocoder holds the count at one) must make the mels of a clone with the
-    same seed."""
-    if cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells):
-        return intra_op_threads(1)
-    if cells is not None and any(isinstance(cell, _Int8LSTMCell) for cell in cells):
-        return intra_op_threads(cpu_threads())
-    return contextlib.nullcontext()
+    """Context for `Tacotron.generate` with `cells`: torch's intra-op threads are held at one
+    (see `deepfake_audio.core.threads`) while split cells run on the worker pool, and for the
+    int8 cells: fbgemm's dynamic int8 matmul on two threads gave a batch other bits from run
+    to run (4e-4 in the mels of a 12-sentence stream against its clone), on one it is
+    repeatable, and a stream must make the mels of a clone with the same seed. It costs the
+    int8 decoder about 1.6x per step (still faster than fp16's at batch 1)."""
+    split = cells is not None and any(getattr(cell, "parts", 1) > 1 for cell in cells)
+    int8 = cells is not None and any(isinstance(cell, _Int8LSTMCell) for cell in cells)
+    return intra_op_threads(1) if split or int8 else contextlib.nullcontext()
 
 
 def lstm_cells(decoder: Decoder, mode: str = "fast") -> LSTMCells:
