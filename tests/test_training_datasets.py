@@ -150,3 +150,17 @@ def test_preprocess_skips_bad_files_and_resumes(corpus, tmp_path):
     new_lines = (out / "journal.jsonl").read_text().splitlines()[journal_lines:]
     assert sorted(line.split('"')[3] for line in new_lines) == sorted([records[3]["id"], "corpus_m3_broken"])
     assert lost.read_bytes() == before
+
+
+def test_in_process_preprocessing_leaves_torch_threads_alone():
+    """With one worker the pool's initializer (one torch thread per worker process) runs in this
+    process: it must not leave a notebook or a server at one thread."""
+    import torch
+    from deepfake_audio.training.preprocessing import _worker_threads, parallel_map
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert list(parallel_map(abs, [-1, -2], 1, "test", quiet=True, initializer=_worker_threads)) == [1, 2]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -37,11 +37,15 @@ def parallel_map(fn: Callable, items: list, workers: int, desc: str, quiet: bool
     bar = tqdm(total=len(items), desc=desc, unit="utt", disable=quiet or not items, dynamic_ncols=True)
     try:
         if workers <= 1 or len(items) <= 1:
-            if initializer is not None:
-                initializer(*initargs)
-            for item in items:
-                yield fn(item)
-                bar.update()
+            threads = torch.get_num_threads()  # a worker initializer sets one thread: not for this process
+            try:
+                if initializer is not None:
+                    initializer(*initargs)
+                for item in items:
+                    yield fn(item)
+                    bar.update()
+            finally:
+                torch.set_num_threads(threads)
             return
         chunk = max(1, min(16, len(items) // (workers * 8)))
         with _pool_context().Pool(workers, initializer, initargs) as pool:
