@@ -36,12 +36,21 @@ def test_native_loop_is_built_and_used_here(vocoder):
     assert vocoder.fast("int8").native.kernel in ("avx2", "avxvnni", "avx512vnni")
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)])
-def test_native_matmul_equals_fp16_weight_product(m, k, n):
+# (rows, in, out): the loop's shapes (5 folds, rnn 512) and awkward ones
+MATMUL_SHAPES = [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)]
+
+
+def _operands(m: int, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w (k, n), x (m, k)) for a matmul test; skips where the library is not built."""
     if native.library() is None:
         pytest.skip(native.reason())
     g = torch.Generator().manual_seed(m * k + n)
-    w, x = torch.randn(k, n, generator=g) / k ** 0.5, torch.randn(m, k, generator=g)
+    return torch.randn(k, n, generator=g) / k ** 0.5, torch.randn(m, k, generator=g)
+
+
+@pytest.mark.parametrize("m,k,n", MATMUL_SHAPES)
+def test_native_matmul_equals_fp16_weight_product(m, k, n):
+    w, x = _operands(m, k, n)
     expected = x.double() @ w.half().double()  # fp16 weights, exact products and sums
     got = native.matmul(w, x).double()
     assert got.shape == (m, n)
@@ -65,15 +74,12 @@ def _int8_reference(w: torch.Tensor, x: torch.Tensor) -> np.ndarray:
 
 
 def _int8_kernels() -> list[str]:
-    return [k for k in ("avx2", "avxvnni", "avx512vnni") if native.int8_kernel(k)]
+    return [k for k in native.INT8_KERNELS if k != "auto" and native.int8_kernel(k)]
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 513, 3072), (5, 513, 1536), (6, 512, 512), (13, 37, 70), (7, 8, 9)])
+@pytest.mark.parametrize("m,k,n", MATMUL_SHAPES)
 def test_int8_matmul_is_exact_integer_arithmetic_on_every_kernel(m, k, n):
-    if native.library() is None:
-        pytest.skip(native.reason())
-    g = torch.Generator().manual_seed(m * k + n)
-    w, x = torch.randn(k, n, generator=g) / k ** 0.5, torch.randn(m, k, generator=g)
+    w, x = _operands(m, k, n)
     if m > 1:
         x[m // 2] = 0  # a zero row gives zeros (no scale to divide by)
     expected = _int8_reference(w, x)
