@@ -94,6 +94,21 @@ def test_int8_matmul_is_exact_integer_arithmetic_on_every_kernel(m, k, n):
         native.NativeLoop(native.library(), 8, 8, 8, *[torch.zeros(1)] * 9, precision="int8", kernel="sse")
 
 
+def test_int8_matmul_is_exact_at_the_largest_products():
+    """Every product at 127 x 127 with one sign (AVX2's 16-bit pair sums closest to saturating),
+    then with alternating signs: the sums are still exact on every kernel."""
+    w, x = _operands(3, 40, 24)
+    w = torch.ones(40, 24)
+    x = torch.ones(3, 40)
+    x[1] = -1
+    x[2, ::2] = -1
+    w[::3, 5] = -1
+    expected = _int8_reference(w, x)
+    assert np.abs(expected).max() == 40
+    for kernel in _int8_kernels():
+        np.testing.assert_array_equal(native.matmul8(w, x, kernel).numpy(), expected, err_msg=kernel)
+
+
 def test_int8_loop_gives_the_same_samples_on_every_kernel(vocoder, monkeypatch):
     """The sums are exact integers, so AVX2 and the VNNI kernels pick the same classes: a seed
     gives the same int8 audio on any x86-64 CPU."""

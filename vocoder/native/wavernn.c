@@ -454,43 +454,60 @@ static TARGET_VNNI256 void dots_vnni256(const int8_t *panel, size_t stride, int 
         }
 }
 
-/* Plain AVX2: 16-bit products summed in pairs (vpmaddwd, exact), two rows per widened weight. */
-INLINE TARGET void dots_avx2_rows(const int8_t *p, int groups, const uint8_t *q, int ldq, int32_t *dots,
-                                  const int rows) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (int i = 0; i < groups; i++) {
-        const int8_t *w = p + 64 * (size_t)i;
-        /* 4 input bytes repeated for 4 columns, widened to 16 bits */
-        __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + 4 * (size_t)i))), y = x;
-        if (rows > 1) y = _mm256_cvtepu8_epi16(_mm_set1_epi32(four_bytes(q + ldq + 4 * (size_t)i)));
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)w));  /* columns 0-3 */
-        __m256i w1 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 16)));
-        __m256i w2 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 32)));
-        __m256i w3 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(w + 48)));
-        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x, w0)); a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x, w1));
-        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(x, w2)); a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(x, w3));
-        if (rows > 1) {
-            b0 = _mm256_add_epi32(b0, _mm256_madd_epi16(y, w0)); b1 = _mm256_add_epi32(b1, _mm256_madd_epi16(y, w1));
-            b2 = _mm256_add_epi32(b2, _mm256_madd_epi16(y, w2)); b3 = _mm256_add_epi32(b3, _mm256_madd_epi16(y, w3));
-        }
+/* Plain AVX2, exact: vpmaddubsw multiplies unsigned by signed bytes and adds pairs in 16 bits,
+ * saturating; |w| (at most 128) times x - 128 with w's sign (at most 127) keeps a pair within
+ * 2 * 128 * 127 < 2^15, so nothing saturates. vpmaddwd by ones then adds the pairs into each
+ * column's int32 sum of 4 products. q arrives as signed bytes q - 128 (`flip_bytes`), so these
+ * sums lack the offset: 128 colsum is added back, and `finish16` gets the sums every kernel
+ * gives. Up to three rows share each panel's loads and absolute values. */
+#define AVX2_ROW(r) \
+    if (rows > r) { \
+        __m256i xs = _mm256_set1_epi32(four_bytes(q + (size_t)(r) * ldq + 4 * (size_t)i)); \
+        a##r##0 = _mm256_add_epi32(a##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(xs, w0)), ones)); \
+        a##r##1 = _mm256_add_epi32(a##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(xs, w1)), ones)); \
     }
-    /* lanes 2t, 2t + 1 of quad c hold column 4c + t's two halves */
-    __m256i quads[2][4] = {{a0, a1, a2, a3}, {b0, b1, b2, b3}};
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < 4; c++) {
-            int32_t lane[8];
-            _mm256_storeu_si256((__m256i *)lane, quads[r][c]);
-            for (int t = 0; t < 4; t++) dots[r * 64 + 4 * c + t] = lane[2 * t] + lane[2 * t + 1];
-        }
+#define AVX2_STORE(r) \
+    if (rows > r) { \
+        __m256i off0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)colsum), 7); \
+        __m256i off1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(colsum + 8)), 7); \
+        _mm256_storeu_si256((__m256i *)(dots + (r) * 64), _mm256_add_epi32(a##r##0, off0)); \
+        _mm256_storeu_si256((__m256i *)(dots + (r) * 64 + 8), _mm256_add_epi32(a##r##1, off1)); \
+    }
+
+INLINE TARGET void dots_avx2_rows(const int8_t *p, int groups, const uint8_t *q, int ldq, const int32_t *colsum,
+                                  int32_t *dots, const int rows) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    for (int i = 0; i < groups; i++) {
+        const int8_t *w = p + 64 * (size_t)i;  /* columns 0-7, then 8-15, 4 inputs each */
+        __m256i w0 = _mm256_load_si256((const __m256i *)w), w1 = _mm256_load_si256((const __m256i *)(w + 32));
+        __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+        AVX2_ROW(0) AVX2_ROW(1) AVX2_ROW(2)
+    }
+    AVX2_STORE(0) AVX2_STORE(1) AVX2_STORE(2)
+}
+
+/* q[i] ^= 0x80 for i < n: unsigned q to the signed q - 128 (and back). */
+static TARGET void flip_bytes(uint8_t *q, size_t n) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + i)), flip));
+    for (; i < n; i++) q[i] ^= 0x80;
 }
 
 static TARGET void dots_avx2(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
-                             int32_t *dots, int rows) {
-    for (int r = 0; r < rows; r += 2)
+                             const int32_t *colsum, int32_t *dots, int rows) {
+    for (int r = 0; r < rows; r += 3)
         for (int j = 0; j < 4; j++) {
             const int8_t *p = panel + (size_t)j * stride;
-            if (rows - r > 1) dots_avx2_rows(p, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 16 * j, 2);
-            else dots_avx2_rows(p, groups, q + (size_t)r * ldq, ldq, dots + r * 64 + 16 * j, 1);
+            const uint8_t *qr = q + (size_t)r * ldq;
+            int32_t *d = dots + r * 64 + 16 * j;
+            switch (rows - r) {
+                case 1: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 1); break;
+                case 2: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 2); break;
+                default: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 3); break;
+            }
         }
 }
 
@@ -501,6 +518,7 @@ static TARGET void matmul8(int kernel, const Mat8 *w, const float *x, int ldx, i
     const size_t stride = (size_t)w->kp * 16;  /* bytes per panel */
     const int groups = w->kp / 4;
     for (int r = 0; r < m; r++) sx[r] = quantize_row(x + (size_t)r * ldx, w->k, w->kp, qbuf + (size_t)r * w->kp);
+    if (kernel == KERNEL_AVX2) flip_bytes(qbuf, (size_t)m * w->kp);  /* its products take signed inputs */
     for (int p = 0; p < w->panels; p += 4) {
         const int8_t *panel = w->w + (size_t)p * stride;
         for (int r = 0; r < m; r += ROWS8) {
@@ -508,7 +526,7 @@ static TARGET void matmul8(int kernel, const Mat8 *w, const float *x, int ldx, i
             const uint8_t *q = qbuf + (size_t)r * w->kp;
             if (kernel == KERNEL_AVX512VNNI) dots_vnni512(panel, stride, groups, q, w->kp, dots, rows);
             else if (kernel == KERNEL_AVXVNNI) dots_vnni256(panel, stride, groups, q, w->kp, dots, rows);
-            else dots_avx2(panel, stride, groups, q, w->kp, dots, rows);
+            else dots_avx2(panel, stride, groups, q, w->kp, w->colsum + 16 * p, dots, rows);
             for (int rr = 0; rr < rows; rr++)
                 for (int j = 0; j < 4; j++) {
                     int c0 = 16 * (p + j);
