@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
+from deepfake_audio.core.modes import MODES  # noqa: E402
 from deepfake_audio.http_api import speech_router  # noqa: E402
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
@@ -634,11 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where saved voices live (default: $DEEPFAKE_AUDIO_DATA, /data/deepfake-audio "
                              "on a Space with storage, else ./studio_data)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    parser.add_argument("--mode", choices=("fast", "int8", "parity"),
-                        default=os.environ.get("DEEPFAKE_AUDIO_MODE", "fast"),
-                        help="inference mode of every request: fast (default), int8 (int8 matmuls: about 2.5x "
-                             "faster on CPUs with VNNI, the choice for 2-core hosting) or parity (the reference's "
-                             "exact numbers, slow); or $DEEPFAKE_AUDIO_MODE")
+    parser.add_argument("--mode", choices=MODES, default=os.environ.get("DEEPFAKE_AUDIO_MODE", "fast"),
+                        help="inference mode of every request: fast (default: int8 weights, the fastest that "
+                             "sounds like the reference), int8, fp16 (the default before 2026-12), or parity "
+                             "(the reference's exact numbers, slow); or $DEEPFAKE_AUDIO_MODE")
     parser.add_argument("--private-libraries", action=argparse.BooleanOptionalAction, default=None,
                         help="give every visitor their own saved voices and results (default: on in a Hugging "
                              "Face Space, off for a local single-user install; or "

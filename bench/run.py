@@ -86,10 +86,12 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     import numpy as np
     import torch
     from synthesizer import fast
+    from deepfake_audio.core.modes import arithmetic
     from deepfake_audio.core.rng import make_generator
     from synthesizer.inference import Synthesizer
     synth = Synthesizer(models / "synthesizer.pt", device)
-    cells = fast.lstm_cells(synth.model.decoder, mode) if mode in fast.CELLS and fast.available(device) else None
+    kind = arithmetic(mode)
+    cells = fast.lstm_cells(synth.model.decoder, kind) if kind in fast.CELLS and fast.available(device) else None
 
     def generate(*args):
         with fast.decoding(cells):  # as Synthesizer.synthesize_spectrograms runs it
@@ -112,18 +114,20 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
 
 
 def m_vocoder(models: Path, device: str, runs: int, mode: str = "fast", precision: str | None = None,
-              threads: int | None = None, native: bool = True) -> dict:
+              threads: int | None = None, native: bool = True, kernel: str | None = None) -> dict:
     if not native:
         os.environ["DEEPFAKE_AUDIO_NATIVE"] = "0"  # read when the first fast vocoder is built
+    if kernel:
+        os.environ["DEEPFAKE_AUDIO_INT8_KERNEL"] = kernel  # the int8 kernel of a CPU without VNNI
     import torch
-    from vocoder.fast import FastWaveRNN
+    from vocoder.fast import FastWaveRNN, mode_precision
     from vocoder.inference import Vocoder
     if threads:
         torch.set_num_threads(threads)
     voc = Vocoder(models / "vocoder.pt", device)
     mel = _mel()
-    if precision:  # a precision other than the mode's default
-        voc._fast[mode] = FastWaveRNN(voc.model, precision)
+    if precision:  # a precision other than the mode's own
+        voc._fast[mode_precision(mode, device, voc.model.rnn_dims)] = FastWaveRNN(voc.model, precision)
     if mode != "parity":
         voc.infer_waveform(mel[:, :30], seed=0, mode=mode)  # build and script the sampler
     times = _timed(lambda: voc.infer_waveform(mel, seed=1, mode=mode), runs)
@@ -194,7 +198,7 @@ def m_vocoder_rolling(models: Path, device: str, runs: int, mode: str = "fast") 
 
 
 def m_quality(models: Path, device: str, runs: int) -> dict:
-    """int8 and fast against the parity loop and each other: sampled-class histograms and spectra."""
+    """int8 (fast) and fp16 against the parity loop and each other: sampled-class histograms and spectra."""
     import numpy as np
     from scipy import signal
     from vocoder.inference import Vocoder
@@ -215,12 +219,13 @@ def m_quality(models: Path, device: str, runs: int) -> dict:
         return float(np.mean(np.abs(10 * np.log10(pa + 1e-12) - 10 * np.log10(pb + 1e-12))))
 
     waves = {(m, s): voc.infer_waveform(mel, seed=s, mode=m)[1000:-1000]
-             for m in ("parity", "fast", "int8") for s in (1, 2)}
+             for m in ("parity", "fp16", "int8") for s in (1, 2)}
     pairs = {"parity seed 1 vs seed 2": (("parity", 1), ("parity", 2)),
-             "fast seed 1 vs seed 2": (("fast", 1), ("fast", 2)),
-             "parity vs fast": (("parity", 1), ("fast", 1)),
-             "parity vs int8": (("parity", 1), ("int8", 1)),
-             "fast vs int8 (same seed)": (("fast", 1), ("int8", 1))}
+             "fp16 seed 1 vs seed 2": (("fp16", 1), ("fp16", 2)),
+             "int8 seed 1 vs seed 2": (("int8", 1), ("int8", 2)),
+             "parity vs fp16": (("parity", 1), ("fp16", 1)),
+             "parity vs int8 (fast)": (("parity", 1), ("int8", 1)),
+             "fp16 vs int8 (same seed)": (("fp16", 1), ("int8", 1))}
     return {"pairs": {name: {"class_tv": class_tv(waves[a], waves[b]), "spectral_db": spectral_db(waves[a], waves[b])}
                       for name, (a, b) in pairs.items()}}
 
@@ -315,7 +320,7 @@ def m_pace(models: Path, device: str, runs: int) -> dict:
 
 MEASUREMENTS = {
     "flops": m_flops, "load": m_load, "encoder": m_encoder, "synthesizer": m_synthesizer,
-    "synthesizer-fast": lambda m, d, r: m_synthesizer(m, d, r, "fast"),
+    "synthesizer-fp16": lambda m, d, r: m_synthesizer(m, d, r, "fp16"),
     "synthesizer-int8": lambda m, d, r: m_synthesizer(m, d, r, "int8"),
     "vocoder-parity": lambda m, d, r: m_vocoder(m, d, r, "parity"),
     "vocoder-fast": lambda m, d, r: m_vocoder(m, d, r, "fast"),
@@ -323,6 +328,12 @@ MEASUREMENTS = {
     "vocoder-fast-torchscript": lambda m, d, r: m_vocoder(m, d, r, "fast", native=False),
     "vocoder-fast-fp32": lambda m, d, r: m_vocoder(m, d, r, "fast", precision="fp32"),
     "vocoder-int8": lambda m, d, r: m_vocoder(m, d, r, "int8"),
+    "vocoder-fp16": lambda m, d, r: m_vocoder(m, d, r, "fp16"),
+    "vocoder-int8-avx2": lambda m, d, r: m_vocoder(m, d, r, "int8", kernel="avx2"),
+    "vocoder-rolling-fp16": lambda m, d, r: m_vocoder_rolling(m, d, r, "fp16"),
+    "clone-fp16": lambda m, d, r: m_clone(m, d, r, "fp16"),
+    "stream-fp16": lambda m, d, r: m_stream(m, d, r, "fp16"),
+    "stream-long-fp16": lambda m, d, r: m_stream(m, d, r, "fp16", LONG_TEXT),
     "clone-fast": m_clone, "clone-int8": lambda m, d, r: m_clone(m, d, r, "int8"),
     "clone-parity": lambda m, d, r: m_clone(m, d, r, "parity"),
     "stream": m_stream, "stream-int8": lambda m, d, r: m_stream(m, d, r, "int8"), "quality": m_quality,
@@ -405,8 +416,9 @@ def main(argv=None) -> int:
         for device in devices:
             names = args.only or [n for n in MEASUREMENTS if device == "cpu" or n not in (
                 "vocoder-int8", "vocoder-fast-1thread", "vocoder-fast-torchscript", "flops", "quality", "clone-int8",
-                "synthesizer-fast", "synthesizer-int8", "stream-int8", "stream-long-int8", "clone-long-int8",
-                "vocoder-rolling-int8")]
+                "synthesizer-fp16", "synthesizer-int8", "stream-int8", "stream-long-int8", "clone-long-int8",
+                "vocoder-rolling-int8", "vocoder-fp16", "vocoder-int8-avx2", "vocoder-rolling-fp16", "clone-fp16",
+                "stream-fp16", "stream-long-fp16")]
             results, load = {}, [os.getloadavg()[0]]
             for name in names:
                 runs = args.parity_runs if "parity" in name else args.runs
@@ -455,26 +467,30 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
         s = r["synthesizer"]
         row("synthesizer (parity)", f"ms per decoder step (batch 1, {s['steps']} steps)",
             spread(s["ms_per_step"]), "synthesizer")
-    if "synthesizer-fast" in r:
-        s = r["synthesizer-fast"]
-        row("synthesizer (fast: fp16 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
-            spread(s["ms_per_step"]), "synthesizer-fast")
+    if "synthesizer-fp16" in r:
+        s = r["synthesizer-fp16"]
+        row("synthesizer (fp16 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
+            spread(s["ms_per_step"]), "synthesizer-fp16")
     if "synthesizer-int8" in r:
         s = r["synthesizer-int8"]
-        row("synthesizer (int8 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
+        row("synthesizer (fast: int8 LSTMs)", f"ms per decoder step (batch 1, {s['steps']} steps)",
             spread(s["ms_per_step"]), "synthesizer-int8")
     for key, label in [("vocoder-parity", "WaveRNN parity (reference loop, batched 8000/800)"),
-                       ("vocoder-fast", "WaveRNN fast, lockstep folds (`Vocoder.infer_waveform`)"),
+                       ("vocoder-fast", "WaveRNN fast (int8), lockstep folds (`Vocoder.infer_waveform`)"),
                        ("vocoder-fast-torchscript", "WaveRNN fast, TorchScript loop (no C compiler)"),
                        ("vocoder-fast-1thread", "WaveRNN fast, 1 thread"),
                        ("vocoder-fast-fp32", "WaveRNN fast, fp32 weights"),
-                       ("vocoder-rolling", "WaveRNN fast, rolling folds (streams)"),
+                       ("vocoder-rolling", "WaveRNN fast (int8), rolling folds (streams)"),
                        ("vocoder-int8", "WaveRNN int8"),
-                       ("vocoder-rolling-int8", "WaveRNN int8, rolling folds (streams)")]:
+                       ("vocoder-int8-avx2", "WaveRNN int8, AVX2 kernel (a CPU without VNNI)"),
+                       ("vocoder-rolling-int8", "WaveRNN int8, rolling folds (streams)"),
+                       ("vocoder-fp16", "WaveRNN fp16, lockstep folds"),
+                       ("vocoder-rolling-fp16", "WaveRNN fp16, rolling folds (streams)")]:
         if key in r:
             row(label, f"real-time factor, {r[key]['audio']:.1f} s mel", spread(r[key]["times"], 1 / r[key]["audio"]),
                 key)
-    for key, label in [("clone-fast", "clone end to end (fast, the default)"), ("clone-int8", "clone end to end (int8)"),
+    for key, label in [("clone-fast", "clone end to end (fast, the default: int8)"),
+                       ("clone-int8", "clone end to end (int8)"), ("clone-fp16", "clone end to end (fp16)"),
                        ("clone-parity", "clone end to end (parity)")]:
         if key in r:
             c = r[key]
@@ -499,9 +515,11 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
             stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
             row(label, f"real-time factor, {c['audio']:.1f} s of speech ({stages})", spread(c["times"], 1 / c["audio"]),
                 key)
-    for key, label in [("stream", "streamed clone (fast)"), ("stream-int8", "streamed clone (int8)"),
-                       ("stream-long", "streamed clone (fast), 60 s text"),
-                       ("stream-long-int8", "streamed clone (int8), 60 s text")]:
+    for key, label in [("stream", "streamed clone (fast: int8)"), ("stream-int8", "streamed clone (int8)"),
+                       ("stream-fp16", "streamed clone (fp16)"),
+                       ("stream-long", "streamed clone (fast: int8), 60 s text"),
+                       ("stream-long-int8", "streamed clone (int8), 60 s text"),
+                       ("stream-long-fp16", "streamed clone (fp16), 60 s text")]:
         if key in r:
             s_ = r[key]
             row(label, "time to first audio, s (target <= 0.5)", spread(s_["first"]), key)

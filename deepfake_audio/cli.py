@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deepfake_audio.core.console import run_command
 from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio.core.modes import MODES
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
                        help="WaveRNN (needs vocoder.pt), Griffin-Lim (no weights, lower quality), or auto "
                             "(default: WaveRNN when its weights are present)")
-    clone.add_argument("--mode", choices=("fast", "int8", "parity"), default="fast",
-                       help="WaveRNN sampling: fast (default), int8 (faster, CPU), or parity "
-                            "(the reference implementation's exact numbers, several times slower)")
+    clone.add_argument("--mode", choices=MODES, default="fast",
+                       help="arithmetic: fast (default: int8 weights, the fastest that sounds like the "
+                            "reference), int8, fp16, or parity (the reference implementation's exact "
+                            "numbers, several times slower)")
     clone.add_argument("--stream", action="store_true",
                        help="write the WAV progressively, playable while the rest is generated")
     clone.add_argument("--pace", type=float, default=1.0,

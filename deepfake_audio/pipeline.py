@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
+from deepfake_audio.core.modes import MODES
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.core.threads import use_user_threads
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
@@ -32,7 +33,7 @@ from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import MAX_PACE, MIN_PACE, MODES, Synthesizer
+from synthesizer.inference import MAX_PACE, MIN_PACE, Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
@@ -151,7 +152,7 @@ class ClonePlan:
     ids: tuple[tuple[int, ...], ...]  # character ids of each sentence (cleaned, EOS appended)
     vocoder: str  # "wavernn" or "griffinlim", resolved
     seed: int | None
-    mode: str  # "fast", "int8" or "parity"
+    mode: str  # "fast", "int8", "fp16" or "parity" (`deepfake_audio.core.modes`)
     embedding: np.ndarray  # (256,) float32: the request's voice (that of the first sentence for a script)
     note: str = ""  # why the vocoder differs from the one asked for, or ""
     pace: float = 1.0  # speaking rate, 0.5 to 2.0
@@ -434,9 +435,9 @@ class Pipeline:
         """Mels (80, frames) for each text, all spoken with `embedding`.
 
         Each text is used as one utterance (no splitting): this is the reference's
-        behaviour. `clone` splits long text into sentences first. `mode` "fast" runs the
-        decoder's LSTMs with fp16 weights, "int8" with int8 weights (see `synthesizer.fast`);
-        "parity" is the reference.
+        behaviour. `clone` splits long text into sentences first. `mode` "fast" or "int8"
+        runs the decoder's LSTMs with int8 weights, "fp16" with fp16 weights (see
+        `synthesizer.fast`); "parity" is the reference.
         """
         synthesizer = self._require_synthesizer()
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -459,8 +460,9 @@ class Pipeline:
 
         WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
         when the mel spans more than one fold, else unbatched; `Vocoder.infer_waveform`
-        gives direct control. `mode` is WaveRNN's: "fast" (default), "int8", or "parity"
-        (the reference's numbers exactly, several times slower).
+        gives direct control. `mode` is WaveRNN's: "fast" (default; int8), "int8", "fp16",
+        or "parity" (the reference's numbers exactly, several times slower); see
+        `deepfake_audio.core.modes`.
         """
         vocoder, _ = self.resolve_vocoder(vocoder)
         if vocoder == "griffinlim":
@@ -495,9 +497,8 @@ class Pipeline:
         Long text is split into sentences, synthesized in batches and vocoded in one
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
         `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
-        `mode` "fast" (default: fp16 synthesizer cells) or "int8" (int8 cells) set the
-        synthesizer's and WaveRNN's precision;
-        "parity" gives the reference's numbers (see `vocode`). `pace` is the speaking rate
+        `mode` "fast" (default; int8), "int8" or "fp16" set the synthesizer's and WaveRNN's
+        precision (`deepfake_audio.core.modes`); "parity" gives the reference's numbers. `pace` is the speaking rate
         (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
         names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
         `deepfake_audio.streaming` streams the result. `rolling` (WaveRNN, fast modes) runs

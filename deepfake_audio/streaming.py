@@ -38,6 +38,7 @@ from typing import Iterator
 
 import numpy as np
 
+from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.watermark import StreamWatermarker
 from vocoder.hparams import hparams as vocoder_hp
@@ -50,19 +51,23 @@ HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
 FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
-# Rolling folds, per WaveRNN mode: (samples of the first piece, mel frames the decoder may work
-# ahead of the vocoder's needs before it: `MelTimeline.start_lookahead`). Later pieces come as
-# soon as 800 samples are final. The first piece waits at least for the first fold (less its
-# overlap with the second): until then the audio grows only as fast as one fold is sampled,
-# slower than it plays. "int8" (about 2.5 times the speed of "fast" where the CPU has VNNI)
-# can afford a first piece of 0.25 s, which lets a player start ahead of the head folds: then
-# no stalls on 2 cores. "fast" cannot keep up with playback on 2 cores anyway, so it starts as
-# early as it can. Both let the decoder run only when frames are needed before the first piece
-# (it catches up later). bench/RESULTS.md has the measurements behind both.
-ROLLING_START = {"fast": (1400, 0), "int8": (4000, 0)}
+# Rolling folds, per WaveRNN arithmetic (`deepfake_audio.core.modes`): (samples of the first
+# piece, mel frames the decoder may work ahead of the vocoder's needs before it:
+# `MelTimeline.start_lookahead`). Later pieces come as soon as 800 samples are final. The
+# first piece waits at least for the first fold (less its overlap with the second): until
+# then the audio grows only as fast as one fold is sampled, slower than it plays. int8
+# (about 2.5 times the speed of fp16 where the CPU has VNNI) can afford a first piece of
+# 0.25 s, which lets a player start ahead of the head folds: then no stalls on 2 cores.
+# fp16 cannot keep up with playback on 2 cores anyway, so it starts as early as it can.
+# Both let the decoder run only when frames are needed before the first piece (it catches
+# up later). bench/RESULTS.md has the measurements behind both.
+ROLLING_START = {"int8": (4000, 0), "fp16": (1400, 0)}
 ROLLING_MIN_SAMPLES = 800
-# Between chunks of vocoding the synthesizer keeps this far (mel frames: 2 s) ahead of the vocoder.
-PRODUCER_LOOKAHEAD_FRAMES = 160
+# Between chunks of vocoding the synthesizer keeps this far (mel frames: 0.5 s) ahead of what the
+# started folds need. Further ahead, its bursts right after the first piece (when a player's
+# buffer is thinnest) cost gaps: side by side, int8 on 2 cores, 4 runs each, 160 frames gave
+# 0.10 s of gaps for a 5 s text and 0.14 s for 60 s (medians), 40 frames none for either.
+PRODUCER_LOOKAHEAD_FRAMES = 40
 
 
 @dataclass
@@ -188,7 +193,7 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
                                                                plan.mode, plan.pace, emit=emit)
             stream.mels.extend(mels)
 
-    first_samples, timeline.start_lookahead = ROLLING_START[plan.mode]
+    first_samples, timeline.start_lookahead = ROLLING_START[arithmetic(plan.mode)]
     timeline.producer = produce()
     timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))

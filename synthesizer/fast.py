@@ -9,11 +9,11 @@ modules.
 
 The result is not the parity path's: weights rounded to fp16 move the mels by about
 1e-3 (of a [-4, 4] range), well below what the pre-net's always-on dropout changes
-between two seeds. `Synthesizer.synthesize_spectrograms(mode="fast")` uses it; the
-default stays the parity path. `mode="int8"` stores the cells' weights in int8 (one
-scale per output row; fbgemm's dynamic matmul quantises the inputs per call): a
-quarter of the fp32 bytes and about twice as fast as fp16 again, with mels moved by a
-few hundredths.
+between two seeds. `Synthesizer.synthesize_spectrograms(mode="fp16")` uses it; the
+default stays the parity path. `mode="int8"` (and "fast", which is int8: see
+`deepfake_audio.core.modes`) stores the cells' weights in int8 (one scale per output
+row; fbgemm's dynamic matmul quantises the inputs per call): a quarter of the fp32
+bytes and faster than fp16 again, with mels moved by a few hundredths.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class _Int8LSTMCell:
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-CELLS = {"fast": _Fp16LSTMCell, "int8": _Int8LSTMCell}
+CELLS = {"fp16": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 
 def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
@@ -111,7 +111,7 @@ def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
     return intra_op_threads(1) if split or int8 else contextlib.nullcontext()
 
 
-def lstm_cells(decoder: Decoder, mode: str = "fast") -> LSTMCells:
-    """fp16 ("fast") or int8 copies of the decoder's two residual LSTM cells, for
+def lstm_cells(decoder: Decoder, mode: str = "int8") -> LSTMCells:
+    """fp16 or int8 (`mode`) copies of the decoder's two residual LSTM cells, for
     `Tacotron.generate(..., lstm_cells=...)`. They hold no per-call state: safe to share between threads."""
     return CELLS[mode](decoder.res_rnn1), CELLS[mode](decoder.res_rnn2)

@@ -20,6 +20,7 @@ import torch
 from deepfake_audio.core.checkpoint import MissingMessage, check_state_dict, model_state_of, read_checkpoint
 from deepfake_audio.core.errors import TextError, WeightsError
 from deepfake_audio.core.hparams import with_overrides
+from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.rng import make_generator
 from synthesizer import fast
 from synthesizer.audio import stretch_frames
@@ -31,7 +32,6 @@ from synthesizer.text import has_speakable_characters, text_to_sequence
 TACOTRON = "tacotron"
 FASTSPEECH = FastSpeech.architecture
 ARCHITECTURES = (TACOTRON, FASTSPEECH)
-MODES = ("fast", "int8", "parity")
 MIN_PACE, MAX_PACE = 0.5, 2.0  # speaking rate: half to twice the model's own
 
 
@@ -88,10 +88,10 @@ class Synthesizer:
         every item runs until all have stopped, then each loses its trailing frames whose
         maximum is below -3.4. Seeding (`seed`, or an explicit `generator`) reproduces
         the reference run made right after `torch.manual_seed(seed)`.
-        `progress(done, total)` is called after each chunk. `mode` "fast" runs the
-        decoder's LSTM cells with fp16 weights and "int8" with int8 weights (`synthesizer.fast`:
-        faster on CPU, not the reference's exact numbers); "parity" (the default) is the
-        reference path. A FastSpeech model has no randomness and one path: seed and mode
+        `progress(done, total)` is called after each chunk. `mode` (`deepfake_audio.core.modes`)
+        "fast" (int8) or "int8" runs the decoder's LSTM cells with int8 weights and "fp16"
+        with fp16 weights (`synthesizer.fast`: faster on CPU, not the reference's exact
+        numbers); "parity" (the default) is the reference path. A FastSpeech model has no randomness and one path: seed and mode
         do not change its output; `return_alignments` gives its durations (frames per
         character) instead of attention. `pace` (0.5 to 2.0) is the speaking rate: a
         FastSpeech model scales its durations, a Tacotron's mels are stretched in time
@@ -109,8 +109,7 @@ class Synthesizer:
                        seed: int | None = None, generator: torch.Generator | None = None,
                        return_alignments: bool = False, progress=None, mode: str = "parity", pace: float = 1.0):
         """`synthesize_spectrograms` for texts already turned into character ids (`text_ids`)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        arithmetic(mode)  # refuses an unknown mode
         if not MIN_PACE <= pace <= MAX_PACE:
             raise ValueError(f"pace must be from {MIN_PACE} to {MAX_PACE}, got {pace}")
         inputs = [list(ids) for ids in inputs]
@@ -202,8 +201,7 @@ class Synthesizer:
         speaking rate other than 1 (the stretch needs the whole mel) and the FastSpeech model
         (one parallel pass) give the whole mel as one piece.
         """
-        if mode not in MODES:
-            raise ValueError(f"unknown synthesizer mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        arithmetic(mode)  # refuses an unknown mode
         if self.architecture != TACOTRON or mode == "parity" or pace != 1.0:
             mel = self.synthesize_ids([ids], [embedding], generator=generator, mode=mode, pace=pace)[0]
             yield mel, 0
@@ -274,12 +272,13 @@ class Synthesizer:
 
     def _lstm_cells(self, mode: str) -> "fast.LSTMCells | None":
         """The reduced-precision LSTM cells of `mode`, made once; None for parity or where fbgemm is missing."""
-        if mode not in fast.CELLS or not fast.available(self.device):
+        kind = arithmetic(mode)
+        if kind not in fast.CELLS or not fast.available(self.device):
             return None
         with self._fast_lock:
-            if mode not in self._fast:
-                self._fast[mode] = fast.lstm_cells(self.model.decoder, mode)
-            return self._fast[mode]
+            if kind not in self._fast:
+                self._fast[kind] = fast.lstm_cells(self.model.decoder, kind)
+            return self._fast[kind]
 
     def trim_trailing_silence(self, mel: np.ndarray) -> np.ndarray:
         """Drop trailing frames whose loudest channel is below the stop threshold (keeps >= 1 frame)."""

@@ -394,13 +394,13 @@ def test_error_messages_hide_server_paths():
 
 
 def test_studio_mode_applies_to_every_request(fast_models, tmp_path, audio):
-    """`app.py --mode int8` (or $DEEPFAKE_AUDIO_MODE): the int8 matmuls for every request,
+    """`app.py --mode fp16` (or $DEEPFAKE_AUDIO_MODE): that arithmetic for every request,
     streamed or not; an unknown mode is refused with the choices."""
     from deepfake_audio.core.errors import RequestError
     from deepfake_audio.studio import Studio
-    with pytest.raises(RequestError, match="Unknown mode 'turbo': choose fast, int8, parity"):
+    with pytest.raises(RequestError, match="Unknown mode 'turbo': choose fast, int8, fp16, parity"):
         Studio(fast_models, tmp_path / "data", mode="turbo")
-    studio = Studio(fast_models, tmp_path / "data", mode="int8")
+    studio = Studio(fast_models, tmp_path / "data", mode="fp16")
     out = studio.clone(audio["voice"], None, "One. Two.", 4, "wavernn", consent=True)
     fast = Studio(fast_models, tmp_path / "data", pipeline=studio.pipeline)
     assert not np.array_equal(sf.read(str(out.wav_path))[0],
@@ -410,4 +410,4 @@ def test_studio_mode_applies_to_every_request(fast_models, tmp_path, audio):
     heard = np.concatenate(items[:-1])
     assert len(heard) == len(out.result.wav) and "first audio after" in items[-1].status
     from app import build_parser
-    assert build_parser().parse_args(["--mode", "int8"]).mode == "int8"
+    assert build_parser().parse_args(["--mode", "fp16"]).mode == "fp16"

@@ -50,6 +50,7 @@ from torch import nn
 
 from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder.hparams import hparams as hp
+from deepfake_audio.core.modes import arithmetic
 from vocoder import native
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN
@@ -288,6 +289,20 @@ def default_precision(device: torch.device | str) -> str:
     if torch.device(device).type == "cpu" and torch.backends.quantized.engine in ("x86", "fbgemm"):
         return "fp16"
     return "fp32"
+
+
+def mode_precision(mode: str, device: torch.device | str, rnn: int) -> str:
+    """The recurrent matmuls' precision for a non-parity `mode` (`deepfake_audio.core.modes`) of
+    a WaveRNN with `rnn` units on `device`: "int8" and "fp16" as named, on the CPU; "fast" is
+    int8 where the C loop runs it (exact integer sums: the same audio for a seed on every
+    x86-64 CPU) or fbgemm has it, else fp32 (a GPU)."""
+    kind = arithmetic(mode)
+    if kind == "parity":
+        raise ValueError("the parity mode runs the reference loop, not FastWaveRNN")
+    if mode == "fast" and default_precision(device) == "fp32" and not (
+            torch.device(device).type == "cpu" and rnn % 8 == 0 and native.library() is not None):
+        return "fp32"
+    return kind
 
 
 class _Group:

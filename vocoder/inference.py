@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from deepfake_audio.core.checkpoint import MissingMessage, load_model
+from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.rng import make_generator
 from vocoder import rolling
-from vocoder.fast import FastWaveRNN
+from vocoder.fast import FastWaveRNN, mode_precision
 from vocoder.hparams import hparams as hp
 from vocoder.model import wavernn_from_hparams
 from vocoder.rolling import MelTimeline, StreamStats
@@ -51,9 +52,9 @@ class Vocoder:
 
         `seed` (or `generator`) reproduces the reference call made right after
         `torch.manual_seed(seed)`: the same generator words are consumed in the same order.
-        `mode` "parity" (default) is the reference's loop, bit for bit; "fast" samples the
-        same network several times faster (same distribution, not the same bits), "int8"
-        faster still with int8 matmuls (see `vocoder.fast`). `head` (fast modes) gives the
+        `mode` "parity" (default) is the reference's loop, bit for bit; "fast" (int8),
+        "int8" and "fp16" sample the same network several times faster with int8 or fp16
+        weights (same distribution, not the same bits: `vocoder.fast`, `deepfake_audio.core.modes`). `head` (fast modes) gives the
         first `head` samples their own short folds, generated first.
         """
         mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=mode == "parity")
@@ -89,8 +90,8 @@ class Vocoder:
         filled (frames already scaled to [-1, 1]), in pieces as they are final: float64,
         200 * (T - 1) samples in all. The defaults give the whole waveform as one piece. The
         same mel and generator give the same samples however the frames arrive."""
-        if mode not in ("fast", "int8"):
-            raise ValueError(f"rolling folds run in the fast modes, not {mode!r}")
+        if arithmetic(mode) == "parity":
+            raise ValueError("rolling folds run in the fast modes, not 'parity'")
         if generator is None:
             generator = make_generator(seed, self.device)
         if not isinstance(mel, MelTimeline):
@@ -100,13 +101,12 @@ class Vocoder:
                               min_samples=min_samples, stats=stats)
 
     def fast(self, mode: str = "fast") -> FastWaveRNN:
-        """The fused sampler of this model for `mode` "fast" or "int8", built on first use."""
-        if mode not in ("fast", "int8"):
-            raise ValueError(f"unknown vocoder mode {mode!r}: use 'parity', 'fast' or 'int8'")
+        """The fused sampler of this model for a non-parity `mode`, built on first use (one per precision)."""
+        precision = mode_precision(mode, self.device, self.model.rnn_dims)
         with self._fast_lock:
-            if mode not in self._fast:
-                self._fast[mode] = FastWaveRNN(self.model, "int8" if mode == "int8" else None)
-            return self._fast[mode]
+            if precision not in self._fast:
+                self._fast[precision] = FastWaveRNN(self.model, precision)
+            return self._fast[precision]
 
     def _prepare(self, mel: np.ndarray, normalize: bool, seed: int | None, generator: torch.Generator | None,
                  burn: bool = True) -> tuple[torch.Tensor, torch.Generator]:

@@ -74,8 +74,8 @@ class Studio:
     def __init__(self, models_dir: Path | str | None = None, data_dir: Path | str | None = None, *,
                  device: str | None = None, pipeline: Pipeline | None = None, warm_up: bool = False,
                  private: bool | None = None, mode: str = "fast"):
-        """`mode` is the pipeline's for every request: "fast" (default), "int8" (int8 matmuls:
-        about 2.5 times the speed of "fast" on CPUs with VNNI, for hosting on 2 cores) or "parity"."""
+        """`mode` is the pipeline's for every request (`deepfake_audio.core.modes`): "fast"
+        (default; int8 arithmetic), "int8", "fp16" or "parity"."""
         if mode not in MODES:
             raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
         self.mode = mode
