@@ -12,7 +12,7 @@ from scipy import signal
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
 from deepfake_audio.streaming import stream_clone
-from vocoder.fast import FastWaveRNN, plan_folds
+from vocoder.fast import FastWaveRNN, mode_precision, plan_folds
 from vocoder.inference import REFERENCE_GRUCELL_WORDS, Vocoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +86,18 @@ def test_fast_modes_sample_the_parity_distribution(vocoder, mel):
         assert class_distance(parity, fast_a) < 1.5 * floor_classes + 0.02, mode
         assert spectral_distance(parity, fast_a) < 1.5 * floor_spec + 0.2, mode
         assert abs(parity.std() / fast_a.std() - 1) < 0.15, mode
+
+
+def test_each_mode_picks_its_arithmetic():
+    from deepfake_audio.core.modes import arithmetic
+    assert [arithmetic(m) for m in ("fast", "int8", "fp16", "parity")] == ["int8", "int8", "fp16", "parity"]
+    assert [mode_precision(m, "cpu", 512) for m in ("fast", "int8", "fp16")] == ["int8", "int8", "fp16"]
+    # int8 and fp16 are CPU arithmetic: a GPU runs fp32 whatever the mode (no CUDA needed to ask)
+    assert {mode_precision(m, "cuda", 512) for m in ("fast", "int8", "fp16")} == {"fp32"}
+    with pytest.raises(ValueError, match="reference loop"):
+        mode_precision("parity", "cpu", 512)
+    with pytest.raises(ValueError, match="unknown mode 'turbo'"):
+        arithmetic("turbo")
 
 
 def test_fast_mode_is_int8_and_close_to_fp16(vocoder, mel):

@@ -293,14 +293,16 @@ def default_precision(device: torch.device | str) -> str:
 
 def mode_precision(mode: str, device: torch.device | str, rnn: int) -> str:
     """The recurrent matmuls' precision for a non-parity `mode` (`deepfake_audio.core.modes`) of
-    a WaveRNN with `rnn` units on `device`: "int8" and "fp16" as named, on the CPU; "fast" is
-    int8 where the C loop runs it (exact integer sums: the same audio for a seed on every
-    x86-64 CPU) or fbgemm has it, else fp32 (a GPU)."""
+    a WaveRNN with `rnn` units on `device`: on a CPU "int8" ("fast") or "fp16" as named (int8
+    in the C loop has exact integer sums: the same audio for a seed on every x86-64 CPU), on
+    a GPU fp32 (the reduced precisions are CPU paths). A CPU with neither the C loop nor
+    fbgemm gets fp32 for "fast"."""
     kind = arithmetic(mode)
     if kind == "parity":
         raise ValueError("the parity mode runs the reference loop, not FastWaveRNN")
-    if mode == "fast" and default_precision(device) == "fp32" and not (
-            torch.device(device).type == "cpu" and rnn % 8 == 0 and native.library() is not None):
+    if torch.device(device).type != "cpu":
+        return "fp32"
+    if mode == "fast" and default_precision(device) == "fp32" and not (rnn % 8 == 0 and native.library() is not None):
         return "fp32"
     return kind
 

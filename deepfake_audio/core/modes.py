@@ -1,8 +1,7 @@
 """Inference modes: how much arithmetic precision a request trades for speed.
 
     "fast"    the default: the fastest arithmetic that sounds like the reference. Today
-              that is "int8" on every CPU (below); on a GPU, or a CPU without fbgemm,
-              the stages use their fp32 fast paths.
+              that is "int8" on every CPU (below).
     "int8"    int8 weights: the synthesizer's decoder LSTM cells (fbgemm's dynamic int8
               matmul) and the WaveRNN's recurrent matmuls (the C loop's exact integer
               sums: the same audio for a seed on every x86-64 CPU).
@@ -10,6 +9,9 @@
               2026-12: on 2 cores its WaveRNN is compute-bound at about 0.7 of real time,
               too slow to stream without stalls while the synthesizer shares the cores).
     "parity"  the reference implementation's exact numbers.
+
+int8 and fp16 are CPU arithmetic: on a GPU every mode but "parity" runs the stages' fp32
+fast paths (and where a CPU lacks fbgemm, the synthesizer runs its parity cells).
 
 Why int8 is the default: its sampled audio is as close to the parity loop's as fp16's
 (class histograms and spectra: bench/RESULTS.md, quality table), and on 2 cores with
