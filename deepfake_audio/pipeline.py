@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
-from deepfake_audio.core.modes import MODES
+from deepfake_audio.core.modes import check_mode
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.core.threads import use_user_threads
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
@@ -407,8 +407,7 @@ class Pipeline:
         use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
         pace = check_pace(pace)
-        if mode not in MODES:
-            raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
+        check_mode(mode)
         self._require_synthesizer()
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
         named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
@@ -498,8 +497,8 @@ class Pipeline:
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
         `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
         `mode` "fast" (default; int8), "int8" or "fp16" set the synthesizer's and WaveRNN's
-        precision (`deepfake_audio.core.modes`); "parity" gives the reference's numbers. `pace` is the speaking rate
-        (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
+        precision (`deepfake_audio.core.modes`); "parity" gives the reference's numbers.
+        `pace` is the speaking rate (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
         names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
         `deepfake_audio.streaming` streams the result. `rolling` (WaveRNN, fast modes) runs
         the folds a stream runs, and so gives a stream's audio for the same seed, sample for

@@ -51,17 +51,16 @@ HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
 FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
-# Rolling folds, per WaveRNN arithmetic (`deepfake_audio.core.modes`): (samples of the first
-# piece, mel frames the decoder may work ahead of the vocoder's needs before it:
-# `MelTimeline.start_lookahead`). Later pieces come as soon as 800 samples are final. The
-# first piece waits at least for the first fold (less its overlap with the second): until
-# then the audio grows only as fast as one fold is sampled, slower than it plays. int8
-# (about 2.5 times the speed of fp16 where the CPU has VNNI) can afford a first piece of
-# 0.25 s, which lets a player start ahead of the head folds: then no stalls on 2 cores.
-# fp16 cannot keep up with playback on 2 cores anyway, so it starts as early as it can.
-# Both let the decoder run only when frames are needed before the first piece (it catches
-# up later). bench/RESULTS.md has the measurements behind both.
-ROLLING_START = {"int8": (4000, 0), "fp16": (1400, 0)}
+# Rolling folds: samples of the first piece, per WaveRNN arithmetic (`deepfake_audio.core.modes`).
+# Later pieces come as soon as 800 samples are final. The first piece waits at least for the
+# first fold (less its overlap with the second): until then the audio grows only as fast as
+# one fold is sampled, slower than it plays. int8 (about 3 times the speed of fp16 where the
+# CPU has VNNI) can afford a first piece of 0.25 s, which lets a player start ahead of the
+# head folds: then no stalls on 2 cores. fp16 cannot keep up with playback on 2 cores anyway,
+# so it starts as early as it can. Before the first piece the decoder runs only when the
+# vocoder needs frames (`MelTimeline.start_lookahead` 0; it catches up later).
+# bench/RESULTS.md has the measurements behind both.
+ROLLING_FIRST_SAMPLES = {"int8": 4000, "fp16": 1400}
 ROLLING_MIN_SAMPLES = 800
 # Between chunks of vocoding the synthesizer keeps this far (mel frames: 0.5 s) ahead of what the
 # started folds need. Further ahead, its bursts right after the first piece (when a player's
@@ -193,7 +192,7 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
                                                                plan.mode, plan.pace, emit=emit)
             stream.mels.extend(mels)
 
-    first_samples, timeline.start_lookahead = ROLLING_START[arithmetic(plan.mode)]
+    first_samples, timeline.start_lookahead = ROLLING_FIRST_SAMPLES[arithmetic(plan.mode)], 0
     timeline.producer = produce()
     timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))

@@ -91,9 +91,9 @@ class Synthesizer:
         `progress(done, total)` is called after each chunk. `mode` (`deepfake_audio.core.modes`)
         "fast" (int8) or "int8" runs the decoder's LSTM cells with int8 weights and "fp16"
         with fp16 weights (`synthesizer.fast`: faster on CPU, not the reference's exact
-        numbers); "parity" (the default) is the reference path. A FastSpeech model has no randomness and one path: seed and mode
-        do not change its output; `return_alignments` gives its durations (frames per
-        character) instead of attention. `pace` (0.5 to 2.0) is the speaking rate: a
+        numbers); "parity" (the default) is the reference path. A FastSpeech model has no
+        randomness and one path: seed and mode do not change its output; `return_alignments`
+        gives its durations (frames per character) instead of attention. `pace` (0.5 to 2.0) is the speaking rate: a
         FastSpeech model scales its durations, a Tacotron's mels are stretched in time
         (`synthesizer.audio.stretch_frames`); 1.0 changes nothing.
         """
@@ -167,7 +167,8 @@ class Synthesizer:
                                                           generator, cells):
                     frames.append(step)
                     n_decoded += step.size(2)
-                    while early and len(blocks) < len(planned) and planned[len(blocks)][1] + POSTNET_CONTEXT <= n_decoded:
+                    while (early and len(blocks) < len(planned)
+                           and planned[len(blocks)][1] + POSTNET_CONTEXT <= n_decoded):
                         mels = torch.cat(frames, dim=2)
                         frames = [mels]
                         blocks.append(self.model.postnet_block(mels, *planned[len(blocks)]))
@@ -177,7 +178,8 @@ class Synthesizer:
                     yield
                 mels = torch.cat(frames, dim=2)
                 if early:  # the same blocks as `postnet_output(windowed=True)`: those made, then the rest
-                    rest = [self.model.postnet_block(mels, lo, hi) for lo, hi in postnet_blocks(n_decoded)[len(blocks):]]
+                    rest = [self.model.postnet_block(mels, lo, hi)
+                            for lo, hi in postnet_blocks(n_decoded)[len(blocks):]]
                     post = torch.cat(blocks + rest, dim=2)
                 else:
                     post = self.model.postnet_output(mels, windowed=windowed)

@@ -202,7 +202,7 @@ def test_stream_is_clone_before_level_and_watermark(pipe, text, mode):
     assert len(pipe.clone(DATA / "ref.wav", text, seed=5, mode=mode).wav) == len(result.wav)
     assert [c.at for c in chunks] == sorted(c.at for c in chunks)
     # the first piece needed only the first few decoder steps of the first sentence (80 in all);
-    # int8's (and so fast's) first piece is longer than fp16's (0.25 s: see streaming.ROLLING_START)
+    # int8's (and so fast's) first piece is longer than fp16's (0.25 s: see streaming.ROLLING_FIRST_SAMPLES)
     assert 0 < chunks[0].decoder_steps <= {"fast": 56, "int8": 56, "fp16": 40}[mode]
     assert chunks[-1].decoder_steps >= chunks[0].decoder_steps
 

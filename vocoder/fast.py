@@ -48,9 +48,9 @@ import torch.nn.functional as F
 from scipy import signal
 from torch import nn
 
+from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder.hparams import hparams as hp
-from deepfake_audio.core.modes import arithmetic
 from vocoder import native
 from vocoder.audio import decode_mu_law
 from vocoder.model import WaveRNN

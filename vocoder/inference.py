@@ -54,8 +54,9 @@ class Vocoder:
         `torch.manual_seed(seed)`: the same generator words are consumed in the same order.
         `mode` "parity" (default) is the reference's loop, bit for bit; "fast" (int8),
         "int8" and "fp16" sample the same network several times faster with int8 or fp16
-        weights (same distribution, not the same bits: `vocoder.fast`, `deepfake_audio.core.modes`). `head` (fast modes) gives the
-        first `head` samples their own short folds, generated first.
+        weights (same distribution, not the same bits: `vocoder.fast`,
+        `deepfake_audio.core.modes`). `head` (fast modes) gives the first `head` samples
+        their own short folds, generated first.
         """
         mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=mode == "parity")
         if mode == "parity":

@@ -19,6 +19,8 @@ VNNI its WaveRNN runs 2.5-3 times as fast as fp16's.
 """
 from __future__ import annotations
 
+from deepfake_audio.core.errors import RequestError
+
 MODES = ("fast", "int8", "fp16", "parity")
 
 # What "fast" means. One place, so that every stage agrees.
@@ -31,3 +33,10 @@ def arithmetic(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use {', '.join(repr(m) for m in MODES)}")
     return FAST if mode == "fast" else mode
+
+
+def check_mode(mode: str) -> str:
+    """`mode` itself if it is one of `MODES`, else a RequestError for the user, naming them."""
+    if mode not in MODES:
+        raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
+    return mode

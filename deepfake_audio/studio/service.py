@@ -22,8 +22,9 @@ import numpy as np
 
 from deepfake_audio.core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
+from deepfake_audio.core.modes import check_mode
 from deepfake_audio.download import download_command
-from deepfake_audio.pipeline import (MAX_TEXT_CHARS, MODES, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS,
+from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS,
                                      ClonePlan, CloneResult, Pipeline, ProgressEvent, check_pace, normalize_peak)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
@@ -76,9 +77,7 @@ class Studio:
                  private: bool | None = None, mode: str = "fast"):
         """`mode` is the pipeline's for every request (`deepfake_audio.core.modes`): "fast"
         (default; int8 arithmetic), "int8", "fp16" or "parity"."""
-        if mode not in MODES:
-            raise RequestError(f"Unknown mode {mode!r}: choose {', '.join(MODES)}.")
-        self.mode = mode
+        self.mode = check_mode(mode)
         self.pipeline = pipeline if pipeline is not None else Pipeline(models_dir, device=device)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         # One library per visitor (see `owners`), or the one library of a single-user install.

@@ -322,7 +322,7 @@ static TARGET void matmul(const Mat *w, const float *x, int ldx, int m, float *o
  * the kernels sum q * w8 exactly in int32 (at most 516 * 255 * 127 < 2^24, so the float
  * conversion is exact too), and `finish16` removes the offset (128 * the column's sum of
  * weights) and scales. Quantising and finishing are shared code, so every kernel gives the
- * same bits: AVX-512 VNNI, AVX-VNNI, or plain AVX2 (pairs of 16-bit products). */
+ * same bits: AVX-512 VNNI, AVX-VNNI, or plain AVX2 (`vpmaddubsw` on |w| and signed inputs, below). */
 #define TARGET_VNNI512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
 #define TARGET_VNNI256 __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define ROWS8 6   /* rows per tile: 6 rows x 4 panels = 24 zmm accumulators */
