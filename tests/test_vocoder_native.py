@@ -59,17 +59,19 @@ def test_native_matmul_equals_fp16_weight_product(m, k, n):
 
 def _int8_reference(w: torch.Tensor, x: torch.Tensor) -> np.ndarray:
     """What the int8 matmul promises, in numpy: w quantised per column, each row of x to
-    round(x * 127 / max|x|), integer products summed exactly, then scaled in float32."""
+    round(x * 127 / max x) if it has no negative value, else to round(x * 63 / max|x|),
+    integer products summed exactly, then scaled in float32."""
     w8, scale = native.quantize_int8(w)
     out = np.zeros((x.shape[0], w.shape[1]), np.float32)
     for r, row in enumerate(x.numpy()):
         amax = np.float32(np.abs(row).max())
         if amax == 0:
             continue
-        q = np.clip(np.rint(row * (np.float32(127) / amax)), -127, 127).astype(np.int64)
+        steps = np.float32(63 if row.min() < 0 else 127)
+        q = np.clip(np.rint(row * (steps / amax)), -steps, steps).astype(np.int64)
         dots = (q[:, None] * w8.astype(np.int64)).sum(axis=0)
         assert np.abs(dots).max() < 2 ** 24  # so the float conversion is exact
-        out[r] = dots.astype(np.float32) * scale * (amax / np.float32(127))
+        out[r] = dots.astype(np.float32) * scale * (amax / steps)
     return out
 
 
@@ -95,16 +97,17 @@ def test_int8_matmul_is_exact_integer_arithmetic_on_every_kernel(m, k, n):
 
 
 def test_int8_matmul_is_exact_at_the_largest_products():
-    """Every product at 127 x 127 with one sign (AVX2's 16-bit pair sums closest to saturating),
-    then with alternating signs: the sums are still exact on every kernel."""
-    w, x = _operands(3, 40, 24)
+    """Every product at 127 x 127 with one sign (AVX2's 16-bit pair sums closest to saturating:
+    a row without negatives, and a signed row at its top byte), then with alternating signs:
+    the sums are still exact on every kernel."""
     w = torch.ones(40, 24)
-    x = torch.ones(3, 40)
+    x = torch.ones(4, 40)
     x[1] = -1
     x[2, ::2] = -1
+    x[3, -1] = -1  # signed: every other input quantises to the byte 127
     w[::3, 5] = -1
     expected = _int8_reference(w, x)
-    assert np.abs(expected).max() == 40
+    assert np.isclose(np.abs(expected).max(), 40, rtol=1e-6)
     for kernel in _int8_kernels():
         np.testing.assert_array_equal(native.matmul8(w, x, kernel).numpy(), expected, err_msg=kernel)
 

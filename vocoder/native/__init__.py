@@ -28,7 +28,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wavernn.c")
-ABI_VERSION = 4
+ABI_VERSION = 5
 FLAGS = ["-O3", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-std=c11", "-D_POSIX_C_SOURCE=200112L"]
 
 _lock = threading.Lock()
@@ -194,8 +194,9 @@ class NativeLoop:
 
         `precision` "fp16": the matrices are stored in fp16 (round to nearest even) and the
         arithmetic is fp32. "int8": int8 with one scale per output column (`quantize_int8`);
-        each step's inputs to a matmul are quantised per fold (max |x| / 127, offset 128) and
-        the products summed exactly in int32, by `kernel` (one of `INT8_KERNELS`; None: the
+        each step's inputs to a matmul are quantised per fold to 7 bits (a row without negative
+        values to 127 steps of max x / 127; any other row to 63 steps each side of max |x| / 63:
+        exact on AVX2's 16-bit pair sums) and the products summed exactly in int32, by `kernel` (one of `INT8_KERNELS`; None: the
         environment's DEEPFAKE_AUDIO_INT8_KERNEL, else "auto", VNNI instructions where the CPU
         has them; all give the same bits)."""
         if rnn % 8:

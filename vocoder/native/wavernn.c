@@ -17,7 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 
-#define DFA_ABI_VERSION 4
+#define DFA_ABI_VERSION 5
 #define MAX_THREADS 16
 #define MAX_ROWS 6   /* rows (folds) per register tile: 6 rows x 16 columns = 12 accumulators */
 
@@ -318,36 +318,55 @@ static TARGET void matmul(const Mat *w, const float *x, int ldx, int m, float *o
 
 /* ---- int8: out = base + x @ W, exact integer sums ----------------------------------- */
 
-/* Each row of x is quantised on its own: q = round(x / s) + 128 in bytes, s = max |x| / 127;
- * the kernels sum q * w8 exactly in int32 (at most 516 * 255 * 127 < 2^24, so the float
- * conversion is exact too), and `finish16` removes the offset (128 * the column's sum of
- * weights) and scales. Quantising and finishing are shared code, so every kernel gives the
- * same bits: AVX-512 VNNI, AVX-VNNI, or plain AVX2 (`vpmaddubsw` on |w| and signed inputs, below). */
+/* Each row of x is quantised on its own, to bytes q = round(x / s) + offset of at most 127:
+ * a row with no negative value to 127 steps, s = max x / 127, offset 0 (ReLU outputs lose
+ * nothing); any other row to 63 steps each side, s = max |x| / 63, offset 64. Weights are
+ * int8 (|w| <= 127). The kernels sum q * w8 exactly in int32 (at most 516 * 127 * 127 < 2^24,
+ * so the float conversion is exact too), and `finish16` removes the offset (offset * the
+ * column's sum of weights) and scales. Quantising and finishing are shared code, so every
+ * kernel gives the same bits: AVX-512 VNNI, AVX-VNNI, or plain AVX2 (below), whose 16-bit
+ * pair sums need q <= 127 to stay exact (2 * 127 * 127 < 2^15) and are the reason for 7 bits. */
 #define TARGET_VNNI512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
 #define TARGET_VNNI256 __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define ROWS8 6   /* rows per tile: 6 rows x 4 panels = 24 zmm accumulators */
 
-/* q[0:kp] for row x[0:k] (the padding 128: its weights are zero); returns s (0 for a zero row). */
-static TARGET float quantize_row(const float *x, int k, int kp, uint8_t *q) {
-    __m256 sign = _mm256_set1_ps(-0.0f), mx = _mm256_setzero_ps();
+/* q[0:kp] for row x[0:k] (the padding: its weights are zero); returns s (0 for a zero or NaN
+ * row, whose products then count for nothing) and sets *offset. */
+static TARGET float quantize_row(const float *x, int k, int kp, uint8_t *q, int *offset) {
+    __m256 sign = _mm256_set1_ps(-0.0f), mx = _mm256_setzero_ps(), mn = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= k; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
-    float lane[8], amax = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v));
+        mn = _mm256_min_ps(mn, v);
+    }
+    float lane[8], low[8], amax = 0, amin = 0;
     _mm256_storeu_ps(lane, mx);
-    for (int j = 0; j < 8; j++) amax = lane[j] > amax ? lane[j] : amax;
-    for (; i < k; i++) { float a = fabsf(x[i]); amax = a > amax ? a : amax; }
-    if (!(amax > 0)) {  /* zero (or NaN) row: every product cancels against the offset */
-        memset(q, 128, (size_t)kp);
+    _mm256_storeu_ps(low, mn);
+    for (int j = 0; j < 8; j++) {
+        amax = lane[j] > amax ? lane[j] : amax;
+        amin = low[j] < amin ? low[j] : amin;
+    }
+    for (; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+        amin = x[i] < amin ? x[i] : amin;
+    }
+    if (!(amax > 0)) {  /* zero (or NaN) row */
+        memset(q, 0, (size_t)kp);
+        *offset = 0;
         return 0;
     }
-    const float inv = 127.0f / amax;
+    const int off = amin < 0 ? 64 : 0, steps = amin < 0 ? 63 : 127;
+    *offset = off;
+    const float inv = (float)steps / amax;
     const __m256 vinv = _mm256_set1_ps(inv);
-    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), off = _mm256_set1_epi32(128);
+    const __m256i lo = _mm256_set1_epi32(-steps), hi = _mm256_set1_epi32(steps), voff = _mm256_set1_epi32(off);
     const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                           0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     for (i = 0; i + 8 <= k; i += 8) {  /* cvtps rounds half to even, as nearbyintf below */
         __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-        v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), off);
+        v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), voff);
         v = _mm256_shuffle_epi8(v, pick);
         int32_t a = _mm256_extract_epi32(v, 0), b = _mm256_extract_epi32(v, 4);
         memcpy(q + i, &a, 4);
@@ -355,19 +374,21 @@ static TARGET float quantize_row(const float *x, int k, int kp, uint8_t *q) {
     }
     for (; i < k; i++) {
         float v = nearbyintf(x[i] * inv);
-        v = v > 127 ? 127 : (v < -127 ? -127 : v);
-        q[i] = (uint8_t)((int)v + 128);
+        v = v > steps ? steps : (v < -steps ? -steps : v);
+        q[i] = (uint8_t)((int)v + off);
     }
-    for (; i < kp; i++) q[i] = 128;
-    return amax / 127.0f;
+    for (; i < kp; i++) q[i] = (uint8_t)off;
+    return amax / (float)steps;
 }
 
-/* o[c] = b[c] + (dot[c] - 128 colsum[c]) * scale[c] * s for c < cols (b NULL: no base). */
-static TARGET void finish16(const int32_t *dot, const Mat8 *m, int c0, int cols, float s, float *o, const float *b) {
+/* o[c] = b[c] + (dot[c] - offset colsum[c]) * scale[c] * s for c < cols (b NULL: no base). */
+static TARGET void finish16(const int32_t *dot, const Mat8 *m, int c0, int cols, float s, int offset, float *o,
+                            const float *b) {
     __m256 sv = _mm256_set1_ps(s), v[2];
+    const __m256i off = _mm256_set1_epi32(offset);
     for (int h = 0; h < 2; h++) {
         __m256i d = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(dot + 8 * h)),
-                                     _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(m->colsum + c0 + 8 * h)), 7));
+                                     _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(m->colsum + c0 + 8 * h)), off));
         v[h] = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(m->scale + c0 + 8 * h)), sv);
     }
     store_row(o, b, v[0], v[1], cols);
@@ -454,71 +475,57 @@ static TARGET_VNNI256 void dots_vnni256(const int8_t *panel, size_t stride, int 
         }
 }
 
-/* Plain AVX2, exact: vpmaddubsw multiplies unsigned by signed bytes and adds pairs in 16 bits,
- * saturating; |w| (at most 128) times x - 128 with w's sign (at most 127) keeps a pair within
- * 2 * 128 * 127 < 2^15, so nothing saturates. vpmaddwd by ones then adds the pairs into each
- * column's int32 sum of 4 products. q arrives as signed bytes q - 128 (`flip_bytes`), so these
- * sums lack the offset: 128 colsum is added back, and `finish16` gets the sums every kernel
- * gives. Up to three rows share each panel's loads and absolute values. */
+/* Plain AVX2, exact: vpmaddubsw multiplies unsigned bytes (q) by signed ones (w) and adds
+ * pairs in 16 bits, saturating; with q <= 127 a pair stays within 2 * 127 * 127 < 2^15, so
+ * nothing saturates. vpmaddwd by ones then adds the pairs into each column's int32 sum of 4
+ * products: the sums every kernel gives. Up to three rows share each panel's loads. */
 #define AVX2_ROW(r) \
     if (rows > r) { \
-        __m256i xs = _mm256_set1_epi32(four_bytes(q + (size_t)(r) * ldq + 4 * (size_t)i)); \
-        a##r##0 = _mm256_add_epi32(a##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(xs, w0)), ones)); \
-        a##r##1 = _mm256_add_epi32(a##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(xs, w1)), ones)); \
+        __m256i xb = _mm256_set1_epi32(four_bytes(q + (size_t)(r) * ldq + 4 * (size_t)i)); \
+        a##r##0 = _mm256_add_epi32(a##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w0), ones)); \
+        a##r##1 = _mm256_add_epi32(a##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones)); \
     }
 #define AVX2_STORE(r) \
     if (rows > r) { \
-        __m256i off0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)colsum), 7); \
-        __m256i off1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(colsum + 8)), 7); \
-        _mm256_storeu_si256((__m256i *)(dots + (r) * 64), _mm256_add_epi32(a##r##0, off0)); \
-        _mm256_storeu_si256((__m256i *)(dots + (r) * 64 + 8), _mm256_add_epi32(a##r##1, off1)); \
+        _mm256_storeu_si256((__m256i *)(dots + (r) * 64), a##r##0); \
+        _mm256_storeu_si256((__m256i *)(dots + (r) * 64 + 8), a##r##1); \
     }
 
-INLINE TARGET void dots_avx2_rows(const int8_t *p, int groups, const uint8_t *q, int ldq, const int32_t *colsum,
-                                  int32_t *dots, const int rows) {
+INLINE TARGET void dots_avx2_rows(const int8_t *p, int groups, const uint8_t *q, int ldq, int32_t *dots,
+                                  const int rows) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     for (int i = 0; i < groups; i++) {
         const int8_t *w = p + 64 * (size_t)i;  /* columns 0-7, then 8-15, 4 inputs each */
         __m256i w0 = _mm256_load_si256((const __m256i *)w), w1 = _mm256_load_si256((const __m256i *)(w + 32));
-        __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
         AVX2_ROW(0) AVX2_ROW(1) AVX2_ROW(2)
     }
     AVX2_STORE(0) AVX2_STORE(1) AVX2_STORE(2)
 }
 
-/* q[i] ^= 0x80 for i < n: unsigned q to the signed q - 128 (and back). */
-static TARGET void flip_bytes(uint8_t *q, size_t n) {
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        _mm256_storeu_si256((__m256i *)(q + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + i)), flip));
-    for (; i < n; i++) q[i] ^= 0x80;
-}
-
 static TARGET void dots_avx2(const int8_t *panel, size_t stride, int groups, const uint8_t *q, int ldq,
-                             const int32_t *colsum, int32_t *dots, int rows) {
+                             int32_t *dots, int rows) {
     for (int r = 0; r < rows; r += 3)
         for (int j = 0; j < 4; j++) {
             const int8_t *p = panel + (size_t)j * stride;
             const uint8_t *qr = q + (size_t)r * ldq;
             int32_t *d = dots + r * 64 + 16 * j;
             switch (rows - r) {
-                case 1: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 1); break;
-                case 2: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 2); break;
-                default: dots_avx2_rows(p, groups, qr, ldq, colsum + 16 * j, d, 3); break;
+                case 1: dots_avx2_rows(p, groups, qr, ldq, d, 1); break;
+                case 2: dots_avx2_rows(p, groups, qr, ldq, d, 2); break;
+                default: dots_avx2_rows(p, groups, qr, ldq, d, 3); break;
             }
         }
 }
 
-/* As `matmul` with an int8 matrix. qbuf: m * kp bytes, sx: m floats (scratch). */
+/* As `matmul` with an int8 matrix. qbuf: m * kp bytes, sx: m floats, qoff: m ints (scratch). */
 static TARGET void matmul8(int kernel, const Mat8 *w, const float *x, int ldx, int m, float *out, int ldo,
-                           const float *base, int ldb, uint8_t *qbuf, float *sx) {
+                           const float *base, int ldb, uint8_t *qbuf, float *sx, int *qoff) {
     int32_t dots[ROWS8 * 64];
     const size_t stride = (size_t)w->kp * 16;  /* bytes per panel */
     const int groups = w->kp / 4;
-    for (int r = 0; r < m; r++) sx[r] = quantize_row(x + (size_t)r * ldx, w->k, w->kp, qbuf + (size_t)r * w->kp);
-    if (kernel == KERNEL_AVX2) flip_bytes(qbuf, (size_t)m * w->kp);  /* its products take signed inputs */
+    for (int r = 0; r < m; r++)
+        sx[r] = quantize_row(x + (size_t)r * ldx, w->k, w->kp, qbuf + (size_t)r * w->kp, qoff + r);
     for (int p = 0; p < w->panels; p += 4) {
         const int8_t *panel = w->w + (size_t)p * stride;
         for (int r = 0; r < m; r += ROWS8) {
@@ -526,13 +533,13 @@ static TARGET void matmul8(int kernel, const Mat8 *w, const float *x, int ldx, i
             const uint8_t *q = qbuf + (size_t)r * w->kp;
             if (kernel == KERNEL_AVX512VNNI) dots_vnni512(panel, stride, groups, q, w->kp, dots, rows);
             else if (kernel == KERNEL_AVXVNNI) dots_vnni256(panel, stride, groups, q, w->kp, dots, rows);
-            else dots_avx2(panel, stride, groups, q, w->kp, w->colsum + 16 * p, dots, rows);
+            else dots_avx2(panel, stride, groups, q, w->kp, dots, rows);
             for (int rr = 0; rr < rows; rr++)
                 for (int j = 0; j < 4; j++) {
                     int c0 = 16 * (p + j);
                     if (c0 >= w->n) break;
                     int cols = w->n - c0 < 16 ? w->n - c0 : 16;
-                    finish16(dots + rr * 64 + 16 * j, w, c0, cols, sx[r + rr], out + (size_t)(r + rr) * ldo + c0,
+                    finish16(dots + rr * 64 + 16 * j, w, c0, cols, sx[r + rr], qoff[r + rr], out + (size_t)(r + rr) * ldo + c0,
                              base ? base + (size_t)(r + rr) * ldb + c0 : NULL);
                 }
         }
@@ -653,7 +660,7 @@ static int max_kp(const Model *md) { return ((md->rnn + 1 > md->fc ? md->rnn + 1
 
 size_t dfa_scratch_floats(const void *handle, int b) {
     const Model *md = handle;
-    size_t q = md->int8 ? (size_t)b * (max_kp(md) / 4 + 1) : 0;  /* quantised rows and their scales */
+    size_t q = md->int8 ? (size_t)b * (max_kp(md) / 4 + 2) : 0;  /* quantised rows, scales, offsets */
     return (size_t)b * (2 * md->width + 6 * md->rnn + md->rnn + 1 + 2 * md->fc + md->classes) + md->classes + q;
 }
 
@@ -677,12 +684,13 @@ TARGET void dfa_run(const void *handle, const float *coef, long ldcf, const floa
     float *periods = scratch, *g1 = periods + (size_t)b * ldp, *sx = g1 + (size_t)b * 6 * R;
     float *z1 = sx + (size_t)b * (R + 1), *z2 = z1 + (size_t)b * FC;
     float *logits = z2 + (size_t)b * FC, *cdf = logits + (size_t)b * NC;
-    uint8_t *qbuf = (uint8_t *)(cdf + NC);  /* int8: quantised rows, then their scales */
+    uint8_t *qbuf = (uint8_t *)(cdf + NC);  /* int8: quantised rows, then their scales and offsets */
     float *qscale = (float *)(qbuf + (md->int8 ? (size_t)b * max_kp(md) : 0));
+    int *qoff = (int *)(qscale + b);
     const int kernel = md->kernel;
     /* one matmul of the step, int8 or fp16 */
 #define MATMUL(name, ...) \
-    (md->int8 ? matmul8(kernel, &md->q##name, __VA_ARGS__, qbuf, qscale) : matmul(&md->m##name, __VA_ARGS__))
+    (md->int8 ? matmul8(kernel, &md->q##name, __VA_ARGS__, qbuf, qscale, qoff) : matmul(&md->m##name, __VA_ARGS__))
     const int seg_rz1 = 0, seg_gh1n = 2 * R, seg_pn = 3 * R, seg_s = 4 * R, seg_f1 = 4 * R + FC;
     const int seg_rz2 = 5 * R + 2 * FC;
     for (int f = 0; f < b; f++) {
@@ -817,9 +825,10 @@ TARGET int dfa_matmul8(const int8_t *w, const float *scale, int k, int n, const 
     int kp = (k + 3) / 4 * 4;
     uint8_t *q = aligned((size_t)m * kp);
     float *sx = aligned((size_t)m * sizeof(float));
-    int ok = q && sx && mat8_init(&mat, w, scale, k, n) == 0;
-    if (ok) matmul8(kernel, &mat, x, k, m, out, n, NULL, 0, q, sx);
-    mat8_free(&mat); free(q); free(sx);
+    int *qoff = aligned((size_t)m * sizeof(int));
+    int ok = q && sx && qoff && mat8_init(&mat, w, scale, k, n) == 0;
+    if (ok) matmul8(kernel, &mat, x, k, m, out, n, NULL, 0, q, sx, qoff);
+    mat8_free(&mat); free(q); free(sx); free(qoff);
     return ok ? 0 : -1;
 }
 
