@@ -163,12 +163,19 @@ class ClonePlan:
     def groups(self) -> list[list[int]]:
         """Sentences synthesized together, in order. Parity mode: all in one batch, as the
         reference. Otherwise the first sentence alone (so that a stream can start on it
-        early) and then the rest together; `run` and streaming make the same groups, so a
-        seed gives the same mels either way."""
+        early), then the second alone, then groups twice the size of the one before (2, 4,
+        8, ...): a batch's decoder steps cost more the larger it is and its first sentence
+        comes only as fast as they go, so a stream starts each batch with more audio ahead of
+        the player the larger the batch. `run` and streaming make the same groups, so a seed
+        gives the same mels either way."""
         n = len(self.sentences)
         if self.mode == "parity" or n == 1:
             return [list(range(n))]
-        return [[0], list(range(1, n))]
+        out, start, size = [[0]], 1, 1
+        while start < n:
+            out.append(list(range(start, min(n, start + size))))
+            start, size = start + size, 2 * size
+        return out
 
     @property
     def rolling(self) -> bool:

@@ -8,8 +8,9 @@
 
 With WaveRNN in the fast modes (the default) sound starts after a few decoder steps, not
 after a sentence: the synthesizer hands over its mel frames as its decoder makes them
-(`Synthesizer.stream_ids`: the first sentence alone, then the others in one batch, whose
-first sentence also comes frame by frame and the rest when the batch ends), while
+(`Synthesizer.stream_ids`: the first sentence alone, then the second, then batches of 2, 4,
+8, ... (`ClonePlan.groups`), whose first sentence also comes frame by frame and the rest
+when the batch ends), while
 the vocoder runs rolling folds over the frames that exist (`vocoder.rolling`); the
 vocoder runs the decoder between its own chunks, so the two take turns on the cores. The
 sentences are one timeline for the vocoder, as in `clone`. `clone(rolling=True)` runs the
@@ -41,6 +42,7 @@ import numpy as np
 from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.watermark import StreamWatermarker
+from synthesizer.postnet_blocks import PostnetLane
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.rolling import MelTimeline, StreamStats
 from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, ClonePlan, Pipeline, ProgressEvent,
@@ -62,11 +64,13 @@ CHUNK_SAMPLES = 3200
 # bench/RESULTS.md has the measurements behind both.
 ROLLING_FIRST_SAMPLES = {"int8": 4000, "fp16": 1400}
 ROLLING_MIN_SAMPLES = 800
-# Between chunks of vocoding the synthesizer keeps this far (mel frames: 0.5 s) ahead of what the
-# started folds need. Further ahead, its bursts right after the first piece (when a player's
-# buffer is thinnest) cost gaps: side by side, int8 on 2 cores, 4 runs each, 160 frames gave
-# 0.10 s of gaps for a 5 s text and 0.14 s for 60 s (medians), 40 frames none for either.
-PRODUCER_LOOKAHEAD_FRAMES = 40
+# Between chunks of vocoding the synthesizer keeps this far (mel frames: 0.2 s) ahead of what the
+# started folds need, plus what the player has buffered beyond half a second
+# (`vocoder.rolling.PLAYER_RESERVE_SECONDS`). Further ahead early on, its bursts right after
+# the first piece (when a player's buffer is thinnest) cost gaps: side by side, int8 with the
+# AVX2 kernel on 2 cores, 6 runs each, 40 frames gave gaps in 4 of 6 runs of a 5 s text
+# (0.05 s median), 16 frames in 1 of 6 (earlier, 160 against 40 frames: the same).
+PRODUCER_LOOKAHEAD_FRAMES = 16
 
 
 @dataclass
@@ -124,6 +128,12 @@ class CloneStream:
     def __next__(self) -> AudioChunk:
         return next(self._chunks)
 
+    def close(self) -> None:
+        """Stop early (a listener who has heard enough): no more pieces are made."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
 
 def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None = None, text: str = "",
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
@@ -136,17 +146,19 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     same inputs: same pieces. With Griffin-Lim each sentence is one piece. A `plan`
     made by `Pipeline.plan` replaces the request arguments.
     """
+    began = time.perf_counter()  # pieces are timed from here: the plan (embedding the voice) counts
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
                          mode=mode, progress=progress, pace=pace, voices=voices)
     stream = CloneStream(plan)
-    stream._chunks = _stream(pipe, stream, head, progress)
+    stream._chunks = _stream(pipe, stream, head, progress, began)
     return stream
 
 
-def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn) -> Iterator[AudioChunk]:
+def _stream(pipe: Pipeline, stream: CloneStream, head: int, progress: ProgressFn,
+            began: float) -> Iterator[AudioChunk]:
     plan = stream.plan
-    out = _Output(plan, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None)
+    out = _Output(plan, StreamWatermarker(SAMPLE_RATE) if pipe.watermark else None, began)
     yield from out.lead()
     if plan.rolling:
         yield from _stream_frames(pipe, stream, out, progress)
@@ -161,6 +173,7 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
     timeline = MelTimeline()
     lengths: list[int] = []  # frames of each finished sentence, in order (the producer appends)
     scale = 1.0 / vocoder_hp.max_abs_value  # the vocoder reads mels scaled to [-1, 1]
+    lane = PostnetLane()  # later post-net blocks beside the decoder (int8), done before each chunk of vocoding
 
     def produce() -> Iterator[None]:
         """The synthesis in small steps (one decoder step each), appending frames as they are made."""
@@ -170,7 +183,7 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
             if len(group) == 1:  # frame by frame, tagged with the decoder steps so far
                 k, pieces = group[0], []
                 for piece, steps in synthesizer.stream_ids(plan.ids[k], plan.voice_of(k), generator, plan.mode,
-                                                           plan.pace, each_step=True):
+                                                           plan.pace, each_step=True, lane=lane):
                     if piece.shape[1]:
                         pieces.append(piece)
                         timeline.append(piece * scale, tag=steps)
@@ -189,11 +202,12 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
                         made[0] = 0
                 mels = yield from synthesizer.synthesize_steps([plan.ids[k] for k in group],
                                                                [plan.voice_of(k) for k in group], generator,
-                                                               plan.mode, plan.pace, emit=emit)
+                                                               plan.mode, plan.pace, emit=emit, lane=lane)
             stream.mels.extend(mels)
 
     first_samples, timeline.start_lookahead = ROLLING_FIRST_SAMPLES[arithmetic(plan.mode)], 0
     timeline.producer = produce()
+    timeline.drain = lane.drain
     timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))
     stats = StreamStats()
@@ -265,12 +279,12 @@ class _Output:
     """Scales the pieces (see the module's notes on levels), watermarks them, numbers them and adds
     the pauses."""
 
-    def __init__(self, plan: ClonePlan, marker: StreamWatermarker | None):
+    def __init__(self, plan: ClonePlan, marker: StreamWatermarker | None, began: float):
         self.plan = plan
         self.marker = marker
         self.peak = OUTPUT_PEAK
         self.start = 0
-        self.began = time.perf_counter()
+        self.began = began  # `time.perf_counter()` at the `stream_clone` call
         self.decoder_steps = 0
 
     def add(self, wav: np.ndarray, sentence: int) -> Iterator[AudioChunk]:

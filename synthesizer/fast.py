@@ -111,6 +111,13 @@ def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
     return intra_op_threads(1) if split or int8 else contextlib.nullcontext()
 
 
+def postnet_beside(cells: LSTMCells | None) -> bool:
+    """Whether post-net blocks may run on the worker pool beside the decoder steps of `cells`
+    (`synthesizer.postnet_blocks`): with int8 cells, which keep the decoder on one thread.
+    fp16's split cells need the pool for themselves; the parity cells use every thread."""
+    return cells is not None and all(isinstance(cell, _Int8LSTMCell) for cell in cells)
+
+
 def lstm_cells(decoder: Decoder, mode: str = "int8") -> LSTMCells:
     """fp16 or int8 (`mode`) copies of the decoder's two residual LSTM cells, for
     `Tacotron.generate(..., lstm_cells=...)`. They hold no per-call state: safe to share between threads."""

@@ -26,7 +26,8 @@ from synthesizer import fast
 from synthesizer.audio import stretch_frames
 from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
-from synthesizer.model import POSTNET_CONTEXT, Tacotron, postnet_blocks
+from synthesizer.model import LSTMCells, Tacotron
+from synthesizer.postnet_blocks import PostnetBlocks, PostnetLane
 from synthesizer.text import has_speakable_characters, text_to_sequence
 
 TACOTRON = "tacotron"
@@ -124,8 +125,11 @@ class Synthesizer:
         for done, chars, speakers in self._batches(inputs, embeds):
             cells = self._lstm_cells(mode)
             with fast.decoding(cells):
-                _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
-                                                          generator, cells, windowed_postnet=mode != "parity")
+                if mode != "parity" and fast.postnet_beside(cells):
+                    mels, alignments = self._generate_beside(chars, speakers, generator, cells)
+                else:
+                    _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
+                                                              generator, cells, windowed_postnet=mode != "parity")
             for mel in mels.cpu().numpy():
                 specs.append(stretch_frames(self.trim_trailing_silence(mel), pace))
             if progress is not None:
@@ -134,9 +138,31 @@ class Synthesizer:
             return specs, alignments.cpu().numpy()
         return specs
 
+    def _generate_beside(self, chars: torch.Tensor, speakers: torch.Tensor, generator: torch.Generator,
+                         cells: LSTMCells) -> tuple[torch.Tensor, torch.Tensor]:
+        """`Tacotron.generate` with the windowed post-net, its later blocks on the worker pool
+        beside the decoder steps (`synthesizer.postnet_blocks`): the same post-net mels
+        (B, 80, T) and attention (B, T / r, N), sooner."""
+        blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r, PostnetLane())
+        frames: list[torch.Tensor] = []
+        scores, made, decoded = [], [], 0
+
+        def joined() -> torch.Tensor:
+            frames[:] = [torch.cat(frames, dim=2)]
+            return frames[0]
+
+        for step, attention, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
+                                                           generator, cells):
+            frames.append(step)
+            scores.append(attention.unsqueeze(1))
+            decoded += step.size(2)
+            made += blocks.advance(joined, decoded)
+        made += blocks.finish(joined())
+        return torch.cat(made, dim=2), torch.cat(scores, dim=1)
+
     def synthesize_steps(self, inputs: Sequence[Sequence[int]], embeddings: Sequence[np.ndarray],
                          generator: torch.Generator, mode: str = "fast", pace: float = 1.0,
-                         emit: Callable[[np.ndarray, bool], None] | None = None
+                         emit: Callable[[np.ndarray, bool], None] | None = None, lane: PostnetLane | None = None
                          ) -> Generator[None, None, list[np.ndarray]]:
         """`synthesize_ids` (same mels) as a generator that pauses after every decoder step and
         returns the mels: for a caller that interleaves the synthesis with other work
@@ -147,7 +173,9 @@ class Synthesizer:
         blocks as in `stream_ids`, quiet frames held back until a louder one follows), the
         others when the batch ends (every item runs until all have stopped, and the trim of
         each one's quiet tail needs its last frame); `done` is true with a mel's last frames
-        (which may be none). Joined, a mel's frames are the mel returned for it.
+        (which may be none). Joined, a mel's frames are the mel returned for it. With a `lane`
+        (see `synthesizer.postnet_blocks`) the later post-net blocks of the int8 mode run on the
+        worker pool beside the decoder steps: same mels.
         """
         if self.architecture != TACOTRON:
             specs = self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace)
@@ -156,31 +184,38 @@ class Synthesizer:
             return specs
         windowed = mode != "parity"
         early = emit is not None and windowed and pace == 1.0  # a batch's first mel as it is made
-        planned = postnet_blocks(self.hparams.max_decoder_frames + self.r)
         specs = []
         for _, chars, speakers in self._batches([list(ids) for ids in inputs], list(embeddings)):
             cells = self._lstm_cells(mode)
-            frames, blocks, n_decoded = [], [], 0  # decoder frames; post-net blocks made early
+            frames, n_decoded = [], 0  # decoder frames
+            made: list[torch.Tensor] = []  # post-net blocks made early
+            blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r,
+                                   lane if fast.postnet_beside(cells) else None)
             first = _QuietTail(self.hparams.tts_stop_threshold)
+
+            def joined() -> torch.Tensor:
+                frames[:] = [torch.cat(frames, dim=2)]
+                return frames[0]
+
+            def keep(done: list[torch.Tensor]) -> None:
+                for block in done:
+                    made.append(block)
+                    piece = first.add(block[0].cpu().numpy())
+                    if piece is not None:
+                        emit(piece, False)
+
             with fast.decoding(cells):
                 for step, _, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
                                                           generator, cells):
                     frames.append(step)
                     n_decoded += step.size(2)
-                    while (early and len(blocks) < len(planned)
-                           and planned[len(blocks)][1] + POSTNET_CONTEXT <= n_decoded):
-                        mels = torch.cat(frames, dim=2)
-                        frames = [mels]
-                        blocks.append(self.model.postnet_block(mels, *planned[len(blocks)]))
-                        piece = first.add(blocks[-1][0].cpu().numpy())
-                        if piece is not None:
-                            emit(piece, False)
+                    if early:
+                        keep(blocks.advance(joined, n_decoded))
                     yield
-                mels = torch.cat(frames, dim=2)
+                mels = joined()
                 if early:  # the same blocks as `postnet_output(windowed=True)`: those made, then the rest
-                    rest = [self.model.postnet_block(mels, lo, hi)
-                            for lo, hi in postnet_blocks(n_decoded)[len(blocks):]]
-                    post = torch.cat(blocks + rest, dim=2)
+                    keep(blocks.finish(mels))
+                    post = torch.cat(made, dim=2)
                 else:
                     post = self.model.postnet_output(mels, windowed=windowed)
             batch = [stretch_frames(self.trim_trailing_silence(mel), pace) for mel in post.cpu().numpy()]
@@ -190,7 +225,7 @@ class Synthesizer:
         return specs
 
     def stream_ids(self, ids: Sequence[int], embedding: np.ndarray, generator: torch.Generator | None = None,
-                   mode: str = "fast", pace: float = 1.0, each_step: bool = False
+                   mode: str = "fast", pace: float = 1.0, each_step: bool = False, lane: PostnetLane | None = None
                    ) -> Iterator[tuple[np.ndarray, int]]:
         """One text's mel in pieces as the decoder makes them: (frames (80, n) float32, decoder steps so far).
 
@@ -201,7 +236,9 @@ class Synthesizer:
         block's context exists, a few decoder steps after its frames; with `each_step`, every
         decoder step yields, with an empty piece (80, 0) when it completed none. "parity" mode, a
         speaking rate other than 1 (the stretch needs the whole mel) and the FastSpeech model
-        (one parallel pass) give the whole mel as one piece.
+        (one parallel pass) give the whole mel as one piece. With a `lane` (see
+        `synthesizer.postnet_blocks`) the later post-net blocks of the int8 mode run on the
+        worker pool beside the decoder steps, and their pieces come once they are done.
         """
         arithmetic(mode)  # refuses an unknown mode
         if self.architecture != TACOTRON or mode == "parity" or pace != 1.0:
@@ -212,11 +249,15 @@ class Synthesizer:
         cells = self._lstm_cells(mode)
         threshold = self.hparams.tts_stop_threshold
         decoded: list[torch.Tensor] = []
-        n_decoded, n_steps, blocks = 0, 0, 0  # decoder frames, decoder steps, post-net blocks made
-        # the blocks of the longest mel the decoder can make; a shorter one's are a prefix (its last clipped)
-        planned = postnet_blocks(self.hparams.max_decoder_frames + self.r)
+        n_decoded, n_steps = 0, 0  # decoder frames, decoder steps
+        blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r,
+                               lane if fast.postnet_beside(cells) else None)
         tail = _QuietTail(threshold)
         release = tail.add
+
+        def joined() -> torch.Tensor:
+            decoded[:] = [torch.cat(decoded, dim=2)]
+            return decoded[0]
 
         empty = np.zeros((self.hparams.num_mels, 0), np.float32)
         with fast.decoding(cells):
@@ -226,22 +267,15 @@ class Synthesizer:
                 n_decoded += frames.size(2)
                 n_steps += 1
                 made = False
-                while blocks < len(planned):  # each block once its context exists
-                    lo, hi = planned[blocks]
-                    if hi + POSTNET_CONTEXT > n_decoded:
-                        break
-                    mels = torch.cat(decoded, dim=2)
-                    decoded = [mels]
-                    piece = release(self.model.postnet_block(mels, lo, hi)[0].cpu().numpy())
-                    blocks += 1
+                for block in blocks.advance(joined, n_decoded):
+                    piece = release(block[0].cpu().numpy())
                     if piece is not None:
                         made = True
                         yield piece, n_steps
                 if each_step and not made:
                     yield empty, n_steps
-            mels = torch.cat(decoded, dim=2)
-            for lo, hi in postnet_blocks(n_decoded)[blocks:]:
-                piece = release(self.model.postnet_block(mels, lo, hi)[0].cpu().numpy())
+            for block in blocks.finish(joined()):
+                piece = release(block[0].cpu().numpy())
                 if piece is not None:
                     yield piece, n_steps
         if tail.emitted == 0:  # all quiet: the trim keeps one frame

@@ -9,10 +9,13 @@ import pytest
 
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
+from deepfake_audio.pipeline import ClonePlan
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.streaming import AudioChunk, playback_gaps, stream_clone
+from synthesizer import fast
 from synthesizer.inference import Synthesizer
 from synthesizer.model import postnet_blocks
+from synthesizer.postnet_blocks import PostnetLane
 from vocoder.inference import Vocoder
 from vocoder.rolling import MelTimeline, RollingSchedule
 
@@ -126,6 +129,56 @@ def test_streamed_frames_join_to_the_fast_mel(synthesizer):
     assert len(pieces) >= 80  # `each_step`: one yield per decoder step at least
 
 
+def test_postnet_blocks_beside_the_decoder_give_the_same_frames(synthesizer):
+    """With a lane, the later post-net blocks run on the worker pool beside the decoder steps
+    (int8): the pieces are the same bits, only ready at other steps. Stepping a lane's
+    `drain` finishes the block in flight without starting another."""
+    ids = synthesizer.text_ids("Hello world, this is a test.")
+    embed = vector("embed.npy")
+    (expected,) = synthesizer.synthesize_ids([ids], [embed], seed=2, mode="fast")
+    lane = PostnetLane()
+    pieces = synthesizer.stream_ids(ids, embed, make_generator(2), "fast", each_step=True, lane=lane)
+    frames = []
+
+    def step() -> bool:  # what a timeline's producer step does: one more decoder step
+        item = next(pieces, None)
+        if item is not None:
+            frames.append(item[0])
+        return item is not None
+    for piece, _ in pieces:
+        frames.append(piece)
+        lane.drain(step)
+        assert not lane.busy()
+    np.testing.assert_array_equal(np.concatenate(frames, axis=1), expected)
+    assert lane.submitted >= 1  # 160 frames: blocks of 16, 16, 16, 32, then 64 and the rest
+    # fp16's split cells need the worker pool themselves: no lane for them
+    assert fast.postnet_beside(synthesizer._lstm_cells("int8"))
+    assert not fast.postnet_beside(synthesizer._lstm_cells("fp16"))
+
+
+def test_a_timeline_drains_its_producer_before_the_consumer_runs():
+    timeline, drained = MelTimeline(), []
+
+    def produce():
+        for _ in range(3):
+            timeline.append(np.zeros((80, 2), np.float32))
+            yield
+    timeline.producer = produce()
+    timeline.drain = lambda step: drained.append(step)
+    timeline.wait(2)
+    timeline.work(1.0, lookahead=100)
+    assert len(drained) == 2 and all(callable(step) for step in drained)
+
+
+def test_sentences_are_grouped_first_alone_then_doubling():
+    def groups(n, mode="fast"):
+        return ClonePlan(tuple("x" * n), ((1,),) * n, "wavernn", 1, mode, np.zeros(256, np.float32)).groups()
+    assert groups(1) == [[0]]
+    assert groups(2) == [[0], [1]]
+    assert groups(12) == [[0], [1], [2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert groups(5, "parity") == [[0, 1, 2, 3, 4]]
+
+
 def test_a_batch_hands_over_its_first_sentence_as_it_is_made(synthesizer):
     """A stream's later sentences are synthesized in one batch; its first sentence's frames come
     while the batch runs (the vocoder would starve otherwise), the others at its end, and they
@@ -139,7 +192,8 @@ def test_a_batch_hands_over_its_first_sentence_as_it_is_made(synthesizer):
         got[row[0]].append(frames)
         when.append((steps, row[0]))
         row[0] += done
-    run = synthesizer.synthesize_steps(ids, embeds, make_generator(2), "fast", emit=emit)
+    lane = PostnetLane()
+    run = synthesizer.synthesize_steps(ids, embeds, make_generator(2), "fast", emit=emit, lane=lane)
     while True:
         try:
             next(run)
@@ -154,6 +208,7 @@ def test_a_batch_hands_over_its_first_sentence_as_it_is_made(synthesizer):
     first = [s for s, r in when if r == 0]
     assert first[0] <= 24 and len(set(first)) > 3  # frame by frame, from the first steps on
     assert {s for s, r in when if r > 0} == {steps}  # the others once the batch is done
+    assert lane.submitted >= 1  # later post-net blocks ran beside the decoder: same mels
 
 
 def test_windowed_postnet_stays_close_to_the_whole_one(synthesizer):
@@ -205,6 +260,21 @@ def test_stream_is_clone_before_level_and_watermark(pipe, text, mode):
     # int8's (and so fast's) first piece is longer than fp16's (0.25 s: see streaming.ROLLING_FIRST_SAMPLES)
     assert 0 < chunks[0].decoder_steps <= {"fast": 56, "int8": 56, "fp16": 40}[mode]
     assert chunks[-1].decoder_steps >= chunks[0].decoder_steps
+
+
+def test_pieces_are_timed_from_the_call_and_a_stream_can_stop_early(pipe, monkeypatch):
+    """`at` counts from the `stream_clone` call, so embedding the voice counts too; `close`
+    stops a stream that is no longer listened to."""
+    plan = pipe.plan
+
+    def slow_plan(*args, **kwargs):
+        time.sleep(0.3)
+        return plan(*args, **kwargs)
+    monkeypatch.setattr(pipe, "plan", slow_plan)
+    stream = stream_clone(pipe, DATA / "ref.wav", "Hello world. This is a test.", seed=5)
+    assert next(stream).at >= 0.3
+    stream.close()
+    assert next(stream, None) is None
 
 
 def test_playback_gaps_from_the_timestamps():

@@ -42,6 +42,11 @@ from vocoder.hparams import hparams as hp
 BLOCK_FRAMES = 16
 # A driven producer (see `MelTimeline`) may use this much time after each chunk, relative to the chunk's.
 PRODUCER_SHARE = 0.5
+# Once pieces are out, a player started on the first one holds the audio released so far less
+# the time since; the producer may run that much further ahead than its `lookahead`, less this
+# reserve (s), so that bursts of its work (say, the start of a batch of sentences) come while
+# the player has audio to spare, not when the next frames are due.
+PLAYER_RESERVE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,11 @@ class MelTimeline:
         # (None: `lookahead`); 0: the producer runs only when frames are needed. Less work before
         # the first piece brings it sooner; the producer then catches up later.
         self.start_lookahead: int | None = None
+        # For a producer with work in flight on another thread (say, a post-net block on the worker
+        # pool): `drain(step)` runs `step` (one unit of the producer's work; False once it is done)
+        # until nothing is in flight. `work` and `wait` call it before they return, so that the
+        # consumer's next chunk has the cores to itself.
+        self.drain: Callable[[Callable[[], bool]], None] | None = None
 
     def _step(self) -> bool:
         """One unit of the producer's work; False once it is done (the timeline is then finished)."""
@@ -144,6 +154,11 @@ class MelTimeline:
         ahead = self.lookahead if lookahead is None else lookahead
         while self._frames < self.frontier + ahead and time.perf_counter() < deadline and self._step():
             pass
+        self._drain()
+
+    def _drain(self) -> None:
+        if self.drain is not None:
+            self.drain(self._step)
 
     @classmethod
     def complete(cls, mel: np.ndarray) -> "MelTimeline":
@@ -182,6 +197,7 @@ class MelTimeline:
         """Block until `frames` frames exist or the timeline is finished: (frames, finished)."""
         while self._frames < frames and self._step():
             pass
+        self._drain()
         with self._cond:
             self._cond.wait_for(lambda: self._done or self._frames >= frames)
             if self._error is not None:
@@ -407,6 +423,14 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
     taps = math.ceil((chunk + len(fw.kernel)) / hop) + 1
     t = torch.arange(chunk + 1, device=dev)
     index, next_start, last_started, emitted_first, chunks_run = 0, 0, False, False, 0
+    first_at = 0.0  # when the first piece went out
+
+    def producer_lookahead() -> int | None:
+        """Frames the producer may run ahead of the started folds (see `PLAYER_RESERVE_SECONDS`)."""
+        if not emitted_first:
+            return timeline.start_lookahead
+        buffered = assembler.emitted / hp.sample_rate - (time.perf_counter() - first_at)
+        return timeline.lookahead + max(0, int((buffered - PLAYER_RESERVE_SECONDS) * hp.sample_rate / hop))
     frames, finished = timeline.wait(1)
 
     def wave_length() -> int | None:
@@ -481,8 +505,7 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
         _run_chunk(fw, groups, slots, cond, noise, kernel, taps, t, chunk, generator)
         chunks_run += 1
         timeline.frontier = max(timeline.frontier, max(need for _, need in stats.folds))
-        timeline.work(PRODUCER_SHARE * (time.perf_counter() - began),
-                      None if emitted_first else timeline.start_lookahead)
+        timeline.work(PRODUCER_SHARE * (time.perf_counter() - began), producer_lookahead())
         classes = torch.cat([g.classes for g in groups], dim=1).cpu().numpy()  # (chunk, slots)
         for s, fold in enumerate(slots):
             if fold is None:
@@ -497,6 +520,7 @@ def _stream(fw: FastWaveRNN, timeline: MelTimeline, generator: torch.Generator |
                 ready = min(ready, fold.start + fold.done)
         piece = assembler.take(ready, min_samples if emitted_first else first_samples)
         if piece is not None:
+            first_at = first_at if emitted_first else time.perf_counter()
             emitted_first = True
             _note_needs(stats, assembler.emitted)
             yield piece
