@@ -125,11 +125,11 @@ class Synthesizer:
         for done, chars, speakers in self._batches(inputs, embeds):
             cells = self._lstm_cells(mode)
             with fast.decoding(cells):
-                if mode != "parity" and fast.postnet_beside(cells):
-                    mels, alignments = self._generate_beside(chars, speakers, generator, cells)
-                else:
+                if mode == "parity":
                     _, mels, alignments = self.model.generate(chars, speakers, self.hparams.max_decoder_frames,
-                                                              generator, cells, windowed_postnet=mode != "parity")
+                                                              generator, cells)
+                else:
+                    mels, alignments = self._generate_windowed(chars, speakers, generator, cells)
             for mel in mels.cpu().numpy():
                 specs.append(stretch_frames(self.trim_trailing_silence(mel), pace))
             if progress is not None:
@@ -138,26 +138,24 @@ class Synthesizer:
             return specs, alignments.cpu().numpy()
         return specs
 
-    def _generate_beside(self, chars: torch.Tensor, speakers: torch.Tensor, generator: torch.Generator,
-                         cells: LSTMCells) -> tuple[torch.Tensor, torch.Tensor]:
-        """`Tacotron.generate` with the windowed post-net, its later blocks on the worker pool
-        beside the decoder steps (`synthesizer.postnet_blocks`): the same post-net mels
-        (B, 80, T) and attention (B, T / r, N), sooner."""
-        blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r, PostnetLane())
-        frames: list[torch.Tensor] = []
-        scores, made, decoded = [], [], 0
+    def _postnet_blocks(self, cells: LSTMCells | None, lane: PostnetLane | None, early: bool = True
+                        ) -> PostnetBlocks:
+        """The windowed post-net of a fast-mode decoding, its later blocks in `lane` where the
+        decoder keeps to one thread (`fast.postnet_beside`)."""
+        return PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r,
+                             lane if fast.postnet_beside(cells) else None, early)
 
-        def joined() -> torch.Tensor:
-            frames[:] = [torch.cat(frames, dim=2)]
-            return frames[0]
-
+    def _generate_windowed(self, chars: torch.Tensor, speakers: torch.Tensor, generator: torch.Generator,
+                           cells: LSTMCells | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`Tacotron.generate` with the windowed post-net (the fast modes), its blocks made as the
+        decoder goes (`_postnet_blocks`): post-net mels (B, 80, T) and attention (B, T / r, N)."""
+        blocks = self._postnet_blocks(cells, PostnetLane())
+        scores, made = [], []
         for step, attention, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
                                                            generator, cells):
-            frames.append(step)
             scores.append(attention.unsqueeze(1))
-            decoded += step.size(2)
-            made += blocks.advance(joined, decoded)
-        made += blocks.finish(joined())
+            made += blocks.add(step)
+        made += blocks.finish()
         return torch.cat(made, dim=2), torch.cat(scores, dim=1)
 
     def synthesize_steps(self, inputs: Sequence[Sequence[int]], embeddings: Sequence[np.ndarray],
@@ -187,19 +185,13 @@ class Synthesizer:
         specs = []
         for _, chars, speakers in self._batches([list(ids) for ids in inputs], list(embeddings)):
             cells = self._lstm_cells(mode)
-            frames, n_decoded = [], 0  # decoder frames
-            made: list[torch.Tensor] = []  # post-net blocks made early
-            blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r,
-                                   lane if fast.postnet_beside(cells) else None)
+            blocks = self._postnet_blocks(cells, lane, early)
+            made: list[torch.Tensor] = []  # post-net blocks handed back
             first = _QuietTail(self.hparams.tts_stop_threshold)
 
-            def joined() -> torch.Tensor:
-                frames[:] = [torch.cat(frames, dim=2)]
-                return frames[0]
-
             def keep(done: list[torch.Tensor]) -> None:
-                for block in done:
-                    made.append(block)
+                made.extend(done)
+                for block in done if early else ():
                     piece = first.add(block[0].cpu().numpy())
                     if piece is not None:
                         emit(piece, False)
@@ -207,17 +199,13 @@ class Synthesizer:
             with fast.decoding(cells):
                 for step, _, _ in self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames,
                                                           generator, cells):
-                    frames.append(step)
-                    n_decoded += step.size(2)
-                    if early:
-                        keep(blocks.advance(joined, n_decoded))
+                    keep(blocks.add(step))
                     yield
-                mels = joined()
-                if early:  # the same blocks as `postnet_output(windowed=True)`: those made, then the rest
-                    keep(blocks.finish(mels))
+                if windowed:  # the same blocks as `postnet_output(windowed=True)`: those made, then the rest
+                    keep(blocks.finish())
                     post = torch.cat(made, dim=2)
                 else:
-                    post = self.model.postnet_output(mels, windowed=windowed)
+                    post = self.model.postnet_output(blocks.mels())
             batch = [stretch_frames(self.trim_trailing_silence(mel), pace) for mel in post.cpu().numpy()]
             for k, spec in enumerate(batch if emit is not None else ()):
                 emit(spec[:, first.emitted:] if k == 0 and early else spec, True)
@@ -248,33 +236,24 @@ class Synthesizer:
         _, chars, speakers = next(self._batches([list(ids)], [embedding]))
         cells = self._lstm_cells(mode)
         threshold = self.hparams.tts_stop_threshold
-        decoded: list[torch.Tensor] = []
-        n_decoded, n_steps = 0, 0  # decoder frames, decoder steps
-        blocks = PostnetBlocks(self.model, self.hparams.max_decoder_frames + self.r,
-                               lane if fast.postnet_beside(cells) else None)
+        n_steps = 0  # decoder steps
+        blocks = self._postnet_blocks(cells, lane)
         tail = _QuietTail(threshold)
         release = tail.add
-
-        def joined() -> torch.Tensor:
-            decoded[:] = [torch.cat(decoded, dim=2)]
-            return decoded[0]
-
         empty = np.zeros((self.hparams.num_mels, 0), np.float32)
         with fast.decoding(cells):
             steps = self.model.decode_steps(chars, speakers, self.hparams.max_decoder_frames, generator, cells)
             for frames, _, _ in steps:
-                decoded.append(frames)
-                n_decoded += frames.size(2)
                 n_steps += 1
                 made = False
-                for block in blocks.advance(joined, n_decoded):
+                for block in blocks.add(frames):
                     piece = release(block[0].cpu().numpy())
                     if piece is not None:
                         made = True
                         yield piece, n_steps
                 if each_step and not made:
                     yield empty, n_steps
-            for block in blocks.finish(joined()):
+            for block in blocks.finish():
                 piece = release(block[0].cpu().numpy())
                 if piece is not None:
                     yield piece, n_steps

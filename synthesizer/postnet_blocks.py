@@ -66,29 +66,43 @@ def _block(model: Tacotron, mels: torch.Tensor, lo: int, hi: int, threads: int) 
 
 
 class PostnetBlocks:
-    """The blocks of one decoding (a batch of B mels), started in order as their context
-    exists and handed back in order as they finish."""
+    """The decoder frames of one decoding (a batch of B mels) and their post-net blocks,
+    started in order as their context exists (`early`; else all at the end) and handed back
+    in order as they finish."""
 
-    def __init__(self, model: Tacotron, max_frames: int, lane: PostnetLane | None = None):
+    def __init__(self, model: Tacotron, max_frames: int, lane: PostnetLane | None = None, early: bool = True):
         self.model = model
         self.planned = postnet_blocks(max_frames)  # a shorter mel's blocks are a prefix (its last clipped)
         self.lane = lane
+        self.early = early
         self.started = 0
+        self.decoded = 0  # decoder frames so far
+        self._frames: list[torch.Tensor] = []
         self._pending: deque[Future] = deque()
 
-    def advance(self, mels: Callable[[], torch.Tensor], decoded: int) -> list[torch.Tensor]:
-        """Start each planned block whose context lies within the `decoded` frames so far
-        (`mels()` gives them, (B, 80, decoded)); returns the blocks (B, 80, hi - lo) finished
-        since the last call, in order."""
-        while self.started < len(self.planned) and self.planned[self.started][1] + POSTNET_CONTEXT <= decoded:
+    def mels(self) -> torch.Tensor:
+        """The decoder frames so far, (B, 80, decoded)."""
+        if len(self._frames) > 1:
+            self._frames = [torch.cat(self._frames, dim=2)]
+        return self._frames[0]
+
+    def add(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Take a decoder step's frames (B, 80, r); start each planned block whose context now
+        exists; return the blocks (B, 80, hi - lo) finished since the last call, in order."""
+        self._frames.append(frames)
+        self.decoded += frames.size(2)
+        while (self.early and self.started < len(self.planned)
+               and self.planned[self.started][1] + POSTNET_CONTEXT <= self.decoded):
             lo, hi = self.planned[self.started]
             background = self.lane is not None and self.started >= INLINE_BLOCKS and self.lane.free()
-            self._start(mels(), lo, hi, background)
+            self._start(self.mels(), lo, hi, background)
         return self._collect(wait=False)
 
-    def finish(self, mels: torch.Tensor) -> list[torch.Tensor]:
-        """Every block not handed back yet of the finished decoding `mels` (B, 80, T), in order
-        (the ones left run inline, beside any still in flight)."""
+    def finish(self) -> list[torch.Tensor]:
+        """Every block not handed back yet, once the decoding is done, in order (the ones left
+        run inline, beside any still in flight): with those handed back before, the windowed
+        post-net of `mels()` (`Tacotron.postnet_output(windowed=True)`)."""
+        mels = self.mels()
         for lo, hi in postnet_blocks(mels.size(2))[self.started:]:
             self._start(mels, lo, hi, False)
         return self._collect(wait=True)

@@ -151,6 +151,14 @@ def test_postnet_blocks_beside_the_decoder_give_the_same_frames(synthesizer):
         assert not lane.busy()
     np.testing.assert_array_equal(np.concatenate(frames, axis=1), expected)
     assert lane.submitted >= 1  # 160 frames: blocks of 16, 16, 16, 32, then 64 and the rest
+    # and both are the windowed post-net as the model defines it, made after the decoder
+    import torch
+    cells = synthesizer._lstm_cells("fast")
+    with fast.decoding(cells):
+        _, post, _ = synthesizer.model.generate(torch.tensor([ids]), torch.from_numpy(embed)[None],
+                                                synthesizer.hparams.max_decoder_frames, make_generator(2), cells,
+                                                windowed_postnet=True)
+    np.testing.assert_array_equal(synthesizer.trim_trailing_silence(post[0].numpy()), expected)
     # fp16's split cells need the worker pool themselves: no lane for them
     assert fast.postnet_beside(synthesizer._lstm_cells("int8"))
     assert not fast.postnet_beside(synthesizer._lstm_cells("fp16"))
