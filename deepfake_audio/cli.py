@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loudness target of the file (EBU R128), e.g. -16 for podcasts or -23 for broadcast "
                             "(default: a 0.97 peak)")
     clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
-    clone.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
-                       help="WaveRNN (needs vocoder.pt), Griffin-Lim (no weights, lower quality), or auto "
-                            "(default: WaveRNN when its weights are present)")
+    clone.add_argument("--vocoder", choices=("auto", "wavernn", "starter", "griffinlim"), default="auto",
+                       help="WaveRNN (needs vocoder.pt), the starter vocoder (shipped: fast, follows the "
+                            "voice's pitch), Griffin-Lim (no weights, lower quality), or auto (default: WaveRNN "
+                            "when its weights are present, else the starter vocoder)")
     clone.add_argument("--mode", choices=MODES, default="fast",
                        help="arithmetic: fast (default: int8 weights, the fastest that sounds like the "
                             "reference), int8, fp16, or parity (the reference implementation's exact "
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the WAV progressively, playable while the rest is generated")
     clone.add_argument("--pace", type=float, default=1.0,
                        help="speaking rate from 0.5 (half as fast) to 2.0 (twice as fast); default 1.0")
+    clone.add_argument("--pitch", type=float, default=0.0, metavar="SEMITONES",
+                       help="move the voice's pitch, -12 to 12 semitones (default 0: the voice's own); "
+                            "with the starter vocoder")
     clone.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
                        help="a voice that the text's [voice: NAME] lines use: a recording or a saved embedding "
                             "(.npy); repeat for each speaker of a script (see the README's scripts section)")
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--seed", type=int, default=None, help="seed of the first file (then +1 per file)")
     batch.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default 1.0)")
     batch.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
-    batch.add_argument("--vocoder", choices=("auto", "wavernn", "griffinlim"), default="auto",
+    batch.add_argument("--vocoder", choices=("auto", "wavernn", "starter", "griffinlim"), default="auto",
                        help="vocoder (default: WaveRNN when its weights are present)")
     _add_model_options(batch)
 
@@ -203,10 +207,11 @@ def cmd_clone(args) -> int:
     if args.loudness is not None and not -40 <= args.loudness <= -9:
         raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
     text = _read_text(args)
-    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_pace
+    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_pace, check_pitch
     speakers = dict(_speaker_spec(spec) for spec in args.speaker)
     Pipeline.prepare_script(text, list(speakers))  # fail on bad text before loading models
     check_pace(args.pace)
+    check_pitch(args.pitch)
     if args.voice is None and args.embedding is None and not speakers:
         raise DeepfakeAudioError("Give the voice: --voice FILE, --embedding FILE.npy, or --speaker NAME=FILE for "
                                  "the [voice: NAME] lines of a script.")
@@ -218,7 +223,7 @@ def cmd_clone(args) -> int:
     bars = _StageBars()
     try:
         plan = pipe.plan(args.voice, text, args.seed, args.vocoder, embedding=embedding, mode=args.mode,
-                         progress=bars, pace=args.pace, voices=voices, clean=args.clean)
+                         progress=bars, pace=args.pace, voices=voices, clean=args.clean, pitch=args.pitch)
         if args.stream:
             return _clone_streaming(pipe, args, plan)
         result = pipe.run(plan, bars)
@@ -235,7 +240,8 @@ def _say_which_models(pipe) -> None:
     """One stderr line when the shipped starter models stand in for missing official weights."""
     if pipe.is_starter("synthesizer"):
         vocoder = "starter WaveRNN" if pipe.is_starter("vocoder") else \
-            ("WaveRNN" if pipe.vocoder is not None else "Griffin-Lim")
+            ("WaveRNN" if pipe.vocoder is not None else
+             "the starter vocoder" if pipe.starter_vocoder is not None else "Griffin-Lim")
         from deepfake_audio.download import download_command
         print(f"using the starter synthesizer ({pipe.synthesizer_path}) with {vocoder}: small models trained on "
               f"synthetic voices. For real cloning fetch the official weights: "

@@ -31,6 +31,7 @@ from deepfake_audio.watermark import embed_watermark, load_watermarker, watermar
 from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
+from deepfake_audio.core.pitch import pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import MAX_PACE, MIN_PACE, Synthesizer
@@ -38,17 +39,21 @@ from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.inference import Vocoder
+from vocoder.starter import STARTER_VOCODER_FILE, StarterVocoder
 
 logger = logging.getLogger(__name__)
 
-VocoderName = Literal["auto", "wavernn", "griffinlim"]
+VocoderName = Literal["auto", "wavernn", "starter", "griffinlim"]
 # Griffin-Lim outside parity mode: the fast variant (momentum 0.99) in 32 iterations. On
 # the held-out corpus voices' own mels (100 sentences) pocketsphinx's word error rate was
 # 20.5 % with it against 21.7 % for the reference's 60 plain iterations (14.3 % on the
 # recordings themselves), in about half the time.
 FAST_GRIFFIN_LIM = {"momentum": 0.99, "iterations": 32}
-VOCODERS: tuple[str, ...] = ("wavernn", "griffinlim")
-VOCODER_LABELS = {"wavernn": "WaveRNN", "griffinlim": "Griffin-Lim"}
+VOCODERS: tuple[str, ...] = ("wavernn", "starter", "griffinlim")
+VOCODER_LABELS = {"wavernn": "WaveRNN", "starter": "starter vocoder", "griffinlim": "Griffin-Lim"}
+# Vocoders that make each sentence on its own (the others vocode the joined mels in one pass).
+PER_SENTENCE_VOCODERS = ("starter", "griffinlim")
+MAX_PITCH_SEMITONES = 12.0
 SAMPLE_RATE = syn_hp.sample_rate
 HOP_SIZE = syn_hp.hop_size
 MAX_TEXT_CHARS = 5000
@@ -124,6 +129,19 @@ def check_pace(pace) -> float:
     return value
 
 
+def check_pitch(pitch) -> float:
+    """A pitch shift in semitones as a float in [-12, 12]; `RequestError` otherwise."""
+    try:
+        value = float(pitch)
+    except (TypeError, ValueError):
+        raise RequestError(f"The pitch must be a number of semitones from -{MAX_PITCH_SEMITONES:g} to "
+                           f"{MAX_PITCH_SEMITONES:g}, got {pitch!r}.") from None
+    if not -MAX_PITCH_SEMITONES <= value <= MAX_PITCH_SEMITONES:  # also refuses NaN
+        raise RequestError(f"The pitch must be from -{MAX_PITCH_SEMITONES:g} to {MAX_PITCH_SEMITONES:g} semitones "
+                           f"(0 is the voice's own), got {pitch!r}.")
+    return value
+
+
 def check_embedding(embedding) -> np.ndarray:
     """A voice embedding as (256,) float32; `RequestError` when it is not 256 finite numbers."""
     array = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -150,7 +168,7 @@ class ClonePlan:
 
     sentences: tuple[str, ...]
     ids: tuple[tuple[int, ...], ...]  # character ids of each sentence (cleaned, EOS appended)
-    vocoder: str  # "wavernn" or "griffinlim", resolved
+    vocoder: str  # "wavernn", "starter" or "griffinlim", resolved
     seed: int | None
     mode: str  # "fast", "int8", "fp16" or "parity" (`deepfake_audio.core.modes`)
     embedding: np.ndarray  # (256,) float32: the request's voice (that of the first sentence for a script)
@@ -159,6 +177,8 @@ class ClonePlan:
     sentence_embeddings: tuple[np.ndarray, ...] = ()  # the voice of each sentence (default: `embedding`)
     gaps: tuple[float, ...] = ()  # silence after each sentence, s (default: the usual short pause)
     lead: float = 0.0  # silence before the first sentence, s
+    pitch: float = 0.0  # semitones up (+) or down (-), starter vocoder only
+    pitch_hz: float | None = None  # median F0 of the reference voice, Hz (None: the mel's own pitch)
 
     def groups(self) -> list[list[int]]:
         """Sentences synthesized together, in order. Parity mode: all in one batch, as the
@@ -183,7 +203,8 @@ class ClonePlan:
         return self.vocoder == "wavernn" and self.mode != "parity"
 
     def sentence_seed(self, k: int) -> int | None:
-        """Griffin-Lim's seed for sentence k (each sentence draws its own phases)."""
+        """Seed of sentence k for the vocoders that go a sentence at a time (Griffin-Lim's phases, the
+        starter vocoder's noise)."""
         return None if self.seed is None else self.seed + k
 
     def voice_of(self, k: int) -> np.ndarray:
@@ -247,6 +268,9 @@ class Pipeline:
         self.synthesizer = self._load_if_present(Synthesizer, self.synthesizer_path, synthesizer) \
             if "synthesizer" in stages else None
         self.vocoder = self._load_if_present(Vocoder, self.vocoder_path, vocoder) if "vocoder" in stages else None
+        self.starter_vocoder_path = self._weights(STARTER_VOCODER_FILE, starter)
+        self.starter_vocoder = self._load_if_present(StarterVocoder, self.starter_vocoder_path, None) \
+            if "vocoder" in stages else None
         if self.watermark and self.synthesizer is not None:
             load_watermarker()
         elif not self.watermark:
@@ -260,14 +284,17 @@ class Pipeline:
         return path
 
     def is_starter(self, stage: str) -> bool:
-        """Whether `stage` ("synthesizer" or "vocoder") runs on a shipped starter model."""
-        path = {"synthesizer": self.synthesizer_path, "vocoder": self.vocoder_path}[stage]
+        """Whether `stage` ("synthesizer", "vocoder" or "starter_vocoder") runs on a shipped starter model."""
+        path = {"synthesizer": self.synthesizer_path, "vocoder": self.vocoder_path,
+                "starter_vocoder": self.starter_vocoder_path}[stage]
         # The folder, not the file, is resolved: a starter file may be a link to elsewhere.
         return path.is_file() and path.absolute().parent.resolve() == STARTER_MODELS_DIR.resolve()
 
     def default_vocoder(self) -> str:
-        """WaveRNN when its weights are loaded, else Griffin-Lim."""
-        return "wavernn" if self.vocoder is not None else "griffinlim"
+        """WaveRNN when its weights are loaded, else the starter vocoder, else Griffin-Lim."""
+        if self.vocoder is not None:
+            return "wavernn"
+        return "starter" if self.starter_vocoder is not None else "griffinlim"
 
     def _load_if_present(self, cls, path: Path, explicit):
         if not path.is_file():
@@ -289,8 +316,14 @@ class Pipeline:
             "synthesizer": loaded("synthesizer", self.synthesizer_path, self.synthesizer) if self.synthesizer
             else f"missing: {missing_weights_message(self.synthesizer_path)}",
             "vocoder": loaded("vocoder", self.vocoder_path, self.vocoder) if self.vocoder
-            else f"Griffin-Lim (no WaveRNN weights; {missing_weights_message(self.vocoder_path)})",
+            else f"{self._stand_in()} (no WaveRNN weights; {missing_weights_message(self.vocoder_path)})",
         }
+
+    def _stand_in(self) -> str:
+        """What speaks when no WaveRNN is loaded, in words."""
+        if self.starter_vocoder is None:
+            return "Griffin-Lim"
+        return f"the starter vocoder {self.starter_vocoder_path} (step {self.starter_vocoder.step})"
 
     @staticmethod
     def prepare_fast_vocoder() -> str | None:
@@ -380,10 +413,11 @@ class Pipeline:
         return list(script.sentences), [list(i) for i in script.ids]
 
     def resolve_vocoder(self, vocoder: str | None, fallback: bool = False) -> tuple[str, str]:
-        """(vocoder to run, note). "auto" (or None) is WaveRNN when loaded, else Griffin-Lim.
+        """(vocoder to run, note). "auto" (or None) is WaveRNN when loaded, else the starter
+        vocoder when loaded, else Griffin-Lim.
 
-        WaveRNN without weights raises `MissingWeightsError`, or with `fallback` runs
-        Griffin-Lim and says so in the note. An unknown name is a `RequestError`.
+        A vocoder without weights raises `MissingWeightsError`, or with `fallback` runs the
+        best one loaded and says so in the note. An unknown name is a `RequestError`.
         """
         name = (vocoder or "auto").strip().lower().replace("-", "").replace(" ", "").replace("_", "")
         if name == "auto":
@@ -392,8 +426,15 @@ class Pipeline:
             raise RequestError(f"Unknown vocoder {vocoder!r}: choose {', '.join(VOCODERS)} or auto.")
         if name == "wavernn" and self.vocoder is None:
             if fallback:
-                return "griffinlim", "WaveRNN weights are missing, so Griffin-Lim was used."
+                stand_in = self.default_vocoder()
+                return stand_in, f"WaveRNN weights are missing, so the {VOCODER_LABELS[stand_in]} was used." \
+                    if stand_in == "starter" else "WaveRNN weights are missing, so Griffin-Lim was used."
             raise MissingWeightsError(missing_weights_message(self.vocoder_path)
+                                      + " (or choose the Griffin-Lim vocoder, which needs no weights)")
+        if name == "starter" and self.starter_vocoder is None:
+            if fallback:
+                return "griffinlim", "The starter vocoder's weights are missing, so Griffin-Lim was used."
+            raise MissingWeightsError(missing_weights_message(self.starter_vocoder_path)
                                       + " (or choose the Griffin-Lim vocoder, which needs no weights)")
         return name, ""
 
@@ -401,7 +442,7 @@ class Pipeline:
              seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
              embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
              fallback_vocoder: bool = False, progress: ProgressFn = no_progress, pace: float = 1.0,
-             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False) -> ClonePlan:
+             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False, pitch: float = 0.0) -> ClonePlan:
         """Check a clone request once and turn it into a `ClonePlan`.
 
         Cheap checks come first (text, pace, mode, weights, vocoder), then the voice: the
@@ -410,14 +451,19 @@ class Pipeline:
         a script's [voice: Name] lines may use; a script spoken only by those needs no
         reference. `pace` (0.5 to 2.0) is the speaking rate. `clean` reduces noise in the
         reference and band-limits it before it is encoded (for microphone recordings).
+        `pitch` (-12 to 12 semitones) moves the voice's pitch (starter vocoder). With the
+        starter vocoder, a clone from a recording speaks around the recording's median F0
+        (`core.pitch.pitch_stats` of the audio the encoder heard).
         """
         use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
         pace = check_pace(pace)
+        pitch = check_pitch(pitch)
         check_mode(mode)
         self._require_synthesizer()
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
         named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
+        pitch_hz = None
         if embedding is not None:
             embedding = check_embedding(embedding)
         elif None in script.voices:  # some sentence is in the request's own voice
@@ -425,14 +471,17 @@ class Pipeline:
                 raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a "
                                  "saved voice.")
             progress(ProgressEvent("encoding", 0, 1))
-            embedding = self.embed(reference_audio, sample_rate, clean=clean)
+            embedding, heard = self.embed(reference_audio, sample_rate, return_wav=True, clean=clean)
+            if vocoder == "starter":
+                stats = pitch_stats(heard, encoder_hp.sampling_rate)
+                pitch_hz = stats.median_hz if stats is not None else None
             progress(ProgressEvent("encoding", 1, 1))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         if embedding is None:
             embedding = per_sentence[0]
         many = len({id(e) for e in per_sentence}) > 1
         return ClonePlan(script.sentences, script.ids, vocoder, seed, mode, embedding, note, pace,
-                         per_sentence if many else (), script.gaps, script.lead)
+                         per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz)
 
     # Stages
 
@@ -461,16 +510,22 @@ class Pipeline:
             generator=generator, mode=plan.mode, progress=_sentence_reporter(progress), pace=plan.pace)
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
-               progress: ProgressFn = no_progress, mode: str = "fast") -> np.ndarray:
+               progress: ProgressFn = no_progress, mode: str = "fast", pitch: float = 0.0,
+               pitch_hz: float | None = None) -> np.ndarray:
         """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised.
 
         WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
         when the mel spans more than one fold, else unbatched; `Vocoder.infer_waveform`
         gives direct control. `mode` is WaveRNN's: "fast" (default; int8), "int8", "fp16",
         or "parity" (the reference's numbers exactly, several times slower); see
-        `deepfake_audio.core.modes`.
+        `deepfake_audio.core.modes`. The starter vocoder takes `pitch` (semitones) and
+        `pitch_hz` (a median F0 to speak around).
         """
         vocoder, _ = self.resolve_vocoder(vocoder)
+        if vocoder == "starter":
+            wav = self.starter_vocoder.infer_waveform(mel, seed=seed, pitch_shift=pitch, pitch_target=pitch_hz)
+            progress(ProgressEvent("vocoding", 1, 1))
+            return wav
         if vocoder == "griffinlim":
             rng = np.random.RandomState(seed) if seed is not None else np.random.RandomState()
             wav = griffin_lim(mel, rng=rng, **({} if mode == "parity" else FAST_GRIFFIN_LIM))
@@ -482,6 +537,11 @@ class Pipeline:
         return self.vocoder.infer_waveform(
             mel, batched=batched, seed=seed, mode=mode,
             progress=lambda done, total: progress(ProgressEvent("vocoding", done, total)))
+
+    def vocode_sentence(self, plan: ClonePlan, k: int, mel: np.ndarray) -> np.ndarray:
+        """Sentence k's audio by a vocoder that goes a sentence at a time (`PER_SENTENCE_VOCODERS`)."""
+        return self.vocode(mel, plan.vocoder, plan.sentence_seed(k), mode=plan.mode, pitch=plan.pitch,
+                           pitch_hz=plan.pitch_hz)
 
     def stream_vocode(self, mel: np.ndarray, plan: ClonePlan, generator: torch.Generator, head: int,
                       first_samples: int, min_samples: int, ending: bool,
@@ -497,7 +557,7 @@ class Pipeline:
               seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
               progress: ProgressFn = no_progress, mode: str = "fast", pace: float = 1.0,
-              voices: Mapping[str, np.ndarray] | None = None, rolling: bool = False) -> CloneResult:
+              voices: Mapping[str, np.ndarray] | None = None, rolling: bool = False, pitch: float = 0.0) -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
@@ -505,7 +565,8 @@ class Pipeline:
         `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
         `mode` "fast" (default; int8), "int8" or "fp16" set the synthesizer's and WaveRNN's
         precision (`deepfake_audio.core.modes`); "parity" gives the reference's numbers.
-        `pace` is the speaking rate (0.5 to 2.0). The text may be a script with [pause S] and [voice: Name] tags, the
+        `pace` is the speaking rate (0.5 to 2.0), `pitch` a shift in semitones (-12 to 12,
+        starter vocoder). The text may be a script with [pause S] and [voice: Name] tags, the
         names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
         `deepfake_audio.streaming` streams the result. `rolling` (WaveRNN, fast modes) runs
         the folds a stream runs, and so gives a stream's audio for the same seed, sample for
@@ -513,7 +574,7 @@ class Pipeline:
         """
         start = time.perf_counter()
         plan = self.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress, pace=pace, voices=voices)
+                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
         return self.run(plan, progress, encoding_seconds=time.perf_counter() - start, rolling=rolling)
 
     def run(self, plan: ClonePlan, progress: ProgressFn = no_progress,
@@ -557,7 +618,7 @@ class Pipeline:
             progress(ProgressEvent("vocoding", 0, len(mels), "sentence"))
             pieces = []
             for k, mel in enumerate(mels):
-                pieces.append(self.vocode(mel, "griffinlim", plan.sentence_seed(k), mode=plan.mode))
+                pieces.append(self.vocode_sentence(plan, k, mel))
                 progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
         silence = [np.zeros(int(round(plan.lead * SAMPLE_RATE)))]
         for k, piece in enumerate(pieces):

@@ -16,7 +16,7 @@ vocoder runs the decoder between its own chunks, so the two take turns on the co
 sentences are one timeline for the vocoder, as in `clone`. `clone(rolling=True)` runs the
 same folds: joined, a stream's pieces are its audio for the same seed, sample for sample,
 before the level and the watermark (below); the default `clone` runs the faster lockstep
-folds, so its samples differ. Parity mode and Griffin-Lim go a sentence at a time.
+folds, so its samples differ. Parity mode, the starter vocoder and Griffin-Lim go a sentence at a time.
 
 Each piece says when it was ready (`at`, seconds from the call) and how many of the
 first sentence's decoder steps it needed (`decoder_steps`); `playback_gaps` turns the
@@ -45,8 +45,8 @@ from deepfake_audio.watermark import StreamWatermarker
 from synthesizer.postnet_blocks import PostnetLane
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.rolling import MelTimeline, StreamStats
-from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, SAMPLE_RATE, ClonePlan, Pipeline, ProgressEvent,
-                                     ProgressFn, no_progress)
+from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, PER_SENTENCE_VOCODERS, SAMPLE_RATE, ClonePlan, Pipeline,
+                                     ProgressEvent, ProgressFn, no_progress)
 
 # Samples at the start of the first sentence generated before the rest, in short folds.
 HEAD_SAMPLES = 4000
@@ -139,17 +139,17 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
                  progress: ProgressFn = no_progress, plan: ClonePlan | None = None, pace: float = 1.0,
-                 voices=None) -> CloneStream:
+                 voices=None, pitch: float = 0.0) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
 
     Input errors (text, audio, weights) are raised before the first piece. Same seed,
-    same inputs: same pieces. With Griffin-Lim each sentence is one piece. A `plan`
+    same inputs: same pieces. With the starter vocoder or Griffin-Lim each sentence is one piece. A `plan`
     made by `Pipeline.plan` replaces the request arguments.
     """
     began = time.perf_counter()  # pieces are timed from here: the plan (embedding the voice) counts
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress, pace=pace, voices=voices)
+                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
     stream = CloneStream(plan)
     stream._chunks = _stream(pipe, stream, head, progress, began)
     return stream
@@ -239,7 +239,8 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
 
 def _stream_sentences(pipe: Pipeline, stream: CloneStream, out: "_Output", head: int,
                       progress: ProgressFn) -> Iterator[AudioChunk]:
-    """Griffin-Lim, or WaveRNN in parity mode: each group of sentences synthesized, then vocoded."""
+    """The starter vocoder, Griffin-Lim, or WaveRNN in parity mode: each group of sentences synthesized,
+    then vocoded (a sentence at a time, but WaveRNN)."""
     plan = stream.plan
     n = len(plan.sentences)
     synth_rng = make_generator(plan.seed)
@@ -250,9 +251,9 @@ def _stream_sentences(pipe: Pipeline, stream: CloneStream, out: "_Output", head:
         mels = pipe.synthesize_plan(plan, group, generator=synth_rng)
         stream.mels.extend(mels)
         progress(ProgressEvent("synthesizing", group[-1] + 1, n, "sentence"))
-        if plan.vocoder == "griffinlim":
+        if plan.vocoder in PER_SENTENCE_VOCODERS:
             for k, mel in zip(group, mels):
-                wav = pipe.vocode(mel, "griffinlim", plan.sentence_seed(k), mode=plan.mode)
+                wav = pipe.vocode_sentence(plan, k, mel)
                 yield from out.sentence(wav, k)
                 progress(ProgressEvent("vocoding", k + 1, n, "sentence"))
             continue

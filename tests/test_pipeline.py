@@ -1,9 +1,11 @@
 """The chained pipeline: parity through the public API, reproducibility, threads, errors."""
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
@@ -164,3 +166,42 @@ def test_pipeline_griffin_lim_modes(pipe):
                                   griffin_lim(mel, rng=np.random.RandomState(3)))
     np.testing.assert_array_equal(pipe.vocode(mel, "griffinlim", seed=3),
                                   griffin_lim(mel, rng=np.random.RandomState(3), **FAST_GRIFFIN_LIM))
+
+
+def tiny_starter_vocoder(path: Path) -> Path:
+    """A small, untrained starter vocoder checkpoint in the shipped layout."""
+    from vocoder.starter_model import ARCHITECTURE, StarterVocoderHParams, StarterVocoderNet
+    torch.manual_seed(0)
+    model = StarterVocoderNet(StarterVocoderHParams(channels=16, blocks=1))
+    torch.save({"model_state": model.state_dict(), "architecture": ARCHITECTURE,
+                "hparams": {"channels": 16, "blocks": 1}}, path)
+    return path
+
+
+def test_the_starter_vocoder_speaks_when_no_wavernn_is_there(starter_dir, tmp_path):
+    """Without vocoder.pt, "auto" is the shipped starter vocoder; it follows the reference's pitch and
+    takes a pitch shift; WaveRNN asked for falls back to it with a note."""
+    from deepfake_audio.core.errors import MissingWeightsError, RequestError
+    from deepfake_audio.core.pitch import pitch_stats
+    from encoder.inference import prepare_reference
+    tiny_starter_vocoder(starter_dir / "starter_vocoder.pt")
+    pipe = Pipeline(tmp_path / "models", device="cpu")
+    assert pipe.default_vocoder() == "starter" and pipe.is_starter("starter_vocoder")
+    assert "starter vocoder" in pipe.describe()["vocoder"]
+    plan = pipe.plan(DATA / "ref.wav", "Hello there. Bye.", seed=1)
+    assert plan.vocoder == "starter"
+    assert plan.pitch_hz == pytest.approx(pitch_stats(prepare_reference(DATA / "ref.wav")).median_hz)
+    result = pipe.run(plan)
+    assert result.vocoder == "starter" and len(result.wav) == sum(m.shape[1] - 1 for m in result.mels) * 200 + 2400
+    again = pipe.clone(DATA / "ref.wav", "Hello there. Bye.", seed=1)
+    np.testing.assert_array_equal(again.wav, result.wav)
+    assert not np.array_equal(pipe.clone(DATA / "ref.wav", "Hello there. Bye.", seed=1, pitch=5).wav, result.wav)
+    for bad in (13, -12.5, "high", float("nan")):
+        with pytest.raises(RequestError, match="pitch"):
+            pipe.plan(DATA / "ref.wav", "Hi.", pitch=bad)
+    vocoder, note = pipe.resolve_vocoder("wavernn", fallback=True)
+    assert vocoder == "starter" and "starter vocoder was used" in note
+    griffin = Pipeline(tmp_path / "models", device="cpu", starter=False)
+    with pytest.raises(MissingWeightsError, match="starter_vocoder.pt"):
+        griffin.resolve_vocoder("starter")
+    assert griffin.resolve_vocoder("starter", fallback=True)[0] == "griffinlim"

@@ -112,7 +112,8 @@ class Studio:
         for stage, model, path in (("synthesizer", pipe.synthesizer, pipe.synthesizer_path),
                                    ("vocoder", pipe.vocoder, pipe.vocoder_path)):
             if model is None:
-                described[stage] = f"`{path.name}` missing" + (": Griffin-Lim stands in" if stage == "vocoder" else "")
+                stand_in = "the starter vocoder" if pipe.starter_vocoder is not None else "Griffin-Lim"
+                described[stage] = f"`{path.name}` missing" + (f": {stand_in} stands in" if stage == "vocoder" else "")
             elif pipe.is_starter(stage):
                 described[stage] = f"small starter model (step {model.step}), trained on synthetic voices"
             else:
@@ -130,7 +131,8 @@ class Studio:
         lines = []
         starter = self.pipeline.is_starter("synthesizer")
         if starter:
-            vocoder = "Griffin-Lim" if not self.has_vocoder else "WaveRNN"
+            vocoder = "WaveRNN" if self.has_vocoder else \
+                ("the starter vocoder" if self.pipeline.starter_vocoder is not None else "Griffin-Lim")
             lines.append(f"**Starter models in use**: cloning works offline with the small starter synthesizer "
                          f"(trained here on synthetic voices) and {vocoder}. The official models sound far more "
                          f"natural and closer to the reference: fetch them with `{command}` and restart.")
@@ -138,18 +140,21 @@ class Studio:
             lines.append(f"**No synthesizer weights** ({self.pipeline.synthesizer_path.name} is not in the models "
                          f"folder): cloning is off until you run `{command}`.")
         if not self.has_vocoder and not starter:
-            lines.append(f"**No WaveRNN vocoder weights**: Griffin-Lim stands in (faster, more robotic). "
+            stand_in = "the starter vocoder" if self.pipeline.starter_vocoder is not None else "Griffin-Lim"
+            lines.append(f"**No WaveRNN vocoder weights**: {stand_in} stands in (faster, more robotic). "
                          f"Fetch the vocoder with `{command}`.")
         return "\n\n".join(lines)
 
     def vocoder_choices(self) -> list[tuple[str, str]]:
         """(label, value) pairs of the vocoders that can run now."""
         choices = [("WaveRNN (natural, slow on CPU)", "wavernn")] if self.has_vocoder else []
+        if self.pipeline.starter_vocoder is not None:
+            choices.append(("Starter vocoder (fast, follows the voice's pitch)", "starter"))
         return choices + [("Griffin-Lim (fast, robotic)", "griffinlim")]
 
     @property
     def default_vocoder(self) -> str:
-        return "wavernn" if self.has_vocoder else "griffinlim"
+        return self.pipeline.default_vocoder()
 
     def describe_weights(self) -> dict[str, str]:
         return self.pipeline.describe()

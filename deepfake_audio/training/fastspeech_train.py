@@ -14,7 +14,6 @@ compute goes to padding; which items form the batch of a step depends only on
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
 from deepfake_audio.training.distributed import Distributed
-from deepfake_audio.training.loop import TrainSummary, finite, batch_loader, run_loop
+from deepfake_audio.training.loop import TrainSummary, batch_loader, optimise, run_loop, warmup_cosine
 from deepfake_audio.training.run_logger import plot_matrix, plot_mels
 from deepfake_audio.training.sampling import LengthBuckets, step_seed
 from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate
@@ -40,10 +39,7 @@ HPARAMS = field_values(DEFAULTS)
 
 def learning_rate(hp: FastSpeechHParams, step: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak at `total_steps`."""
-    if step < hp.warmup_steps:
-        return hp.learning_rate * (step + 1) / hp.warmup_steps
-    progress = min(1.0, (step - hp.warmup_steps) / max(1, hp.total_steps - hp.warmup_steps))
-    return hp.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(hp.learning_rate, hp.warmup_steps, hp.total_steps, step)
 
 
 def forward_sum_loss(log_alignment: torch.Tensor, char_lens: torch.Tensor, mel_lens: torch.Tensor,
@@ -175,15 +171,10 @@ def train(args, dist: Distributed) -> TrainSummary:
                 banked = consistency(bank_mels, batch["mel_lens"][:k], voices[:k], generator)
                 loss = loss + hp.consistency_bank_weight * banked
                 values["bank_consistency_loss"] = banked.item()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_grad_norm)
-        if finite(grad_norm):
-            optimizer.step()
-        model.step.fill_(step + 1)
+        grad_norm = optimise(model, optimizer, loss, hp.clip_grad_norm, step)
         last.update(batch=batch, out={k: v.detach() for k, v in out.items()})
         values["alignment_focus"] = alignment_focus(out["log_alignment"].detach(), batch["mel_lens"])
-        return {"loss": loss.item(), **values, "grad_norm": float(grad_norm), "lr": lr}
+        return {"loss": loss.item(), **values, "grad_norm": grad_norm, "lr": lr}
 
     def save(step: int) -> None:
         save_checkpoint(run.checkpoint, model, optimizer, export_hparams(hp), backup_every=args.backup_every,

@@ -21,6 +21,27 @@ def finite(value: torch.Tensor | float) -> bool:
     return math.isfinite(float(value))
 
 
+def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, step: int) -> float:
+    """Learning rate at `step`: linear warm-up to `peak`, then cosine decay to a tenth of it at `total_steps`."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def optimise(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float,
+             step: int) -> float:
+    """One update: backward, clip the gradient norm, step (skipped when the norm is not finite), and
+    the model's step counter set to `step + 1`. Returns the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if finite(grad_norm):
+        optimizer.step()
+    model.step.fill_(step + 1)
+    return float(grad_norm)
+
+
 def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Callable[[int], None],
         sample: Callable[[object, int], None] | None, start_step: int, args, logger: RunLogger,
         dist: Distributed, stage: str) -> list[float]:

@@ -1,0 +1,151 @@
+"""Fundamental frequency (F0) of speech, frame by frame, on the mel frames' grid.
+
+`track_f0` is YIN (de Cheveigné & Kawahara 2002: the cumulative-mean-normalised
+difference function, its first dip under a threshold, parabolic refinement) computed
+for all frames at once with FFTs, plus a voicing decision from YIN's aperiodicity and
+the frame's level. About 100 times faster than `librosa.pyin`, which is too slow for
+hours of training audio and for a reference measured per request.
+
+`pitch_stats` summarises a voice's pitch as the median and spread of log-F0 over its
+voiced frames: what the starter vocoder's pitch follows at clone time.
+
+Frames are centred every `hop` samples (frame t at sample t * hop), as the synthesizer's
+mels (12.5 ms at 16 kHz): a wav of n samples gives 1 + n // hop frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepfake_audio.core.audio_config import MEL
+
+F0_MIN = 50.0  # Hz: below the lowest adult voices (about 65 Hz)
+F0_MAX = 600.0  # Hz: above children's speaking voices
+YIN_THRESHOLD = 0.15  # first dip of the normalised difference under this is the period
+WINDOW_PERIODS = 1.5  # lags are compared over this many periods of the lowest pitch
+VOICED_APERIODICITY = 0.5  # a frame is voiced when its best dip is under this ...
+VOICED_LEVEL_DB = -45.0  # ... and it is no more than this far below the loudest frame
+SILENCE_DB = -70.0  # ... and above this (mean square, dB relative to full scale)
+
+
+@dataclass(frozen=True)
+class F0Track:
+    """F0 per frame: `f0` (T,) float32 Hz (0 where unvoiced), `voiced` (T,) bool, `aperiodicity` (T,) in [0, 1+]."""
+
+    f0: np.ndarray
+    voiced: np.ndarray
+    aperiodicity: np.ndarray
+
+    @property
+    def voiced_fraction(self) -> float:
+        return float(self.voiced.mean()) if self.voiced.size else 0.0
+
+
+@dataclass(frozen=True)
+class PitchStats:
+    """A voice's pitch: median of log-F0 (natural log of Hz) and its spread (standard deviation)."""
+
+    log_f0_median: float
+    log_f0_spread: float
+    voiced_fraction: float
+
+    @property
+    def median_hz(self) -> float:
+        return float(np.exp(self.log_f0_median))
+
+
+def _frames(wav: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """(T, length) frames centred every `hop` samples (reflect-padded at the ends)."""
+    pad = length // 2
+    padded = np.pad(wav, (pad, pad), mode="reflect" if len(wav) > pad else "constant")
+    count = 1 + len(wav) // hop
+    need = (count - 1) * hop + length
+    if len(padded) < need:
+        padded = np.pad(padded, (0, need - len(padded)))
+    return np.lib.stride_tricks.sliding_window_view(padded, length)[::hop][:count]
+
+
+def track_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL.hop_size,
+             fmin: float = F0_MIN, fmax: float = F0_MAX, threshold: float = YIN_THRESHOLD) -> F0Track:
+    """F0 of `wav` (float, mono) every `hop` samples; see the module's notes."""
+    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
+    tau_min = max(2, int(sample_rate / fmax))
+    tau_max = int(np.ceil(sample_rate / fmin))
+    window = int(WINDOW_PERIODS * tau_max)  # samples summed per lag
+    length = window + tau_max + 1
+    if wav.size == 0:
+        empty = np.zeros(0, dtype=np.float32)
+        return F0Track(empty, np.zeros(0, dtype=bool), empty)
+    frames = _frames(wav, length, hop)
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    n_fft = 1 << int(np.ceil(np.log2(2 * length)))
+    spectrum = np.fft.rfft(frames, n_fft)
+    head = np.fft.rfft(frames[:, :window], n_fft)
+    corr = np.fft.irfft(np.conj(head) * spectrum, n_fft)[:, :tau_max + 1]  # r(tau) = sum_j x_j x_{j+tau}
+    energy = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames ** 2, axis=1)], axis=1)
+    lags = np.arange(tau_max + 1)
+    e_shift = energy[:, lags + window] - energy[:, lags]  # sum of x^2 over [tau, tau + window)
+    diff = np.maximum(e_shift[:, :1] + e_shift - 2 * corr, 0.0)
+    cum = np.cumsum(diff[:, 1:], axis=1)
+    cmnd = np.ones_like(diff)
+    cmnd[:, 1:] = diff[:, 1:] * lags[1:] / np.maximum(cum, 1e-12)
+
+    band = cmnd[:, tau_min:tau_max]
+    # the first lag under the threshold that is a local minimum; else the global minimum
+    below = band < threshold
+    local_min = np.zeros_like(below)
+    local_min[:, :-1] = band[:, :-1] <= band[:, 1:]
+    dips = below & local_min
+    has = dips.any(axis=1)
+    first = np.where(has, dips.argmax(axis=1), band.argmin(axis=1))
+    # walk down to the bottom of the dip the first crossing is in
+    rows = np.arange(len(band))
+    for _ in range(tau_max):
+        nxt = np.minimum(first + 1, band.shape[1] - 1)
+        step = band[rows, nxt] < band[rows, first]
+        if not step.any():
+            break
+        first = np.where(step, nxt, first)
+    tau = first + tau_min
+    # parabolic interpolation of the dip
+    left = cmnd[rows, np.maximum(tau - 1, 1)]
+    mid = cmnd[rows, tau]
+    right = cmnd[rows, np.minimum(tau + 1, tau_max)]
+    denom = left - 2 * mid + right
+    shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
+    period = tau + np.clip(shift, -1, 1)
+    aperiodicity = mid
+
+    level = 10 * np.log10(np.maximum(e_shift[:, 0] / window, 1e-20))
+    loud = (level > (level.max() + VOICED_LEVEL_DB)) & (level > SILENCE_DB)
+    voiced = (aperiodicity < VOICED_APERIODICITY) & loud & (period > 0)
+    voiced = _drop_short_runs(voiced, 3)
+    f0 = np.where(voiced, sample_rate / np.maximum(period, 1e-6), 0.0)
+    return F0Track(f0.astype(np.float32), voiced, aperiodicity.astype(np.float32))
+
+
+def _drop_short_runs(mask: np.ndarray, shortest: int) -> np.ndarray:
+    """`mask` with runs of True shorter than `shortest` frames set False (isolated voicing blips)."""
+    out = mask.copy()
+    start = None
+    for i, value in enumerate(np.append(mask, False)):
+        if value and start is None:
+            start = i
+        elif not value and start is not None:
+            if i - start < shortest:
+                out[start:i] = False
+            start = None
+    return out
+
+
+def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchStats | None:
+    """Median and spread of log-F0 over the voiced frames of `wav`; None with under 10 voiced frames."""
+    track = track_f0(wav, sample_rate, hop=int(round(sample_rate * MEL.frame_seconds)))
+    log_f0 = np.log(track.f0[track.voiced])
+    if log_f0.size < 10:
+        return None
+    median = float(np.median(log_f0))
+    # a robust spread: half the distance between the 16th and 84th percentiles (sigma for a normal)
+    spread = float(0.5 * (np.percentile(log_f0, 84) - np.percentile(log_f0, 16)))
+    return PitchStats(median, spread, track.voiced_fraction)

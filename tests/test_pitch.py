@@ -1,0 +1,74 @@
+"""F0 tracking (deepfake_audio.core.pitch) on signals whose pitch is known."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from deepfake_audio.core.pitch import pitch_stats, track_f0
+from training_corpus import tools_missing
+
+SR = 16000
+
+
+def glottal_like(f0: np.ndarray, seconds: float = 1.0) -> np.ndarray:
+    """A pulse train at a (possibly gliding) pitch through a two-formant resonance: voiced-speech-like."""
+    from scipy.signal import lfilter
+    n = int(seconds * SR)
+    f0 = np.interp(np.arange(n), np.linspace(0, n, len(f0)), f0) if np.ndim(f0) else np.full(n, float(f0))
+    phase = np.cumsum(f0 / SR)
+    pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(float)
+    wav = pulses
+    for freq, bw in ((700, 120), (1200, 150)):
+        r = np.exp(-np.pi * bw / SR)
+        wav = lfilter([1], [1, -2 * r * np.cos(2 * np.pi * freq / SR), r * r], wav)
+    return (0.5 * wav / np.abs(wav).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [70.0, 95.0, 150.0, 240.0, 330.0, 450.0])
+def test_steady_pitch_is_found_within_two_percent(f0):
+    track = track_f0(glottal_like(f0))
+    assert track.voiced_fraction > 0.9
+    assert np.median(track.f0[track.voiced]) == pytest.approx(f0, rel=0.02)
+
+
+def test_gliding_pitch_is_followed_frame_by_frame():
+    glide = np.linspace(100, 200, 100)
+    track = track_f0(glottal_like(glide))
+    frames = np.arange(len(track.f0))
+    expected = np.interp(frames * 200, np.linspace(0, SR, len(glide)), glide)
+    inner = track.voiced & (frames > 4) & (frames < len(frames) - 4)
+    assert np.mean(np.abs(track.f0[inner] / expected[inner] - 1) < 0.05) > 0.95
+
+
+def test_silence_and_noise_are_unvoiced():
+    rng = np.random.default_rng(0)
+    assert track_f0(np.zeros(SR, dtype=np.float32)).voiced_fraction == 0
+    assert track_f0(0.3 * rng.standard_normal(SR).astype(np.float32)).voiced_fraction < 0.05
+    assert pitch_stats(np.zeros(SR, dtype=np.float32)) is None
+
+
+def test_one_frame_per_hop_and_empty_input():
+    assert len(track_f0(np.zeros(1000)).f0) == 1 + 1000 // 200
+    assert len(track_f0(np.zeros(0)).f0) == 0
+
+
+@pytest.mark.skipif(bool(tools_missing()), reason="espeak-ng / sox missing")
+@pytest.mark.parametrize("cents", [-700, 0, 700])
+def test_speech_pitch_stats_follow_a_pitch_shift(tmp_path, cents):
+    """espeak-ng speech moved by sox: the median F0 moves by the same ratio."""
+    base = tmp_path / "base.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-w", str(base),
+                    "Pitch tracking should follow the voice whichever way it moves."], check=True)
+    moved = tmp_path / "moved.wav"
+    subprocess.run(["sox", str(base), "-r", "16000", str(moved), "pitch", str(cents), "rate", "16000"], check=True)
+    plain = pitch_stats(_read16k(base))
+    shifted = pitch_stats(_read16k(moved))
+    assert plain is not None and shifted is not None and shifted.voiced_fraction > 0.4
+    assert shifted.median_hz / plain.median_hz == pytest.approx(2 ** (cents / 1200), rel=0.06)
+
+
+def _read16k(path) -> np.ndarray:
+    from deepfake_audio.core.audio_io import load_audio
+    return load_audio(path, SR)
