@@ -26,7 +26,7 @@ def test_evaluate_runs_on_a_tiny_corpus(tmp_path, quick_dir):
     voices = tuple(v for v in VOICES if v.speaker in ("flite_slt", "flite_awb", "espeak_us_m3"))
     build_corpus(tmp_path / "corpus", n_sentences=3, augment=0, voices=voices,
                  held_out=("flite_awb", "espeak_us_m3"), eval_sentences=2, progress=False)
-    report = evaluate(tmp_path / "corpus", quick_dir, vocoder="griffinlim", limit=2)
+    report = evaluate(tmp_path / "corpus", quick_dir, vocoder="griffinlim", limit=2, transforms=False, quality=False)
     assert [v.voice for v in report.voices] == ["flite_awb", "espeak_us_m3"]
     assert report.voices[0].floor_wer < 0.6  # the recogniser understands flite's natural-sounding voice
     # The summary is the sentence-weighted mean of the voices', each a count over its 2 clones.
@@ -35,3 +35,22 @@ def test_evaluate_runs_on_a_tiny_corpus(tmp_path, quick_dir):
     assert report.similarity == pytest.approx(sum(v.similarity for v in report.voices) / 2)
     assert report.similarity > 0  # ReLU embeddings: a clone is never orthogonal to its reference
     assert report.wer > report.floor_wer  # random weights do not speak
+
+
+def test_evaluate_judges_pitch_quality_and_hard_candidates(tmp_path, quick_dir):
+    """The measures no training loss sees: the held-out voices lower and higher, identification among
+    pitch twins and other voices, pyin's F0 against the reference's, DNSMOS; another vocoder beside."""
+    voices = tuple(v for v in VOICES if v.speaker in ("flite_slt", "flite_awb"))
+    build_corpus(tmp_path / "corpus", n_sentences=3, augment=0, voices=voices, held_out=("flite_awb",),
+                 eval_sentences=1, progress=False)
+    report = evaluate(tmp_path / "corpus", quick_dir, vocoder="griffinlim", limit=1, vocoder_floor=False,
+                      compare=("wavernn",))
+    assert [v.voice for v in report.voices] == ["flite_awb", "flite_awb low", "flite_awb high"]
+    low, plain, high = (report.voices[k].reference_f0 for k in (1, 0, 2))
+    assert low < plain < high and 75 < low and high < 330  # the references span low to high voices
+    # the voices themselves, their 3-semitone twins, and flite_slt as recorded and child-like
+    assert report.candidates == 3 + 6 + 2
+    for v in report.voices:
+        assert 0 <= v.identified_hard <= v.identified <= 1 and 1 <= v.dnsmos <= 5 and 1 <= v.floor_dnsmos <= 5
+        assert v.voiced_fraction is not None and v.f0_within_15 in (0.0, 1.0)
+    assert set(report.others) == {"wavernn"} and report.others["wavernn"]["wer"] is not None

@@ -8,6 +8,13 @@
 * Cloning: for each clone, whether its speaker embedding is closer to its own voice's
   reference than to every other held-out voice's reference; and the mean cosine
   similarity between a clone and its reference.
+* Measures the training losses cannot game (the speaker-consistency loss trains against
+  the encoder that measures similarity): identification among hard candidates (the same
+  voice 3 semitones up and down, voices of the other sex, a child-like voice), the F0
+  of the clone against the reference's (pyin), the voiced fraction, DNSMOS OVRL.
+* The held-out voices are also judged lower and higher in pitch and vocal-tract length
+  (sox), so the references span about 80 to 290 Hz; `--compare` scores other vocoders on
+  the same clones side by side.
 """
 from __future__ import annotations
 
@@ -68,15 +75,40 @@ class Recogniser:
         return hyp.hypstr if hyp is not None else ""
 
 
+# Held-out voices are also judged moved in pitch and vocal-tract length, so that the references
+# span low male to child-like pitch (about 80 to 290 Hz from the corpus's two held-out voices):
+# (suffix of the voice's name, sox effects). speed x then pitch moves the formants by x.
+VOICE_TRANSFORMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", ()),
+    (" low", ("speed", "0.92", "pitch", "-255.6")),  # -4 semitones, formants x0.92
+    (" high", ("speed", "1.18", "pitch", "1113.5")),  # +14 semitones, formants x1.18
+)
+# Distractors that make identification hard: the same voice 3 semitones up and down, voices of the
+# other sex (training voices), and a child-like voice.
+TWIN_SEMITONES = (-3, 3)
+OTHER_VOICES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("flite_slt", ()), ("festival_slt_hts", ()), ("espeak_us_f2", ()),
+    ("flite_slt child-like", ("speed", "1.2", "pitch", "268.4")),  # +6 semitones, formants x1.2
+    ("espeak_us_m1", ()),
+)
+
+
 @dataclass
 class VoiceReport:
     voice: str
     sentences: int
     wer: float
     floor_wer: float  # the recordings themselves
-    identified: float  # fraction of clones closest to their own voice's reference
+    identified: float  # fraction of clones closest to their own voice among the held-out voices
     similarity: float  # mean cosine(clone, own reference)
     vocoder_floor_wer: float | None = None  # the vocoder on the recordings' own mels
+    identified_hard: float | None = None  # ... among the hard candidates (pitch twins, other sex, child-like)
+    reference_f0: float | None = None  # median F0 of the references (pyin), Hz
+    f0_ratio: float | None = None  # median over clones of (clone's median F0 / reference_f0)
+    f0_within_15: float | None = None  # fraction of clones whose F0 is within 15 % of reference_f0
+    voiced_fraction: float | None = None  # mean over clones (pyin)
+    dnsmos: float | None = None  # mean DNSMOS OVRL of the clones
+    floor_dnsmos: float | None = None  # of the recordings
 
 
 @dataclass
@@ -89,60 +121,147 @@ class Report:
     similarity: float
     voices: list[VoiceReport] = field(default_factory=list)
     vocoder_floor_wer: float | None = None  # what a perfect synthesizer would score with this vocoder
+    identified_hard: float | None = None
+    candidates: int | None = None  # voices in the hard identification set
+    f0_within_15: float | None = None
+    voiced_fraction: float | None = None
+    dnsmos: float | None = None
+    floor_dnsmos: float | None = None
+    others: dict[str, dict] = field(default_factory=dict)  # the same measures with other vocoders
+
+
+@dataclass
+class _Voice:
+    """A voice of the evaluation: its reference clips and, for held-out voices, its test sentences."""
+
+    name: str
+    references: list[np.ndarray]
+    recordings: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    embedding: np.ndarray | None = None
+
+
+def _sox(wav: np.ndarray, effects: tuple[str, ...]) -> np.ndarray:
+    if not effects:
+        return wav
+    import subprocess
+    import tempfile
+    import soundfile as sf
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        sf.write(src, wav, SAMPLE_RATE)
+        subprocess.run(["sox", str(src), str(out), *effects, "rate", str(SAMPLE_RATE)], check=True,
+                       capture_output=True, timeout=60)
+        return sf.read(out, dtype="float32")[0]
+
+
+def _voices(corpus: Path, held_out: list[str], limit: int | None, transforms: bool
+            ) -> tuple[list[_Voice], list[_Voice]]:
+    """(held-out voices to clone, distractors) with their clips, transformed by sox."""
+    import soundfile as sf
+    read = lambda p: sf.read(p, dtype="float32")[0]  # noqa: E731
+    targets, distractors = [], []
+    for suffix, effects in (VOICE_TRANSFORMS if transforms else VOICE_TRANSFORMS[:1]):
+        for voice in held_out:
+            refs = [_sox(read(p), effects) for p in sorted((corpus / "eval_ref" / voice).glob("*.wav"))]
+            items = sorted((corpus / "eval" / voice).glob("*.wav"))[:limit]
+            recordings = [(_sox(read(p), effects), p.with_suffix(".txt").read_text(encoding="utf-8").strip())
+                          for p in items]
+            targets.append(_Voice(voice + suffix, refs, recordings))
+            if transforms:
+                for semitones in TWIN_SEMITONES:
+                    twin = ("pitch", str(100 * semitones))
+                    distractors.append(_Voice(f"{voice}{suffix} {semitones:+d} st", [_sox(r, twin) for r in refs]))
+    if transforms:
+        for name, effects in OTHER_VOICES:
+            folder = corpus / "train" / name.split(" ")[0]
+            clips = sorted(folder.glob("*.wav"))[:3]
+            if clips:
+                distractors.append(_Voice(name, [_sox(read(p), effects) for p in clips]))
+    return targets, distractors
 
 
 def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinlim", seed: int = 0,
-             limit: int | None = None, vocoder_floor: bool = True) -> Report:
+             limit: int | None = None, vocoder_floor: bool = True, transforms: bool = True,
+             compare: tuple[str, ...] = (), quality: bool = True) -> Report:
     """Clone every held-out sentence in every held-out voice of `corpus` and score the clones.
 
-    With `vocoder_floor`, the vocoder also reconstructs each recording from its own mel
-    (the synthesizer's front end): the word error rate a perfect synthesizer would get.
+    Each voice is cloned from its first reference recording (so the pipeline measures its
+    pitch). With `transforms`, each held-out voice is also judged lower and higher
+    (`VOICE_TRANSFORMS`), and identification is also measured among hard candidates
+    (`TWIN_SEMITONES`, `OTHER_VOICES`). With `vocoder_floor`, the vocoder also rebuilds
+    each recording from its own mel: the word error rate a perfect synthesizer would get.
+    `compare` names other vocoders measured on the same clones' mels and seeds (`Report.others`).
+    `quality` adds pyin's F0 and DNSMOS (the slow measures).
     """
-    import soundfile as sf
     from deepfake_audio.pipeline import Pipeline
     manifest_path = corpus / "manifest.json"
     if not manifest_path.is_file():
         raise DeepfakeAudioError(f"{manifest_path} not found: build the corpus with `python -m deepfake_audio.training.corpus`.")
     manifest = json.loads(manifest_path.read_text())
-    voices = manifest["held_out_voices"]
     pipe = Pipeline(models)
     recognise = Recogniser()
-    references = {}
-    for voice in voices:
-        wavs = [pipe.encoder.embed_utterance(pipe_wav) for pipe_wav in
-                (_prepared(p) for p in sorted((corpus / "eval_ref" / voice).glob("*.wav")))]
-        ref = np.mean(wavs, axis=0)
-        references[voice] = ref / np.linalg.norm(ref)
-    names = list(references)
-    ref_matrix = np.stack([references[n] for n in names])
+    targets, distractors = _voices(corpus, manifest["held_out_voices"], limit, transforms)
+    for voice in targets + distractors:
+        mean = np.mean([pipe.encoder.embed_utterance(_prepared_array(w)) for w in voice.references], axis=0)
+        voice.embedding = mean / np.linalg.norm(mean)
+    plain = np.stack([v.embedding for v in targets])
+    hard = np.stack([v.embedding for v in targets + distractors])
+    reports = {}
+    for name in (vocoder, *compare):
+        reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality)
+    report = reports[vocoder]
+    report.candidates = len(targets) + len(distractors) if transforms else None
+    report.others = {name: {k: v for k, v in asdict(r).items() if k not in ("models", "voices", "others")}
+                     for name, r in reports.items() if name != vocoder}
+    return report
+
+
+def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.ndarray, vocoder: str, seed: int,
+           vocoder_floor: bool, quality: bool) -> Report:
+    from deepfake_audio.training.measures import dnsmos, pitch_of
     per_voice, all_refs, all_hyps, all_floor, all_vocoded = [], [], [], [], []
-    for voice in voices:
-        items = sorted((corpus / "eval" / voice).glob("*.wav"))[:limit]
-        texts = [p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in items]
-        hyps, floor, vocoded, hits, sims = [], [], [], 0, []
-        for k, (path, text) in enumerate(zip(items, texts)):
-            recording = sf.read(path, dtype="float32")[0]
+    for index, voice in enumerate(targets):
+        texts = [text for _, text in voice.recordings]
+        reference_f0 = pitch_of(np.concatenate(voice.references)).median_hz if quality else None
+        hyps, floor, vocoded, hits, hard_hits, sims, ratios, voiced, mos, floor_mos = [], [], [], 0, 0, [], [], [], [], []
+        for k, (recording, text) in enumerate(voice.recordings):
             floor.append(recognise(recording))
             if vocoder_floor:
                 vocoded.append(recognise(_own_mel_vocoded(pipe, recording, vocoder, seed + k)))
-            result = pipe.clone(text=text, embedding=references[voice], seed=seed + k, vocoder=vocoder)
+            result = pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder, sample_rate=SAMPLE_RATE)
             hyps.append(recognise(result.wav))
             embed = pipe.encoder.embed_utterance(_prepared_array(result.wav))
-            scores = ref_matrix @ embed
-            hits += int(names[int(np.argmax(scores))] == voice)
-            sims.append(float(references[voice] @ embed))
-        per_voice.append(VoiceReport(voice, len(items), word_error_rate(texts, hyps), word_error_rate(texts, floor),
-                                     hits / max(len(items), 1), float(np.mean(sims)) if sims else 0.0,
-                                     word_error_rate(texts, vocoded) if vocoder_floor else None))
+            hits += int(np.argmax(plain @ embed) == index)
+            hard_hits += int(np.argmax(hard @ embed) == index)
+            sims.append(float(voice.embedding @ embed))
+            if quality:
+                pitch = pitch_of(result.wav)
+                ratios.append(pitch.median_hz / reference_f0)
+                voiced.append(pitch.voiced_fraction)
+                mos.append(dnsmos(result.wav))
+                floor_mos.append(dnsmos(recording))
+        n = max(len(texts), 1)
+        finite = [r for r in ratios if np.isfinite(r)]
+        per_voice.append(VoiceReport(
+            voice.name, len(texts), word_error_rate(texts, hyps), word_error_rate(texts, floor), hits / n,
+            float(np.mean(sims)) if sims else 0.0, word_error_rate(texts, vocoded) if vocoder_floor else None,
+            hard_hits / n, reference_f0,
+            float(np.median(finite)) if finite else None,
+            float(np.mean([abs(r - 1) <= 0.15 for r in ratios])) if ratios else None,
+            float(np.mean(voiced)) if voiced else None, float(np.mean(mos)) if mos else None,
+            float(np.mean(floor_mos)) if floor_mos else None))
         all_refs += texts
         all_hyps += hyps
         all_floor += floor
         all_vocoded += vocoded
     n = sum(v.sentences for v in per_voice)
+    weighted = lambda key: (sum(getattr(v, key) * v.sentences for v in per_voice) / max(n, 1)  # noqa: E731
+                            if all(getattr(v, key) is not None for v in per_voice) else None)
     return Report(pipe.describe(), vocoder, word_error_rate(all_refs, all_hyps), word_error_rate(all_refs, all_floor),
-                  sum(v.identified * v.sentences for v in per_voice) / max(n, 1),
-                  sum(v.similarity * v.sentences for v in per_voice) / max(n, 1), per_voice,
-                  word_error_rate(all_refs, all_vocoded) if vocoder_floor else None)
+                  weighted("identified"), weighted("similarity"), per_voice,
+                  word_error_rate(all_refs, all_vocoded) if vocoder_floor else None,
+                  weighted("identified_hard"), None, weighted("f0_within_15"), weighted("voiced_fraction"),
+                  weighted("dnsmos"), weighted("floor_dnsmos"))
 
 
 def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np.ndarray:
@@ -156,11 +275,6 @@ def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np
     return (out / max(float(np.abs(out).max()), 1e-6) * 0.97).astype(np.float32)
 
 
-def _prepared(path: Path) -> np.ndarray:
-    from encoder.inference import prepare_reference
-    return prepare_reference(path)
-
-
 def _prepared_array(wav: np.ndarray) -> np.ndarray:
     from encoder.inference import prepare_reference
     return prepare_reference(wav.astype(np.float32), SAMPLE_RATE, min_speech_seconds=0.0)
@@ -170,13 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deepfake_audio.training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.json")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: saved_models/default)")
-    parser.add_argument("--vocoder", choices=("wavernn", "griffinlim"), default="griffinlim")
+    parser.add_argument("--vocoder", choices=("wavernn", "starter", "griffinlim"), default="griffinlim")
+    parser.add_argument("--compare", nargs="*", default=[], choices=("wavernn", "starter", "griffinlim"),
+                        help="other vocoders measured side by side on the same clones")
+    parser.add_argument("--no-transforms", action="store_true",
+                        help="only the held-out voices as recorded (no lower/higher versions, no hard candidates)")
+    parser.add_argument("--fast", action="store_true", help="skip the slow measures (pyin F0 and DNSMOS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first clone (then +1 per sentence)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many sentences per voice")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     try:
-        report = evaluate(args.corpus, args.models, args.vocoder, args.seed, args.limit)
+        report = evaluate(args.corpus, args.models, args.vocoder, args.seed, args.limit,
+                          transforms=not args.no_transforms, compare=tuple(args.compare), quality=not args.fast)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -185,8 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     vocoded = "" if report.vocoder_floor_wer is None else \
         f", {report.vocoder} on the recordings' own mels {report.vocoder_floor_wer:.1%}"
-    print(f"WER {report.wer:.1%} (floors: recordings {report.floor_wer:.1%}{vocoded}), clones identified "
-          f"{report.identified:.0%}, mean similarity {report.similarity:.3f}")
+    print(f"{report.vocoder}: WER {report.wer:.1%} (floors: recordings {report.floor_wer:.1%}{vocoded}), clones "
+          f"identified {report.identified:.0%}, mean similarity {report.similarity:.3f}")
+    for name, row in [(report.vocoder, asdict(report)), *report.others.items()]:
+        extra = [f"{label} {row[key]:{fmt}}" for key, label, fmt in (
+            ("identified_hard", f"identified among {report.candidates} candidates", ".0%"),
+            ("f0_within_15", "F0 within 15 %", ".0%"), ("voiced_fraction", "voiced", ".2f"),
+            ("dnsmos", "DNSMOS", ".2f"), ("wer", "WER", ".1%")) if row.get(key) is not None]
+        print(f"  {name}: " + ", ".join(extra))
     return 0
 
 
