@@ -252,10 +252,12 @@ STARTER_TEXT = "The starter model speaks this sentence in about five seconds, gi
 
 
 def _starter_models(models: Path) -> Path:
-    """A folder with the shipped starter synthesizer, or, before one is shipped, a FastSpeech of its size."""
+    """A folder with the shipped starter synthesizer and vocoder, or, before they are shipped, models
+    of their size."""
     shipped = ROOT / "saved_models" / "starter" / "synthesizer.pt"
     folder = models / "starter"
     folder.mkdir(exist_ok=True)
+    _starter_vocoder(folder / "starter_vocoder.pt")
     target = folder / "synthesizer.pt"
     if not target.exists():
         if shipped.is_file():
@@ -273,6 +275,55 @@ def _starter_models(models: Path) -> Path:
     return folder
 
 
+def _starter_vocoder(target: Path) -> None:
+    shipped = ROOT / "saved_models" / "starter" / "starter_vocoder.pt"
+    if target.exists():
+        return
+    if shipped.is_file():
+        target.symlink_to(shipped)
+        return
+    import torch
+    from deepfake_audio.training.starter_vocoder_train import export_hparams
+    from vocoder.starter_model import ARCHITECTURE, StarterVocoderNet
+    torch.manual_seed(0)
+    model = StarterVocoderNet()
+    torch.save({"architecture": ARCHITECTURE, "model_state": model.state_dict(),
+                "hparams": export_hparams(model.hp)}, target)
+
+
+def m_starter_vocoder(models: Path, device: str, runs: int) -> dict:
+    """The starter vocoder on the 5 s mel the WaveRNN rows vocode."""
+    from vocoder.starter import StarterVocoder
+    vocoder = StarterVocoder(_starter_models(models) / "starter_vocoder.pt", device)
+    mel = _mel()
+    vocoder.infer_waveform(mel[:, :40], seed=0)  # warm up
+    return {"times": _timed(lambda: vocoder.infer_waveform(mel, seed=1), runs), "audio": SECONDS}
+
+
+def m_starter_stream(models: Path, device: str, runs: int, text: str = STARTER_TEXT) -> dict:
+    """A streamed default clone on the starter models (starter synthesizer + starter vocoder): first
+    audio from the call, with the 3 s reference embedded first, and the whole stream's real-time factor."""
+    from deepfake_audio.pipeline import Pipeline
+    from deepfake_audio.streaming import playback_gaps, stream_clone
+    pipe = Pipeline(_starter_models(models), device=device)
+    ref = ROOT / "tests" / "data" / "ref.wav"
+    assert pipe.default_vocoder() == "starter"
+    for _ in stream_clone(pipe, ref, "Hi.", seed=0):  # warm up
+        pass
+    first, total, gaps, audio = [], [], [], 0.0
+    for _ in range(runs):
+        start = time.perf_counter()
+        chunks = list(stream_clone(pipe, ref, text, seed=1))
+        total.append(time.perf_counter() - start)
+        first.append(chunks[0].at)
+        gaps.append(sum(playback_gaps(chunks)))
+        audio = sum(len(c.audio) for c in chunks) / 16000
+    return {"times": total, "first": first, "gaps": gaps, "audio": audio}
+
+
+STARTER_LONG_TEXT = " ".join([STARTER_TEXT] * 6)
+
+
 def m_starter_synthesizer(models: Path, device: str, runs: int) -> dict:
     """The FastSpeech starter: one sentence, all frames in one pass."""
     import numpy as np
@@ -284,13 +335,13 @@ def m_starter_synthesizer(models: Path, device: str, runs: int) -> dict:
     return {"times": times, "audio": mel.shape[1] * 200 / 16000}
 
 
-def m_starter_clone(models: Path, device: str, runs: int) -> dict:
-    """Encoder + starter synthesizer + fast Griffin-Lim, the offline default."""
+def m_starter_clone(models: Path, device: str, runs: int, vocoder: str = "starter") -> dict:
+    """Encoder + starter synthesizer + the starter vocoder (the offline default) or fast Griffin-Lim."""
     from deepfake_audio.pipeline import Pipeline
     pipe = Pipeline(_starter_models(models), device=device)
     ref = ROOT / "tests" / "data" / "ref.wav"
-    pipe.clone(ref, "Hi.", seed=0, vocoder="griffinlim")  # warm up
-    results = [pipe.clone(ref, STARTER_TEXT, seed=1, vocoder="griffinlim") for _ in range(runs)]
+    pipe.clone(ref, "Hi.", seed=0, vocoder=vocoder)  # warm up
+    results = [pipe.clone(ref, STARTER_TEXT, seed=1, vocoder=vocoder) for _ in range(runs)]
     return {"times": [sum(r.seconds.values()) for r in results], "audio": results[-1].duration,
             "stages": {k: [r.seconds[k] for r in results] for k in results[-1].seconds}}
 
@@ -348,7 +399,15 @@ MEASUREMENTS = {
     "clone-long-int8": lambda m, d, r: m_clone(m, d, r, "int8", LONG_TEXT), "vocoder-rolling": m_vocoder_rolling,
     "vocoder-rolling-int8": lambda m, d, r: m_vocoder_rolling(m, d, r, "int8"),
     "pace": m_pace, "starter-synthesizer": m_starter_synthesizer, "starter-clone": m_starter_clone,
+    "starter-clone-griffinlim": lambda m, d, r: m_starter_clone(m, d, r, "griffinlim"),
+    "starter-vocoder": m_starter_vocoder, "starter-stream": m_starter_stream,
+    "starter-stream-long": lambda m, d, r: m_starter_stream(m, d, r, STARTER_LONG_TEXT),
+    # torch's own kernels held to AVX2 (ATEN_CPU_CAPABILITY), as on a CPU without AVX-512
+    "starter-vocoder-avx2": m_starter_vocoder, "starter-stream-avx2": m_starter_stream,
 }
+# Extra environment of a measurement's process.
+MEASUREMENT_ENV = {"starter-vocoder-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+                   "starter-stream-avx2": {"ATEN_CPU_CAPABILITY": "avx2"}}
 
 
 def child(name: str, models: Path, device: str, runs: int, threads: int) -> None:
@@ -362,7 +421,8 @@ def child(name: str, models: Path, device: str, runs: int, threads: int) -> None
 def run_child(name: str, models: Path, device: str, runs: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--child", name, "--models", str(models), "--device", device,
            "--runs", str(runs), "--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **MEASUREMENT_ENV.get(name, {})})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -510,9 +570,25 @@ def report(device: str, r: dict, args, load: list[float]) -> str:
     if "starter-clone" in r:
         c = r["starter-clone"]
         stages = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in c["stages"].items())
-        row("starter clone (encoder + starter + Griffin-Lim)", f"real-time factor, {c['audio']:.1f} s of speech "
-            f"({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
+        row("starter clone (encoder + starter synthesizer + starter vocoder)", f"real-time factor, {c['audio']:.1f} s "
+            f"of speech ({stages}; target <= 0.2)", spread(c["times"], 1 / c["audio"], digits=3), "starter-clone")
         watermark_row("starter clone", c, "starter-clone")
+    if "starter-clone-griffinlim" in r:
+        c = r["starter-clone-griffinlim"]
+        row("starter clone with Griffin-Lim", f"real-time factor, {c['audio']:.1f} s of speech",
+            spread(c["times"], 1 / c["audio"], digits=3), "starter-clone-griffinlim")
+    for key, label in (("starter-vocoder", ""), ("starter-vocoder-avx2", ", torch held to AVX2")):
+        if key in r:
+            row(f"starter vocoder{label}", "real-time factor, 5 s mel (target <= 0.05)",
+                spread(r[key]["times"], 1 / r[key]["audio"], digits=4), key)
+    for key, label in (("starter-stream", ""), ("starter-stream-long", ""),
+                       ("starter-stream-avx2", ", torch held to AVX2")):
+        if key in r:
+            c = r[key]
+            row(f"streamed starter clone{label}", f"first audio from the call (3 s reference), s (target <= 0.25); "
+                f"{c['audio']:.0f} s of speech", spread(c["first"], digits=3), key)
+            row(f"streamed starter clone{label}", "real-time factor; playback gaps, s",
+                f"{spread(c['times'], 1 / c['audio'], digits=3)}; {spread(c['gaps'], digits=2)}", key)
     for key, label in [("clone-long", "clone end to end (fast), 60 s text"),
                        ("clone-long-int8", "clone end to end (int8), 60 s text")]:
         if key in r:

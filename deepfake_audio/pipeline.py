@@ -31,6 +31,7 @@ from deepfake_audio.watermark import embed_watermark, load_watermarker, watermar
 from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
+from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio.core.pitch import pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
@@ -178,7 +179,8 @@ class ClonePlan:
     gaps: tuple[float, ...] = ()  # silence after each sentence, s (default: the usual short pause)
     lead: float = 0.0  # silence before the first sentence, s
     pitch: float = 0.0  # semitones up (+) or down (-), starter vocoder only
-    pitch_hz: float | None = None  # median F0 of the reference voice, Hz (None: the mel's own pitch)
+    pitch_hz: float | None = None  # median F0 of the request's voice, Hz (None: the mel's own pitch)
+    sentence_pitch_hz: tuple[float | None, ...] = ()  # per sentence, when a script has several voices
 
     def groups(self) -> list[list[int]]:
         """Sentences synthesized together, in order. Parity mode: all in one batch, as the
@@ -209,6 +211,9 @@ class ClonePlan:
 
     def voice_of(self, k: int) -> np.ndarray:
         return self.sentence_embeddings[k] if self.sentence_embeddings else self.embedding
+
+    def pitch_hz_of(self, k: int) -> float | None:
+        return self.sentence_pitch_hz[k] if self.sentence_pitch_hz else self.pitch_hz
 
     def gap_after(self, k: int) -> float:
         if self.gaps:
@@ -271,6 +276,9 @@ class Pipeline:
         self.starter_vocoder_path = self._weights(STARTER_VOCODER_FILE, starter)
         self.starter_vocoder = self._load_if_present(StarterVocoder, self.starter_vocoder_path, None) \
             if "vocoder" in stages else None
+        # A saved voice's pitch, from its embedding, for the starter vocoder (no recording to measure).
+        self.voice_pitch = self._load_if_present(VoicePitch, self._weights(VOICE_PITCH_FILE, starter), None) \
+            if self.starter_vocoder is not None else None
         if self.watermark and self.synthesizer is not None:
             load_watermarker()
         elif not self.watermark:
@@ -301,6 +309,8 @@ class Pipeline:
             if explicit:  # a path the caller named must exist
                 raise MissingWeightsError(missing_weights_message(path))
             return None
+        if cls is VoicePitch:
+            return cls(path, missing_message=missing_weights_message)
         return cls(path, self.device, missing_message=missing_weights_message)
 
     def describe(self) -> dict[str, str]:
@@ -442,7 +452,8 @@ class Pipeline:
              seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
              embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
              fallback_vocoder: bool = False, progress: ProgressFn = no_progress, pace: float = 1.0,
-             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False, pitch: float = 0.0) -> ClonePlan:
+             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False, pitch: float = 0.0,
+             voice_pitch_hz: float | None = None) -> ClonePlan:
         """Check a clone request once and turn it into a `ClonePlan`.
 
         Cheap checks come first (text, pace, mode, weights, vocoder), then the voice: the
@@ -453,7 +464,9 @@ class Pipeline:
         reference and band-limits it before it is encoded (for microphone recordings).
         `pitch` (-12 to 12 semitones) moves the voice's pitch (starter vocoder). With the
         starter vocoder, a clone from a recording speaks around the recording's median F0
-        (`core.pitch.pitch_stats` of the audio the encoder heard).
+        (`core.pitch.pitch_stats` of the audio the encoder heard); one from an embedding (a
+        saved voice) around `voice_pitch_hz` when the caller knows it (a saved voice's
+        recording), else around the F0 its embedding predicts (`encoder.voice_pitch`).
         """
         use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
@@ -463,7 +476,7 @@ class Pipeline:
         self._require_synthesizer()
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
         named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
-        pitch_hz = None
+        pitch_hz = voice_pitch_hz if embedding is not None else None
         if embedding is not None:
             embedding = check_embedding(embedding)
         elif None in script.voices:  # some sentence is in the request's own voice
@@ -480,8 +493,18 @@ class Pipeline:
         if embedding is None:
             embedding = per_sentence[0]
         many = len({id(e) for e in per_sentence}) > 1
+        sentence_pitch: tuple[float | None, ...] = ()
+        if vocoder == "starter":
+            if pitch_hz is None:
+                pitch_hz = self.predicted_pitch(embedding)
+            if many:
+                sentence_pitch = tuple(pitch_hz if v is None else self.predicted_pitch(named[v]) for v in script.voices)
         return ClonePlan(script.sentences, script.ids, vocoder, seed, mode, embedding, note, pace,
-                         per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz)
+                         per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz, sentence_pitch)
+
+    def predicted_pitch(self, embedding: np.ndarray) -> float | None:
+        """Median F0 (Hz) that a voice's embedding predicts (`encoder.voice_pitch`), None without the model."""
+        return None if self.voice_pitch is None else self.voice_pitch(embedding)
 
     # Stages
 
@@ -541,7 +564,7 @@ class Pipeline:
     def vocode_sentence(self, plan: ClonePlan, k: int, mel: np.ndarray) -> np.ndarray:
         """Sentence k's audio by a vocoder that goes a sentence at a time (`PER_SENTENCE_VOCODERS`)."""
         return self.vocode(mel, plan.vocoder, plan.sentence_seed(k), mode=plan.mode, pitch=plan.pitch,
-                           pitch_hz=plan.pitch_hz)
+                           pitch_hz=plan.pitch_hz_of(k))
 
     def stream_vocode(self, mel: np.ndarray, plan: ClonePlan, generator: torch.Generator, head: int,
                       first_samples: int, min_samples: int, ending: bool,

@@ -44,7 +44,8 @@ def pipe(tmp_path_factory) -> Pipeline:
 
 def test_the_starter_ships_small_and_documented():
     weights = STARTER / "synthesizer.pt"
-    assert weights.stat().st_size <= 25 * 1024 * 1024
+    shipped = sum(p.stat().st_size for p in STARTER.glob("*.pt"))
+    assert shipped <= 30 * 1024 * 1024 and (STARTER / "starter_vocoder.pt").is_file()
     synth = Synthesizer(weights)
     assert synth.architecture == "fastspeech" and synth.step > 0
     card = (STARTER / "MODEL_CARD.md").read_text(encoding="utf-8")
@@ -54,20 +55,22 @@ def test_the_starter_ships_small_and_documented():
 
 
 def test_a_fresh_install_clones_intelligibly(pipe, references):
-    assert pipe.is_starter("synthesizer") and pipe.default_vocoder() == "griffinlim"
+    assert pipe.is_starter("synthesizer") and pipe.is_starter("starter_vocoder")
+    assert pipe.default_vocoder() == "starter"
     recognise = Recogniser()
     for voice, reference in references.items():
         result = pipe.clone(reference, SENTENCE, seed=0)
-        assert result.vocoder == "griffinlim" and 2.0 < result.duration < 8.0
+        assert result.vocoder == "starter" and 2.0 < result.duration < 8.0
         wer = word_error_rate([SENTENCE], [recognise(result.wav)])
         assert wer <= 0.5, f"{voice}: pocketsphinx heard {recognise(result.wav)!r}"
 
 
 def test_clones_keep_their_voices_apart(pipe, references):
-    """Each held-out voice's clone is closer to its own reference than to the other's."""
+    """Each held-out voice's clone, made from its recording as a user would, is closer to its own
+    reference than to the other's."""
     refs = {voice: pipe.embed(path) for voice, path in references.items()}
     for voice in refs:
-        clone = pipe.embed_output(pipe.clone(text=SENTENCE, embedding=refs[voice], seed=1).wav)
+        clone = pipe.embed_output(pipe.clone(references[voice], SENTENCE, seed=1).wav)
         other = next(v for v in refs if v != voice)
         assert pipe.similarity(clone, refs[voice]) > pipe.similarity(clone, refs[other])
 
@@ -87,3 +90,33 @@ def test_bad_input_gets_the_same_clear_errors(pipe, tmp_path, references):
         pipe.clone(references["rms"], "word " * 1001)
     with pytest.raises(TextError, match="no speakable characters"):
         pipe.clone(references["rms"], "?!... --")
+
+
+def sox_moved(source: Path, target: Path, semitones: float, formant: float = 1.0) -> Path:
+    """`source` moved in pitch (semitones) and vocal-tract length (formant scale) by sox."""
+    cents = 100 * semitones - 1200 * np.log2(formant)
+    subprocess.run(["sox", str(source), "-r", "16000", str(target), "speed", f"{formant:.3f}", "pitch",
+                    f"{cents:.1f}", "rate", "16000"], check=True, capture_output=True)
+    return target
+
+
+def test_clones_speak_at_the_pitch_of_their_reference(pipe, references, tmp_path):
+    """A very low and a high held-out voice: the clone's F0 (pyin) is near the reference's, and voiced."""
+    from deepfake_audio.training.measures import pitch_of
+    low = sox_moved(references["rms"], tmp_path / "low.wav", -4, 0.92)  # about 80 Hz
+    high = sox_moved(references["awb"], tmp_path / "high.wav", 13, 1.15)  # about 270 Hz
+    for reference in (low, high):
+        own = pitch_of(sf.read(str(reference), dtype="float32")[0])
+        clone = pitch_of(pipe.clone(reference, SENTENCE, seed=0).wav)
+        assert clone.median_hz == pytest.approx(own.median_hz, rel=0.15) and clone.voiced_fraction >= 0.5
+        shifted = pitch_of(pipe.clone(reference, SENTENCE, seed=0, pitch=-5).wav)
+        assert shifted.median_hz == pytest.approx(clone.median_hz * 2 ** (-5 / 12), rel=0.08)
+
+
+def test_the_starter_vocoder_sounds_better_than_griffin_lim(pipe, references):
+    """DNSMOS OVRL of the default clone against Griffin-Lim on the same mels."""
+    from deepfake_audio.training.measures import dnsmos
+    for reference in references.values():
+        starter = dnsmos(pipe.clone(reference, SENTENCE, seed=0).wav)
+        griffin = dnsmos(pipe.clone(reference, SENTENCE, seed=0, vocoder="griffinlim").wav)
+        assert starter > griffin + 0.3

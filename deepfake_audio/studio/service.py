@@ -20,9 +20,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
+from deepfake_audio.core.audio_io import OUTPUT_FORMATS, load_audio, normalize_loudness, output_format, write_audio
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
 from deepfake_audio.core.modes import check_mode
+from deepfake_audio.core.pitch import pitch_stats
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS,
                                      ClonePlan, CloneResult, Pipeline, ProgressEvent, check_pace, normalize_peak)
@@ -224,10 +225,11 @@ class Studio:
         seed = self.check_seed(seed)
         library = self.library(owner)
         voice = (voice or "").strip()
-        embedding = None
+        embedding, pitch_hz = None, None
         if voice:
             saved = library.voices.get(voice)
             embedding, voice = saved.embedding, saved.name
+            pitch_hz = saved_voice_pitch(saved.preview)
         elif reference is not None and str(reference).strip():
             check_consent(consent)
         else:
@@ -236,7 +238,7 @@ class Studio:
         start = time.perf_counter()
         plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
                                   fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices,
-                                  clean=clean, mode=self.mode)
+                                  clean=clean, mode=self.mode, voice_pitch_hz=pitch_hz)
         reporter.vocoder = plan.vocoder
         cleaned = reference if clean and not voice and reference is not None else None
         return _Request(plan, voice, seed, time.perf_counter() - start, library, cleaned)
@@ -567,3 +569,12 @@ class _StageReporter:
 
 
 __all__ = ["Studio", "CloneOutput", "RequestError", "default_data_dir", "MAX_TEXT_CHARS", "MAX_SEED"]
+
+
+def saved_voice_pitch(preview: Path) -> float | None:
+    """Median F0 (Hz) of a saved voice's preview recording, None when it cannot be measured."""
+    try:
+        stats = pitch_stats(load_audio(preview, SAMPLE_RATE), SAMPLE_RATE)
+    except (OSError, AudioError):
+        return None
+    return None if stats is None else stats.median_hz

@@ -34,7 +34,8 @@ def _hours(seconds: float) -> str:
 
 
 def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None,
-               notes: tuple[str, ...] = ()) -> str:
+               notes: tuple[str, ...] = (), vocoder_run: Path | None = None, vocoder_data: Path | None = None,
+               vocoder_notes: tuple[str, ...] = ()) -> str:
     """The card's Markdown."""
     manifest = _read_json(corpus / "manifest.json", "build the corpus first")
     report = _read_json(models / "evaluation.json", "run the evaluation step first")
@@ -49,7 +50,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     train_voices = [v for v in manifest["voices"] if v["split"] == "train"]
     held_out = manifest["held_out_voices"]
     lines = [
-        "# Starter synthesizer", "",
+        "# Starter models", "",
         "A small FastSpeech-style synthesizer (`synthesizer/fastspeech.py`) that ships with the project so that a "
         "fresh install clones voices offline. It was trained on this project's own 2-core CPU machine by "
         "`bash scripts/train_starter.sh`, on speech made by free speech synthesisers: it clones the timbre of a "
@@ -100,6 +101,8 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
                      + f"; {_hours(sum(times.values()) + clock['seconds'])} in all.")
     lines += [f"- {note}" for note in notes]
     floor = report.get("vocoder_floor_wer")
+    if vocoder_run is not None:
+        lines += _vocoder_lines(models, vocoder_run, vocoder_data, vocoder_notes)
     lines += [
         "", "## Evaluation", "",
         f"`python -m deepfake_audio.training.evaluate` on the {manifest['sentences']['eval']} held-out sentences "
@@ -117,6 +120,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         "| voice | sentences | WER | floor WER | identified | similarity |", "|---|---|---|---|---|---|"]
     lines += [f"| {v['voice']} | {v['sentences']} | {v['wer']:.1%} | {v['floor_wer']:.1%} | {v['identified']:.0%} "
               f"| {v['similarity']:.3f} |" for v in report["voices"]]
+    lines += _quality_lines(report)
     lines += ["", "## Limits", "",
               "- English only, trained on synthetic voices: expect a robotic sound and a rough likeness to real "
               "voices."]
@@ -126,6 +130,71 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
                      "voices, it follows the broad class of a voice (pitch range, accent) more than the speaker.")
     lines.append("- Only clone voices you have permission to use.")
     return "\n".join(lines) + "\n"
+
+
+def _vocoder_lines(models: Path, run: Path, data: Path | None, notes: tuple[str, ...]) -> list[str]:
+    """The starter vocoder's section: model, data, training."""
+    settings = _read_json(run / "hparams.json", "train the vocoder first")
+    clock = _read_json(run / WALL_TIME, "train the vocoder first")
+    weights = models / "starter_vocoder.pt"
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    n_params = sum(v.numel() for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    hp = settings["hparams"]
+    lines = [
+        "", "## Starter vocoder", "",
+        f"- `starter_vocoder.pt`: {n_params / 1e6:.2f} M weights in float16 ({weights.stat().st_size / 2**20:.1f} MiB), "
+        f"step {int(ckpt['model_state']['step'])}, design `{hp['design']}` (`vocoder/starter_model.py`). It speaks "
+        "wherever no WaveRNN `vocoder.pt` is present; Griffin-Lim stays selectable.",
+        "- Source-filter: a ConvNeXt over the mel frames (channels "
+        f"{hp['channels']}, {hp['blocks']} blocks, kernel {hp['kernel']}) reads the pitch and two spectral "
+        "envelopes off the mel; a band-limited pulse train at that pitch, filtered by the first (minimum phase), "
+        "plus white noise filtered by the second, through one inverse STFT. At clone time the pitch is moved to "
+        "the reference's median F0 (measured by the pipeline; for a saved voice, its recording's, else the F0 "
+        "its embedding predicts: `voice_pitch.pt`), and by the pitch control.",
+        f"- Training: {clock['step']} steps of {hp['batch_size']} windows of {hp['segment_frames']} frames, "
+        f"multi-resolution STFT loss plus log-F0 and voicing losses against the measured F0 (YIN, "
+        f"`deepfake_audio/core/pitch.py`), AdamW, learning rate {hp['learning_rate']}, cosine decay; "
+        f"{_hours(clock['seconds'])} on one core of this machine.",
+    ]
+    if data is not None and (data / "index.json").is_file():
+        index = _read_json(data / "index.json", "pack the vocoder data first")
+        speakers = set(index["speakers"])
+        pseudo = sum(1 for s in speakers if s.startswith("pseudo"))
+        lines.append(f"- Data: {len(index['offsets']) - 1} utterances, {index['hours']:.2f} h, {len(speakers)} "
+                     f"speakers: the corpus's training speakers and {pseudo} pseudo-speakers (`python -m "
+                     "deepfake_audio.training.pseudo_speakers`: training voices moved by sox in pitch, "
+                     "vocal-tract length and tempo to medians of 65-380 Hz; never the held-out voices).")
+    pitch = models / "voice_pitch.pt"
+    if pitch.is_file():
+        info = torch.load(pitch, map_location="cpu", weights_only=True)
+        lines.append(f"- `voice_pitch.pt`: ridge regression from the speaker embedding to the median log-F0, "
+                     f"fitted on {info.get('voices')} voices; with each base voice held out in turn: median "
+                     f"error {float(info.get('held_out_median_error', 0)):.1%}, within 15 % in "
+                     f"{float(info.get('held_out_within_15pct', 0)):.0%} of utterances.")
+    lines += [f"- {note}" for note in notes]
+    return lines
+
+
+def _quality_lines(report: dict) -> list[str]:
+    """The measures no training loss sees, for the card's vocoder and the others side by side."""
+    if report.get("dnsmos") is None:
+        return []
+    rows = [(report["vocoder"], report), *report.get("others", {}).items()]
+    lines = ["", f"Measures the losses cannot game (references from about 80 to 290 Hz: the held-out voices, "
+             f"4 semitones lower and 14 higher; identification among {report.get('candidates')} candidates: "
+             "the voices, each 3 semitones up and down, voices of the other sex, a child-like voice):", "",
+             "| vocoder | WER | identified among the hard candidates | clone F0 within 15 % of the reference's "
+             "| voiced fraction | DNSMOS OVRL |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['wer']:.1%} | {r['identified_hard']:.0%} | {r['f0_within_15']:.0%} | "
+              f"{r['voiced_fraction']:.2f} | {r['dnsmos']:.2f} |" for name, r in rows]
+    if report.get("floor_dnsmos") is not None:
+        lines.append(f"| the recordings themselves | {report['floor_wer']:.1%} | | | | {report['floor_dnsmos']:.2f} |")
+    lines += ["", "| voice | reference F0 | clone F0 / reference | F0 within 15 % | voiced | identified (hard) "
+              "| DNSMOS |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {v['voice']} | {v['reference_f0']:.0f} Hz | {v['f0_ratio']:.2f} | {v['f0_within_15']:.0%} | "
+              f"{v['voiced_fraction']:.2f} | {v['identified_hard']:.0%} | {v['dnsmos']:.2f} |"
+              for v in report["voices"] if v.get("f0_ratio") is not None]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -139,10 +208,15 @@ def main(argv: list[str] | None = None) -> Path:
                         help="JSON {step: seconds} of the recipe's other steps (written by scripts/train_starter.sh)")
     parser.add_argument("--note", action="append", default=[],
                         help="a line for the Training section (how this run differed from the recipe); repeatable")
+    parser.add_argument("--vocoder-run", type=Path, default=None,
+                        help="the starter vocoder's run folder: adds its section")
+    parser.add_argument("--vocoder-data", type=Path, default=None, help="the starter vocoder's pack folder")
+    parser.add_argument("--vocoder-note", action="append", default=[],
+                        help="a line for the vocoder's section; repeatable")
     args = parser.parse_args(argv)
     out = args.models / "MODEL_CARD.md"
-    out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times, tuple(args.note)),
-                   encoding="utf-8")
+    out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times, tuple(args.note),
+                              args.vocoder_run, args.vocoder_data, tuple(args.vocoder_note)), encoding="utf-8")
     print(f"wrote {out}")
     return out
 
