@@ -26,7 +26,7 @@ from deepfake_audio.core.modes import check_mode
 from deepfake_audio.core.rng import make_generator
 from deepfake_audio.core.threads import use_user_threads
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
-from deepfake_audio.script import Part, has_markup, parse_script, spoken_characters
+from deepfake_audio.script import Part, check_pauses, has_markup, parse_script
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
 from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
@@ -385,15 +385,16 @@ class Pipeline:
                        max_chars: int = MAX_TEXT_CHARS) -> Script:
         """Check `text` (plain, or a script with [pause S] and [voice: Name] tags, see
         `deepfake_audio.script`) and split it into sentences; `TextError` when nothing can be
-        said or a tag is wrong (with its line and column). The limit counts spoken characters.
-        `known_voices`: the saved voices a script may name."""
+        said or a tag is wrong (with its line and column). The limit counts every character,
+        markup too, and the pauses of one request add up to at most a minute (what a request
+        costs grows with both). `known_voices`: the saved voices a script may name."""
         if text is None or not str(text).strip():
             raise TextError("The text is empty: type what the voice should say.")
-        parts = parse_script(text, known_voices or []) if has_markup(text) else [Part(text)]
-        spoken = spoken_characters(parts)
-        if spoken > max_chars:
-            raise TextError(f"The text is {spoken} characters long; the limit is {max_chars}. "
+        if len(text) > max_chars:
+            raise TextError(f"The text is {len(text)} characters long; the limit is {max_chars}. "
                             "Split it into several requests.")
+        parts = parse_script(text, known_voices or []) if has_markup(text) else [Part(text)]
+        check_pauses(parts)
         sentences, ids, voices, asked, lead = [], [], [], [], 0.0
         for part in parts:
             if part.pause:  # [pause S] replaces the usual short pause (several in a row add up)
@@ -643,9 +644,9 @@ class Pipeline:
             for k, mel in enumerate(mels):
                 pieces.append(self.vocode_sentence(plan, k, mel))
                 progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
-        silence = [np.zeros(int(round(plan.lead * SAMPLE_RATE)))]
+        silence = [np.zeros(int(round(plan.lead * SAMPLE_RATE)), np.float32)]
         for k, piece in enumerate(pieces):
-            silence += [piece, np.zeros(int(round(plan.gap_after(k) * SAMPLE_RATE)))]
+            silence += [piece.astype(np.float32), np.zeros(int(round(plan.gap_after(k) * SAMPLE_RATE)), np.float32)]
         return normalize_peak(np.concatenate(silence))
 
     def _require_synthesizer(self) -> Synthesizer:

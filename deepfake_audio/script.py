@@ -6,7 +6,7 @@
     The narrator goes on in the request's own voice... until another [voice: ...] line.
 
 * `[pause S]` anywhere: S seconds of silence (0 < S <= 10), instead of the usual short
-  pause between sentences.
+  pause between sentences; at most 60 seconds of pauses in one request.
 * A line that starts with `[voice: Name]` is spoken, like the lines after it, by the saved
   voice `Name`, until another `[voice: ...]` line. `[voice: default]` goes back to the
   request's own voice.
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from deepfake_audio.core.errors import TextError
 
 MAX_PAUSE_SECONDS = 10.0
+# All the pauses of one request together: silence costs memory and watermarking time like speech.
+MAX_TOTAL_PAUSE_SECONDS = 60.0
 DEFAULT_VOICE = "default"
 _TAG = re.compile(r"\[([^\[\]]*)\]")
 _PAUSE = re.compile(r"pause\s+(\d+(?:\.\d*)?|\.\d+)\s*(?:s|sec|seconds?)?", re.IGNORECASE)
@@ -107,5 +109,14 @@ def _merged(parts: list[Part]) -> list[Part]:
 
 
 def spoken_characters(parts: Iterable[Part]) -> int:
-    """What the text limit counts: the characters that are spoken, markup left out."""
+    """The characters that are spoken, markup left out."""
     return sum(len(p.text) for p in parts if not p.pause)
+
+
+def check_pauses(parts: Iterable[Part]) -> float:
+    """The seconds of pause asked for in all; `TextError` above `MAX_TOTAL_PAUSE_SECONDS`."""
+    total = sum(p.pause for p in parts)
+    if total > MAX_TOTAL_PAUSE_SECONDS:
+        raise TextError(f"The text asks for {total:g} seconds of pauses; at most {MAX_TOTAL_PAUSE_SECONDS:g} "
+                        "seconds are allowed in one request.")
+    return total

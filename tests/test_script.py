@@ -39,11 +39,18 @@ def test_prepare_script_silences_and_limit():
                                      ["A", "B"])
     assert script.sentences == ("Hi.", "There.", "Yes.") and script.voices == ("A", "A", "B")
     assert script.gaps == (0.5, SENTENCE_PAUSE_SECONDS, 2.0) and script.lead == 1.0
-    # The limit counts what is spoken, not the markup.
-    long_markup = "[pause 0.1] " * 600 + "a" * (MAX_TEXT_CHARS - 10)
-    assert len(long_markup) > MAX_TEXT_CHARS and Pipeline.prepare_script(long_markup).sentences
+    # The limit counts markup too (a request's cost grows with it), and pauses add up to a minute.
+    long_markup = "[pause 0.1] " * 420 + "a"
+    assert len(long_markup) > MAX_TEXT_CHARS
+    with pytest.raises(TextError, match="the limit is 5000"):
+        Pipeline.prepare_script(long_markup)
     with pytest.raises(TextError, match="the limit is 5000"):
         Pipeline.prepare_script("[pause 0.1] " + "a " * 2600)
+    assert Pipeline.prepare_script("Hi. [pause 10] " * 6).lead == 0.0
+    with pytest.raises(TextError, match="70 seconds of pauses; at most 60"):
+        Pipeline.prepare_script("Hi. [pause 10] " * 7)
+    with pytest.raises(TextError, match="seconds of pauses"):
+        Pipeline.prepare_script("[pause 10] " * 300)  # 3 KB that once asked for 50 minutes of silence
 
 
 def test_a_script_with_two_voices_renders_as_one_file(pipe):

@@ -17,14 +17,24 @@ from deepfake_audio.core.errors import AudioError
 
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
 MAX_FILE_SECONDS = 30 * 60
+# What decoding a file may cost, checked from its header before any sample is decoded: a
+# small, highly compressible file (a long multichannel FLAC of silence) must not be able to
+# ask for gigabytes. Frames x channels at most those of 30 minutes of 48 kHz stereo.
+MAX_CHANNELS = 8
+MAX_SAMPLE_RATE = 192_000
+MAX_DECODED_SAMPLES = 2 * 48_000 * MAX_FILE_SECONDS
+DECODE_BLOCK_FRAMES = 1 << 18  # frames decoded at a time, mixed down to mono as they come
 
 
 def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     """Decode an audio file to mono float32 in [-1, 1] at its native rate.
 
     Returns `(wav, sample_rate)` with wav of shape (samples,). Multi-channel audio is
-    averaged to mono (as librosa does). PCM16 samples come out as k / 32768.
-    Raises `AudioError` for a missing, unsupported, corrupt, empty or over-long file.
+    averaged to mono (as librosa does), block by block, so memory holds the mono result and
+    one block. PCM16 samples come out as k / 32768. Raises `AudioError` for a missing,
+    unsupported, corrupt, empty or over-long file, and for one whose header asks for more
+    channels, a higher sample rate or more samples than `MAX_CHANNELS`, `MAX_SAMPLE_RATE`
+    and `MAX_DECODED_SAMPLES` allow.
     """
     path = Path(path)
     if not path.is_file():
@@ -37,22 +47,48 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise AudioError(f"{path.name} is empty (0 bytes): the upload or recording did not complete.")
     try:
-        info = sf.info(str(path))
-        if info.frames > MAX_FILE_SECONDS * info.samplerate:
-            raise AudioError(f"{path.name} is {info.frames / info.samplerate / 60:.0f} minutes long; "
-                             f"use a recording shorter than {MAX_FILE_SECONDS // 60} minutes.")
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as audio:
+            check_header(path.name, audio.frames, audio.channels, audio.samplerate)
+            wav, sr = _decode_mono(audio), audio.samplerate
     except AudioError:
         raise
     except Exception as exc:  # libsndfile reports corrupt data with several exception types
         raise AudioError(f"Could not decode {path.name}: the file is corrupt or not "
                          f"{suffix.lstrip('.').upper()} audio ({str(exc).strip()[:120]}).") from None
-    if data.shape[0] == 0:
+    if wav.shape[0] == 0:
         raise AudioError(f"{path.name} contains no audio samples.")
-    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if not np.all(np.isfinite(wav)):
         raise AudioError(f"{path.name} contains invalid (NaN or infinite) samples.")
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def check_header(name: str, frames: int, channels: int, sample_rate: int) -> None:
+    """`AudioError` when a file's header asks for more than a request may decode."""
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{name} has {channels} channels; at most {MAX_CHANNELS} are accepted (mix it down "
+                         "to mono or stereo first).")
+    if sample_rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"{name} is sampled at {sample_rate} Hz; at most {MAX_SAMPLE_RATE} Hz is accepted.")
+    if frames > MAX_FILE_SECONDS * sample_rate:
+        raise AudioError(f"{name} is {frames / sample_rate / 60:.0f} minutes long; "
+                         f"use a recording shorter than {MAX_FILE_SECONDS // 60} minutes.")
+    if frames * channels > MAX_DECODED_SAMPLES:
+        raise AudioError(f"{name} holds {frames * channels:,} samples ({channels} channels at {sample_rate} Hz); "
+                         f"at most {MAX_DECODED_SAMPLES:,} are accepted: send a shorter, mono or lower-rate "
+                         "recording.")
+
+
+def _decode_mono(audio: sf.SoundFile) -> np.ndarray:
+    """The whole file as mono float32, decoded a block at a time (never more frames than the header said)."""
+    out = np.empty(max(audio.frames, 0), dtype=np.float32)
+    filled = 0
+    while filled < len(out):
+        block = audio.read(min(DECODE_BLOCK_FRAMES, len(out) - filled), dtype="float32", always_2d=True)
+        if not len(block):
+            break
+        out[filled:filled + len(block)] = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        filled += len(block)
+    return out[:filled]
 
 
 def resample(wav: np.ndarray, source_sr: int, target_sr: int) -> np.ndarray:
