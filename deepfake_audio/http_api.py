@@ -33,9 +33,10 @@ from pydantic import BaseModel
 
 from deepfake_audio.core.audio_io import OUTPUT_FORMATS, encode_audio, output_format
 from deepfake_audio.core.errors import DeepfakeAudioError, RequestError, TextError
-from deepfake_audio.pipeline import MAX_PACE, MIN_PACE, SAMPLE_RATE
+from deepfake_audio.pipeline import MAX_PACE, MIN_PACE, SAMPLE_RATE, check_pitch
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import VoiceError
+from deepfake_audio.studio.service import saved_voice_pitch
 from deepfake_audio.watermark import provenance_tags
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class SpeechRequest(BaseModel):
     response_format: str = "mp3"
     speed: float = 1.0
     instructions: str | None = None  # accepted for compatibility; this synthesizer takes no instructions
+    pitch: float = 0.0  # extension: semitones, -12 to 12 (the starter vocoder moves the voice's pitch)
 
 
 class ApiError(Exception):
@@ -134,8 +136,13 @@ def speech_router(studio, concurrency: int = 1) -> APIRouter:
                 raise ApiError(404, f"Unknown voice {body.voice!r}: saved voices are {names}.", param="voice",
                                code="voice_not_found") from None
             named = {v.name: v.embedding for v in voices.list()}
+            try:
+                pitch = check_pitch(body.pitch)
+            except RequestError as exc:
+                raise ApiError(422, str(exc), param="pitch", code="pitch_out_of_range") from None
             plan = studio.pipeline.plan(None, body.input, None, "auto", embedding=saved.embedding,
-                                        pace=body.speed, voices=named)
+                                        pace=body.speed, voices=named, pitch=pitch,
+                                        voice_pitch_hz=saved_voice_pitch(saved.preview))
         except ApiError as exc:
             return exc.response()
         except TextError as exc:

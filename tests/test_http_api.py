@@ -89,6 +89,7 @@ def post(server, body: dict, key: str | None = KEY) -> tuple[int, dict]:
     ("unknown voice", {"voice": "Nobody"}, 404, "Unknown voice 'Nobody'"),
     ("speed too high", {"speed": 4.0}, 422, "speed must be from 0.5 to 2.0"),
     ("speed too low", {"speed": 0.25}, 422, "speed must be from 0.5 to 2.0"),
+    ("pitch out of range", {"pitch": 13}, 422, "pitch must be from -12 to 12 semitones"),
     ("unsupported format", {"response_format": "aac"}, 422, "Unsupported response_format 'aac'"),
     ("empty input", {"input": "  "}, 400, "The text is empty"),
     ("over-long input", {"input": "word " * 1001}, 400, "the limit is 5000"),
