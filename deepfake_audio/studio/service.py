@@ -351,7 +351,8 @@ class Studio:
         lines = [f"**{result.duration:.1f} s** of speech in {sum(result.seconds.values()):.1f} s: "
                  f"**real-time factor {rtf:.2f}** ({pace}).",
                  f"{stages} · similarity check {compare_seconds:.1f} s. Seed {seed}, "
-                 f"{VOCODER_LABELS[vocoder]} vocoder, {sentences} sentence{'s' if sentences != 1 else ''}."]
+                 f"{VOCODER_LABELS[vocoder].removesuffix(' vocoder')} vocoder, {sentences} "
+                 f"sentence{'s' if sentences != 1 else ''}."]
         if note:
             lines.append(note)
         return "\n\n".join(lines)
