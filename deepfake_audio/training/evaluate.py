@@ -206,9 +206,9 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
         voice.embedding = mean / np.linalg.norm(mean)
     plain = np.stack([v.embedding for v in targets])
     hard = np.stack([v.embedding for v in targets + distractors])
-    reports = {}
+    reports, floors = {}, {}
     for name in (vocoder, *compare):
-        reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality)
+        reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality, floors)
     report = reports[vocoder]
     report.candidates = len(targets) + len(distractors) if transforms else None
     report.others = {name: {k: v for k, v in asdict(r).items() if k not in ("models", "voices", "others")}
@@ -217,15 +217,21 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
 
 
 def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.ndarray, vocoder: str, seed: int,
-           vocoder_floor: bool, quality: bool) -> Report:
+           vocoder_floor: bool, quality: bool, floors: dict) -> Report:
+    """One vocoder's report. `floors` keeps what does not depend on the vocoder (the recordings'
+    own transcripts and DNSMOS, the references' F0) across calls."""
     from deepfake_audio.training.measures import dnsmos, pitch_of
     per_voice, all_refs, all_hyps, all_floor, all_vocoded = [], [], [], [], []
     for index, voice in enumerate(targets):
         texts = [text for _, text in voice.recordings]
-        reference_f0 = pitch_of(np.concatenate(voice.references)).median_hz if quality else None
+        if quality and (voice.name, "f0") not in floors:
+            floors[voice.name, "f0"] = pitch_of(np.concatenate(voice.references)).median_hz
+        reference_f0 = floors.get((voice.name, "f0"))
         hyps, floor, vocoded, hits, hard_hits, sims, ratios, voiced, mos, floor_mos = [], [], [], 0, 0, [], [], [], [], []
         for k, (recording, text) in enumerate(voice.recordings):
-            floor.append(recognise(recording))
+            if (voice.name, k) not in floors:
+                floors[voice.name, k] = (recognise(recording), dnsmos(recording) if quality else None)
+            floor.append(floors[voice.name, k][0])
             if vocoder_floor:
                 vocoded.append(recognise(_own_mel_vocoded(pipe, recording, vocoder, seed + k)))
             result = pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder, sample_rate=SAMPLE_RATE)
@@ -239,7 +245,7 @@ def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.n
                 ratios.append(pitch.median_hz / reference_f0)
                 voiced.append(pitch.voiced_fraction)
                 mos.append(dnsmos(result.wav))
-                floor_mos.append(dnsmos(recording))
+                floor_mos.append(floors[voice.name, k][1])
         n = max(len(texts), 1)
         finite = [r for r in ratios if np.isfinite(r)]
         per_voice.append(VoiceReport(
