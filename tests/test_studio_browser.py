@@ -395,6 +395,8 @@ def test_two_visitors_never_see_or_delete_each_others_voices(playwright, private
             page.reload()
             page.wait_for_selector("#synthesize")
             page.click("#voice-choice input")
+            # The page fills the saved voices in after it loads: wait for them before reading the list.
+            page.wait_for_selector(f"[role='option']:has-text(\"{who}'s voice\")")
             options = page.locator("[role='option']").all_inner_texts()
             assert f"{who}'s voice" in options and f"{other}'s voice" not in options
             page.keyboard.press("Escape")

@@ -100,14 +100,21 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         lines.append("- The whole recipe: " + ", ".join(f"{step} {_hours(sec)}" for step, sec in times.items())
                      + f"; {_hours(sum(times.values()) + clock['seconds'])} in all.")
     lines += [f"- {note}" for note in notes]
-    floor = report.get("vocoder_floor_wer")
     if vocoder_run is not None:
         lines += _vocoder_lines(models, vocoder_run, vocoder_data, vocoder_notes)
-    lines += [
+    lines += evaluation_lines(report, manifest)
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_lines(report: dict, manifest: dict) -> list[str]:
+    """The Evaluation and Limits sections, from an evaluation report (`training.evaluate`)."""
+    held_out = manifest["held_out_voices"]
+    floor = report.get("vocoder_floor_wer")
+    lines = [
         "", "## Evaluation", "",
-        f"`python -m deepfake_audio.training.evaluate` on the {manifest['sentences']['eval']} held-out sentences "
-        f"spoken by the held-out voices ({', '.join(held_out)}), cloned from their reference recordings and "
-        f"vocoded with {report['vocoder']}:", "",
+        f"`python -m deepfake_audio.training.evaluate` on {report['voices'][0]['sentences']} of the "
+        f"{manifest['sentences']['eval']} held-out sentences spoken by the held-out voices ({', '.join(held_out)}), "
+        f"cloned from their reference recordings and vocoded with the {report['vocoder']} vocoder:", "",
         "| measure | result |", "|---|---|",
         f"| word error rate of the clones (pocketsphinx) | {report['wer']:.1%} |",
         f"| floor: the recordings themselves | {report['floor_wer']:.1%} |",
@@ -115,7 +122,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     if floor is not None:
         lines.append(f"| floor: {report['vocoder']} on the recordings' own mels | {floor:.1%} |")
     lines += [
-        f"| clones closer to their own voice than to the other held-out voice | {report['identified']:.0%} |",
+        f"| clones closer to their own voice than to the other held-out voices | {report['identified']:.0%} |",
         f"| mean speaker similarity of a clone to its voice | {report['similarity']:.3f} |", "",
         "| voice | sentences | WER | floor WER | identified | similarity |", "|---|---|---|---|---|---|"]
     lines += [f"| {v['voice']} | {v['sentences']} | {v['wer']:.1%} | {v['floor_wer']:.1%} | {v['identified']:.0%} "
@@ -126,10 +133,10 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
               "voices."]
     if report["identified"] < 0.9:
         lines.append(f"- Likeness of unseen voices: only {report['identified']:.0%} of the clones are closer to their "
-                     "own held-out voice than to the other (the target is 90 %). Trained on a dozen synthetic "
+                     "own held-out voice than to the others (the target is 90 %). Trained on a dozen synthetic "
                      "voices, it follows the broad class of a voice (pitch range, accent) more than the speaker.")
     lines.append("- Only clone voices you have permission to use.")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _vocoder_lines(models: Path, run: Path, data: Path | None, notes: tuple[str, ...]) -> list[str]:
