@@ -196,6 +196,10 @@ def _quality_lines(report: dict) -> list[str]:
               f"{r['voiced_fraction']:.2f} | {r['dnsmos']:.2f} |" for name, r in rows]
     if report.get("floor_dnsmos") is not None:
         lines.append(f"| the recordings themselves | {report['floor_wer']:.1%} | | | | {report['floor_dnsmos']:.2f} |")
+    moved = [v for v in report["voices"] if " " in v["voice"]]
+    if moved and min(v["floor_wer"] for v in moved) > 0.8:
+        lines += ["", "pocketsphinx cannot follow the sox-moved recordings themselves (word error rates near 100 %), "
+                  "so judge intelligibility on the voices as recorded."]
     lines += ["", "| voice | reference F0 | clone F0 / reference | F0 within 15 % | voiced | identified (hard) "
               "| DNSMOS |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {v['voice']} | {v['reference_f0']:.0f} Hz | {v['f0_ratio']:.2f} | {v['f0_within_15']:.0%} | "
