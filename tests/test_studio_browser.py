@@ -299,11 +299,23 @@ def starter_server(tmp_path_factory):
         yield server
 
 
+def recognised_result(page, folder: Path) -> str:
+    """Download the page's result (a 16 kHz WAV) and return what pocketsphinx hears in it."""
+    from deepfake_audio.training.evaluate import Recogniser
+    with page.expect_download() as download:
+        page.click("#output-audio a[download]")
+    saved = folder / download.value.suggested_filename
+    download.value.save_as(saved)
+    wav, rate = check_wav(saved)
+    assert rate == 16000
+    return Recogniser()(wav)
+
+
 def test_fresh_install_clones_an_unseen_voice_intelligibly(context, starter_server, tmp_path, request):
     """A reference in a voice the starter never trained on (flite rms), a sentence, Synthesize:
     pocketsphinx recognises most of the words of what comes back."""
     import subprocess
-    from deepfake_audio.training.evaluate import Recogniser, word_error_rate
+    from deepfake_audio.training.evaluate import word_error_rate
     reference = tmp_path / "unseen voice.wav"
     subprocess.run(["flite", "-voice", "rms", "-t", "Every morning I walk to the station and buy a newspaper "
                     "before the train arrives.", "-o", str(reference)], check=True, capture_output=True)
@@ -321,13 +333,8 @@ def test_fresh_install_clones_an_unseen_voice_intelligibly(context, starter_serv
         page.click("#synthesize")
         page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
         assert "starter vocoder" in page.inner_text("#run-status")  # the page says which vocoder spoke
-        with page.expect_download() as download:
-            page.click("#output-audio a[download]")
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
-        wav, rate = check_wav(saved)
-        heard = Recogniser()(wav)
-        assert rate == 16000 and word_error_rate([text], [heard]) <= 0.5, f"pocketsphinx heard {heard!r}"
+        heard = recognised_result(page, tmp_path)
+        assert word_error_rate([text], [heard]) <= 0.5, f"pocketsphinx heard {heard!r}"
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
@@ -338,7 +345,7 @@ def test_fresh_install_speaks_an_example_voice_intelligibly(context, starter_ser
     """One click on an example voice, Synthesize with the default vocoder (the starter vocoder, as no
     vocoder.pt is there): pocketsphinx recognises the example's sentence in the audio that comes back."""
     from deepfake_audio.studio.examples import example_voices
-    from deepfake_audio.training.evaluate import Recogniser, word_error_rate
+    from deepfake_audio.training.evaluate import word_error_rate
     chosen = example_voices()[0]
     page = context.new_page()
     try:
@@ -351,13 +358,8 @@ def test_fresh_install_speaks_an_example_voice_intelligibly(context, starter_ser
         page.click("#synthesize")
         page.wait_for_function("() => document.querySelector('#run-status')?.innerText.includes('real-time factor')")
         assert "starter vocoder" in page.inner_text("#run-status")
-        with page.expect_download() as download:
-            page.click("#output-audio a[download]")
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
-        wav, rate = check_wav(saved)
-        heard = Recogniser()(wav)
-        assert rate == 16000 and word_error_rate([chosen.text], [heard]) <= 0.35, f"pocketsphinx heard {heard!r}"
+        heard = recognised_result(page, tmp_path)
+        assert word_error_rate([chosen.text], [heard]) <= 0.35, f"pocketsphinx heard {heard!r}"
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)

@@ -29,6 +29,12 @@ def _read_json(path: Path, what: str) -> dict:
         raise TrainingError(f"{path} is not valid JSON ({exc}).") from None
 
 
+def _weights(path: Path) -> tuple[dict, int]:
+    """(the exported checkpoint, its number of floating-point weights)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt, sum(v.numel() for v in ckpt["model_state"].values() if v.is_floating_point())
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
@@ -42,8 +48,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     settings = _read_json(run / "hparams.json", "train first")
     clock = _read_json(run / WALL_TIME, "train first")
     weights = models / "synthesizer.pt"
-    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
-    n_params = sum(v.numel() for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt, n_params = _weights(weights)
     hp = settings["hparams"]
     times = _read_json(recipe_times, "the recipe records it") if recipe_times else {}
 
@@ -144,8 +149,7 @@ def _vocoder_lines(models: Path, run: Path, data: Path | None, notes: tuple[str,
     settings = _read_json(run / "hparams.json", "train the vocoder first")
     clock = _read_json(run / WALL_TIME, "train the vocoder first")
     weights = models / "starter_vocoder.pt"
-    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
-    n_params = sum(v.numel() for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt, n_params = _weights(weights)
     hp = settings["hparams"]
     lines = [
         "", "## Starter vocoder", "",
