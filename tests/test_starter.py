@@ -75,6 +75,16 @@ def test_clones_keep_their_voices_apart(pipe, references):
         assert pipe.similarity(clone, refs[voice]) > pipe.similarity(clone, refs[other])
 
 
+def test_clones_from_embeddings_alone_keep_their_voices_apart(pipe, references):
+    """The same from the embeddings alone (the Python API's `embedding=`, the CLI's .npy voices): the
+    vocoder then speaks at the F0 the embedding predicts (`encoder.voice_pitch`)."""
+    refs = {voice: pipe.embed(path) for voice, path in references.items()}
+    for voice in refs:
+        clone = pipe.embed_output(pipe.clone(text=SENTENCE, embedding=refs[voice], seed=1).wav)
+        other = next(v for v in refs if v != voice)
+        assert pipe.similarity(clone, refs[voice]) > pipe.similarity(clone, refs[other])
+
+
 def test_bad_input_gets_the_same_clear_errors(pipe, tmp_path, references):
     sf.write(str(tmp_path / "silent.wav"), np.zeros(3 * 16000), 16000, subtype="PCM_16")
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
