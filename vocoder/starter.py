@@ -7,7 +7,6 @@ reads off the mel so that a caller can move it (`pitch_shift` in semitones, or
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -42,7 +41,6 @@ class StarterVocoder:
         self.device = torch.device(device)
         self.model, _ = load_model(self.weights, _build, "starter vocoder", missing_message)
         self.model.float().to(self.device).eval()
-        self._lock = threading.Lock()
 
     @property
     def step(self) -> int:
