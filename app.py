@@ -37,6 +37,7 @@ from deepfake_audio.http_api import speech_router  # noqa: E402
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio import owners  # noqa: E402
+from deepfake_audio.studio.access import ApiKeyGuard  # noqa: E402
 from deepfake_audio.studio.examples import example_voices  # noqa: E402
 from deepfake_audio.studio.library import VoiceError  # noqa: E402
 from deepfake_audio.watermark import check_file  # noqa: E402
@@ -582,8 +583,12 @@ def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_si
         return FileResponse(STATIC / "offline.html", media_type="text/html", headers=no_cache)
 
     app.mount("/pwa/icons", StaticFiles(directory=STATIC / "icons"), name="pwa-icons")
+    # With $DEEPFAKE_AUDIO_API_KEY set, nothing but the PWA shell answers without the key.
+    app.add_middleware(ApiKeyGuard)
     # OpenAI-compatible speech API (deepfake_audio.http_api), beside the studio's own Gradio API.
-    app.include_router(speech_router(studio, clone_concurrency))
+    speech = speech_router(studio, clone_concurrency)
+    app.include_router(speech)
+    app.state.speech_slots = speech.slots
 
     demo = build_ui(studio, clone_concurrency)
     demo.queue(max_size=queue_size, default_concurrency_limit=max(2, clone_concurrency))
