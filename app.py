@@ -38,6 +38,7 @@ from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio import owners  # noqa: E402
 from deepfake_audio.studio.access import ApiKeyGuard  # noqa: E402
+from deepfake_audio.studio.limits import UPLOAD_WINDOW_SECONDS, RequestLimits  # noqa: E402
 from deepfake_audio.studio.examples import example_voices  # noqa: E402
 from deepfake_audio.studio.library import VoiceError  # noqa: E402
 from deepfake_audio.watermark import check_file  # noqa: E402
@@ -51,6 +52,8 @@ THEME_COLOUR = "#0f766e"
 RECORDING_CHOICE = ("The recording above", "")
 DEFAULT_PORT = 7860
 DEFAULT_QUEUE_SIZE = 20
+# Uploads and results in Gradio's cache: every 15 minutes, files older than the upload window (an hour) go.
+UPLOAD_CACHE = (900, int(UPLOAD_WINDOW_SECONDS))
 
 HEAD = f"""
 <meta name="theme-color" content="{THEME_COLOUR}">
@@ -344,7 +347,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return f"**{found.verdict}**{table}", found.score
 
     heavy = dict(concurrency_id="models", concurrency_limit=clone_concurrency)
-    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=UPLOAD_CACHE) as demo:
         owner_token = gr.BrowserState(None, storage_key="deepfake-audio-owner")
         gr.Markdown(INTRO)
         if studio.private and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with sign-in: voices follow the account
@@ -583,6 +586,8 @@ def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_si
         return FileResponse(STATIC / "offline.html", media_type="text/html", headers=no_cache)
 
     app.mount("/pwa/icons", StaticFiles(directory=STATIC / "icons"), name="pwa-icons")
+    # Outermost last: the key is checked first, then body sizes and upload quotas.
+    app.add_middleware(RequestLimits)
     # With $DEEPFAKE_AUDIO_API_KEY set, nothing but the PWA shell answers without the key.
     app.add_middleware(ApiKeyGuard)
     # OpenAI-compatible speech API (deepfake_audio.http_api), beside the studio's own Gradio API.

@@ -233,3 +233,18 @@ def test_the_wait_for_a_slot_is_bounded():
         assert slots.busy == 0
 
     asyncio.run(scenario())
+
+
+def test_a_huge_body_gets_413_before_it_is_read(server):
+    """A body declared at 100 MB is refused at once, in OpenAI's error shape (it used to be a bare 500)."""
+    import http.client
+    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", "/v1/audio/speech")
+    for name, value in (("Content-Type", "application/json"), ("Content-Length", str(100 * 2**20)),
+                        ("Authorization", f"Bearer {KEY}")):
+        connection.putheader(name, value)
+    connection.endheaders(b'{"input": "' + b"a" * 65536)
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "request_too_large"
