@@ -325,7 +325,12 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         """One recent result's file, to replay and download."""
         if number is None or number == "":
             return None
-        entry = studio.library(owner_of(owner_token, profile)).history.get(int(number))
+        try:
+            number = int(str(number).strip().lstrip("#"))
+        except ValueError:
+            raise RequestError(f"A result is picked by its number (as /history lists them), not {number!r}.") \
+                from None
+        entry = studio.library(owner_of(owner_token, profile)).history.get(number)
         return str(studio.copy_for_page(entry.file))
 
     def voices(owner_token: str | None = None) -> list[str]:
@@ -455,8 +460,10 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                     with gr.Column():
                         batch_file = gr.File(label="Text (.txt) or table (.csv)", file_types=[".txt", ".csv"],
                                              type="filepath", elem_id="batch-file")
+                        # custom values: a script names a saved voice without opening the tab first
+                        # (the studio checks the name itself)
                         batch_voice = gr.Dropdown(label="Voice for rows without one", choices=[],
-                                                  elem_id="batch-voice",
+                                                  elem_id="batch-voice", allow_custom_value=True,
                                                   info="One of your saved voices (save it on the Clone tab)")
                         with gr.Row():
                             batch_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
@@ -475,7 +482,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                 history_table = gr.Dataframe(headers=["#", "made", "voice", "seconds", "file", "text"],
                                              datatype=["number", "str", "str", "number", "str", "str"],
                                              interactive=False, elem_id="history-table")
-                history_pick = gr.Dropdown(label="Result", choices=[], elem_id="history-pick")
+                history_pick = gr.Dropdown(label="Result", choices=[], elem_id="history-pick",
+                                           allow_custom_value=True)  # a script passes a number directly
                 history_audio = gr.Audio(label="Result", type="filepath", interactive=False, buttons=["download"],
                                          elem_id="history-audio")
             with gr.Tab("Check audio", id="check"):

@@ -25,7 +25,7 @@ import numpy as np
 
 from deepfake_audio.core.audio_io import encode_audio, normalize_loudness, output_format
 from deepfake_audio.core.errors import DeepfakeAudioError, TextError
-from deepfake_audio.pipeline import SAMPLE_RATE, Pipeline
+from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE, Pipeline
 from deepfake_audio.watermark import provenance_tags
 
 MAX_ITEMS = 500
@@ -82,7 +82,7 @@ def _rows(data: str, name: str) -> list[BatchItem]:
         raise BatchError(f"{name} needs a header row with the columns voice and text (and optionally file); "
                          f"missing: {', '.join(missing)} (found: {', '.join(columns) or 'no header'}).")
     items, names = [], set()
-    for number, row in enumerate(reader, start=2):  # row 1 is the header
+    for number, row in enumerate(_checked_rows(reader, name), start=2):  # row 1 is the header
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
         if not row.get("text"):
             raise BatchError(f"{name}, row {number}: the text is empty.")
@@ -100,6 +100,25 @@ def _rows(data: str, name: str) -> list[BatchItem]:
         names.add(file_name.casefold())
         items.append(BatchItem(row["text"], voice, file_name, f"row {number}"))
     return items
+
+
+def _checked_rows(reader: csv.DictReader, name: str):
+    """The reader's rows; a malformed row (a field over csv's size limit, a stray quote) becomes a
+    `BatchError` that names it (row 1 is the header)."""
+    rows = iter(reader)
+    number = 2
+    while True:
+        try:
+            yield next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise BatchError(f"{name}, row {number}: a field is longer than "
+                                 f"{csv.field_size_limit():,} characters (a row's text may have at most "
+                                 f"{MAX_TEXT_CHARS:,}).") from None
+            raise BatchError(f"{name}, row {number}: not a valid CSV row ({exc}).") from None
+        number += 1
 
 
 def check_batch(items: Sequence[BatchItem], voices: Mapping[str, np.ndarray], has_own_voice: bool) -> None:

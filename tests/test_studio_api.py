@@ -411,3 +411,38 @@ def test_studio_mode_applies_to_every_request(fast_models, tmp_path, audio):
     assert len(heard) == len(out.result.wav) and "first audio after" in items[-1].status
     from app import build_parser
     assert build_parser().parse_args(["--mode", "fp16"]).mode == "fp16"
+
+
+def test_documented_endpoints_work_from_fresh_clients(server, audio, tmp_path):
+    """Each README endpoint called by a client that has done nothing else first (no tab opened,
+    no earlier call): /batch takes a saved voice by name, /history_file a number."""
+    import zipfile
+
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    def fresh():
+        return Client(server.url, verbose=False)
+
+    fresh().predict("Scripted", handle_file(str(audio["voice"])), True, api_name="/save_voice")
+    assert "Scripted" in fresh().predict(api_name="/voices")
+    lines = tmp_path / "lines.csv"
+    lines.write_text("voice,text,file\n,Rows without a voice use the one named.,first\n", encoding="utf-8")
+    archive, status = fresh().predict(handle_file(str(lines)), "Scripted", "wav", None, 1.0, api_name="/batch")
+    assert "is ready" in status
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == ["first.wav", "manifest.csv"]
+    with pytest.raises(AppError, match="no saved voice called 'Nobody'"):
+        fresh().predict(handle_file(str(lines)), "Nobody", "wav", None, 1.0, api_name="/batch")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("voice,text\n,\"" + "a" * 140_000 + "\"\n", encoding="utf-8")
+    with pytest.raises(AppError, match="row 2: a field is longer than 131,072 characters"):
+        fresh().predict(handle_file(str(huge)), "Scripted", "wav", None, 1.0, api_name="/batch")
+
+    clone(fresh(), None, text="A result for the history.", voice="Scripted")
+    rows, _ = fresh().predict(api_name="/history")
+    number = rows["data"][0][0]
+    check_wav(fresh().predict(number, api_name="/history_file"))
+    check_wav(fresh().predict(f"#{number}", api_name="/history_file"))
+    with pytest.raises(AppError, match="picked by its number"):
+        fresh().predict("latest", api_name="/history_file")
