@@ -11,7 +11,12 @@ Layout under an owner's folder (the data folder itself for a single-user studio,
     results.json                the last MAX_RESULTS generated results (see `ResultLog`)
 
 A voice is written into a hidden temporary folder and renamed into place, and the
-results file is replaced atomically, so a crash never leaves half an entry. An entry
+results file, the history's index and its audio files are each replaced atomically, so a
+crash never leaves half an entry. A result is numbered once, by the history (never a
+number whose file exists), and recorded there before the voice map (`record_result`).
+What a crash can leave (staging folders and files, a history file its index does not
+list, an index entry without its file, a map entry after the history's last) is removed
+at start-up by `repair_library`, which says what it repaired. An entry
 that cannot be read is skipped (and logged), never deleted: a bad file must not cost
 the user the rest of the library. Changes happen under a lock that holds for threads
 and for other processes (`fcntl.flock` where it exists), so several studio processes can
@@ -225,6 +230,21 @@ class VoiceLibrary:
             shutil.rmtree(trash, ignore_errors=True)
             return voice
 
+    def repair(self) -> list[str]:
+        """Remove what an interrupted save, change or delete left (hidden staging folders and
+        files); returns what was removed."""
+        repaired = []
+        with self._lock:
+            for path in sorted(self.root.iterdir()):
+                if path.is_dir() and path.name.startswith((".new-", ".deleted-")):
+                    shutil.rmtree(path, ignore_errors=True)
+                    repaired.append(f"removed the unfinished {path.name}")
+                elif path.is_dir() and not path.name.startswith("."):
+                    for staged in path.glob(".*.npy"):
+                        staged.unlink(missing_ok=True)
+                        repaired.append(f"removed the unfinished {path.name}/{staged.name}")
+        return repaired
+
     def _read(self, folder: Path) -> SavedVoice | None:
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -272,13 +292,19 @@ class ResultLog:
         with self._lock:
             return self._load()
 
-    def add(self, text: str, source: str, reference, output, similarity: float) -> ResultEntry:
-        """Record a result; the oldest are dropped beyond `limit`."""
+    def next_number(self) -> int:
+        with self._lock:
+            return max((e.number for e in self._load()), default=0) + 1
+
+    def add(self, text: str, source: str, reference, output, similarity: float,
+            number: int | None = None) -> ResultEntry:
+        """Record a result (as number `number`, default the next); the oldest are dropped beyond `limit`."""
         snippet = " ".join(text.split())
         snippet = snippet if len(snippet) <= 24 else snippet[:23] + "…"
         with self._lock:
             entries = self._load()
-            number = max((e.number for e in entries), default=0) + 1
+            if number is None:
+                number = max((e.number for e in entries), default=0) + 1
             entry = ResultEntry(f"#{number} {source or 'recording'}: {snippet}", source, check_embedding(reference),
                                 check_embedding(output), float(similarity), time.time(), number)
             self._write((entries + [entry])[-self.limit:])
@@ -287,6 +313,25 @@ class ResultLog:
     def clear(self) -> None:
         with self._lock:
             self._write([])
+
+    def repair(self, history_numbers: set[int]) -> list[str]:
+        """Remove unfinished writes of the log, and entries recorded after the history's last
+        result (a crash between the two cannot leave one, but logs from before could)."""
+        repaired = []
+        with self._lock:
+            for staged in self.path.parent.glob(".results-*"):
+                if staged.is_file():
+                    staged.unlink(missing_ok=True)
+                    repaired.append(f"removed the unfinished {staged.name}")
+            entries = self._load()
+            last = max(history_numbers, default=None)
+            if last is not None:
+                kept = [e for e in entries if e.number <= last]
+                if len(kept) < len(entries):
+                    dropped = ", ".join(f"#{e.number}" for e in entries if e.number > last)
+                    repaired.append(f"removed voice-map entries without a result ({dropped})")
+                    self._write(kept)
+        return repaired
 
     def _load(self) -> list[ResultEntry]:
         if not self.path.is_file():
@@ -356,14 +401,30 @@ class HistoryLog:
         with self._lock:
             return list(reversed(self._load()))
 
-    def add(self, audio: Path, text: str, voice: str, seed: int, seconds: float) -> HistoryEntry:
+    def _numbered_files(self) -> dict[int, Path]:
+        """The result files in the folder by number (`000012.wav` is #12), listed or not."""
+        out = {}
+        for path in self.root.iterdir():
+            stem = path.stem
+            if path.is_file() and stem.isdigit() and len(stem) == 6:
+                out[int(stem)] = path
+        return out
+
+    def add(self, audio: Path, text: str, voice: str, seed: int, seconds: float,
+            at_least: int = 1) -> HistoryEntry:
+        """Keep a copy of `audio` as the next result (numbered at least `at_least`, and past every
+        number listed or with a file, so a number is never reused)."""
         with self._lock:
             entries = self._load()
-            number = max((e.number for e in entries), default=0) + 1
+            used = [e.number for e in entries] + list(self._numbered_files())
+            number = max(max(used, default=0) + 1, at_least)
             target = self.root / f"{number:06d}{audio.suffix.lower()}"
+            staged = self.root / f".part-{uuid.uuid4().hex[:8]}{audio.suffix.lower()}"
             try:
-                shutil.copyfile(audio, target)
+                shutil.copyfile(audio, staged)
+                os.replace(staged, target)
             except OSError as exc:  # history is a convenience: losing one entry must not fail the request
+                staged.unlink(missing_ok=True)
                 logger.warning("Could not keep %s in the history: %s", audio.name, exc)
                 raise VoiceError(f"Could not keep the result in the history: {exc.strerror or exc}.") from None
             entry = HistoryEntry(number, " ".join(text.split()), voice, int(seed), time.time(), float(seconds), target)
@@ -372,6 +433,36 @@ class HistoryLog:
                 old.file.unlink(missing_ok=True)
             self._write(entries[-self.limit:])
             return entry
+
+    def numbers(self) -> set[int]:
+        with self._lock:
+            return {e.number for e in self._load()}
+
+    def repair(self) -> list[str]:
+        """Remove unfinished writes, files the index does not list, and index entries whose file
+        is gone; returns what was repaired."""
+        repaired = []
+        with self._lock:
+            for staged in list(self.root.glob(".history-*")) + list(self.root.glob(".part-*")):
+                staged.unlink(missing_ok=True)
+                repaired.append(f"removed the unfinished {staged.name}")
+            try:
+                rows = json.loads(self._index.read_text(encoding="utf-8"))
+                listed = {Path(r["file"]).name for r in rows}
+            except FileNotFoundError:
+                rows, listed = [], set()
+            except (OSError, ValueError, KeyError, TypeError):
+                return repaired  # `_load` logs it and starts a new index; files stay for inspection
+            entries = self._load()  # only those whose file exists
+            if len(entries) < len(rows):
+                missing = sorted({Path(r["file"]).name for r in rows} - {e.file.name for e in entries})
+                repaired.append(f"removed history entries without a file ({', '.join(missing)})")
+                self._write(entries)
+            for number, path in sorted(self._numbered_files().items()):
+                if path.name not in listed:
+                    path.unlink(missing_ok=True)
+                    repaired.append(f"removed {path.name}, which the history did not list")
+        return repaired
 
     def get(self, number: int) -> HistoryEntry:
         for entry in self.list():
@@ -395,6 +486,33 @@ class HistoryLog:
         rows = [{"number": e.number, "text": e.text, "voice": e.voice, "seed": e.seed, "created": e.created,
                  "seconds": e.seconds, "file": e.file.name} for e in entries]
         fd, tmp = tempfile.mkstemp(prefix=".history-", dir=self.root)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh)
-        os.replace(tmp, self._index)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(rows, fh)
+            os.replace(tmp, self._index)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def record_result(history: HistoryLog, results: ResultLog, audio: Path, text: str, source: str | None, seed: int,
+                  seconds: float, reference=None, output=None, similarity: float | None = None
+                  ) -> HistoryEntry | None:
+    """Keep a clone's file in the history and, with its embeddings, in the voice map, under one
+    number. `source` is the saved voice's name (None: a recording). The history comes
+    first: a crash in between leaves a result without a map entry, never a map entry
+    without its result. None if the history could not keep it (the result itself is
+    there; it is logged)."""
+    try:
+        entry = history.add(audio, text, source or "recording", seed, seconds, at_least=results.next_number())
+    except VoiceError as exc:
+        logger.warning("%s", exc)
+        return None
+    if output is not None and similarity is not None:
+        results.add(text, source or "", reference, output, similarity, number=entry.number)
+    return entry
+
+
+def repair_library(voices: VoiceLibrary, results: ResultLog, history: HistoryLog) -> list[str]:
+    """Start-up check of one owner's library after a crash: see the module's docstring."""
+    return voices.repair() + history.repair() + results.repair(history.numbers())

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from deepfake_audio.core.audio_io import OUTPUT_FORMATS, load_audio, normalize_loudness, output_format, write_audio
-from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
+from deepfake_audio.core.errors import AudioError, RequestError
 from deepfake_audio.core.modes import check_mode
 from deepfake_audio.core.pitch import pitch_stats
 from deepfake_audio.download import download_command
@@ -30,7 +30,7 @@ from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import (MAX_CLIPS, HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary,
-                                           clean_name, mean_embedding)
+                                           clean_name, mean_embedding, record_result, repair_library)
 from deepfake_audio.studio.plots import MapPoint, embeddings_figure, mel_figure, voice_map_figure
 from deepfake_audio.studio.voice_map import describe_similarity, project_2d
 from deepfake_audio.watermark import provenance_tags
@@ -90,6 +90,7 @@ class Studio:
         self._libraries_lock = threading.Lock()
         self.output_dir = Path(tempfile.mkdtemp(prefix="deepfake-audio-outputs-"))
         self._map_lock = threading.Lock()
+        self.repaired = self.repair_libraries()
         if warm_up:
             threading.Thread(target=self._warm_up, name="studio-warm-up", daemon=True).start()
 
@@ -159,6 +160,31 @@ class Studio:
 
     def describe_weights(self) -> dict[str, str]:
         return self.pipeline.describe()
+
+    def repair_libraries(self) -> dict[str, list[str]]:
+        """Clean up after a crash (see `library.repair_library`) in the single-user library and
+        every owner's; logs and returns what was repaired, by folder."""
+        folders = [self.data_dir]
+        owners_root = self.data_dir / owners.OWNERS_FOLDER
+        if owners_root.is_dir():
+            folders += sorted(p for p in owners_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        repaired = {}
+        for folder in folders:
+            if folder == self.data_dir:
+                library = Library(self.voices, self.results, self.history)
+            elif not any((folder / part).exists() for part in ("voices", "results.json", "history")):
+                continue
+            else:
+                library = Library(VoiceLibrary(folder / "voices"), ResultLog(folder / "results.json"),
+                                  HistoryLog(folder / "history"))
+            done = repair_library(library.voices, library.results, library.history)
+            if done:
+                repaired[str(folder)] = done
+                for line in done:
+                    logger.warning("library %s: %s", folder, line)
+        if not repaired:
+            logger.info("libraries in %s are consistent", self.data_dir)
+        return repaired
 
     def library(self, owner: str | None = None) -> "Library":
         """The saved voices and results a request may see: its owner's, or the single-user ones."""
@@ -260,12 +286,8 @@ class Studio:
         report(0.5, "Drawing the spectrogram and embeddings")
         voice = request.voice or "recording"
         wav_path = self._write_output(result, voice, request.seed, export)
-        if out_embedding is not None:
-            request.library.results.add(text, request.voice, result.embedding, out_embedding, similarity)
-        try:
-            request.library.history.add(wav_path, text, voice, request.seed, result.duration)
-        except DeepfakeAudioError as exc:  # the result is there; only its copy in the history is missing
-            logger.warning("%s", exc)
+        record_result(request.library.history, request.library.results, wav_path, text, request.voice,
+                      request.seed, result.duration, result.embedding, out_embedding, similarity)
         status = self._status(result, request.seed, request.plan.vocoder, request.plan.note, compare_seconds,
                               first_audio) + export.describe()
         report(1.0, "Done")
