@@ -35,7 +35,7 @@ from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio.core.pitch import pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import MAX_PACE, MIN_PACE, Synthesizer
+from synthesizer.inference import MAX_PACE, MIN_PACE, PitchRequest, Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
@@ -173,13 +173,14 @@ class ClonePlan:
     seed: int | None
     mode: str  # "fast", "int8", "fp16" or "parity" (`deepfake_audio.core.modes`)
     embedding: np.ndarray  # (256,) float32: the request's voice (that of the first sentence for a script)
-    note: str = ""  # why the vocoder differs from the one asked for, or ""
+    note: str = ""  # why the vocoder differs from the one asked for (or the pitch was kept), or ""
     pace: float = 1.0  # speaking rate, 0.5 to 2.0
     sentence_embeddings: tuple[np.ndarray, ...] = ()  # the voice of each sentence (default: `embedding`)
     gaps: tuple[float, ...] = ()  # silence after each sentence, s (default: the usual short pause)
     lead: float = 0.0  # silence before the first sentence, s
-    pitch: float = 0.0  # semitones up (+) or down (-), starter vocoder only
+    pitch: float = 0.0  # semitones up (+) or down (-): the starter vocoder, a pitch-conditioned synthesizer
     pitch_hz: float | None = None  # median F0 of the request's voice, Hz (None: the mel's own pitch)
+    pitch_spread: float | None = None  # spread of its log-F0 (`core.pitch.pitch_stats`) where measured
     sentence_pitch_hz: tuple[float | None, ...] = ()  # per sentence, when a script has several voices
 
     def groups(self) -> list[list[int]]:
@@ -214,6 +215,12 @@ class ClonePlan:
 
     def pitch_hz_of(self, k: int) -> float | None:
         return self.sentence_pitch_hz[k] if self.sentence_pitch_hz else self.pitch_hz
+
+    def pitch_request(self, k: int) -> PitchRequest:
+        """What a pitch-conditioned synthesizer is asked for sentence k (the spread is the
+        request's own voice's, where measured)."""
+        own = not self.sentence_pitch_hz or self.sentence_pitch_hz[k] == self.pitch_hz
+        return PitchRequest(self.pitch_hz_of(k), self.pitch_spread if own else None, self.pitch)
 
     def gap_after(self, k: int) -> float:
         if self.gaps:
@@ -463,8 +470,9 @@ class Pipeline:
         a script's [voice: Name] lines may use; a script spoken only by those needs no
         reference. `pace` (0.5 to 2.0) is the speaking rate. `clean` reduces noise in the
         reference and band-limits it before it is encoded (for microphone recordings).
-        `pitch` (-12 to 12 semitones) moves the voice's pitch (starter vocoder). With the
-        starter vocoder, a clone from a recording speaks around the recording's median F0
+        `pitch` (-12 to 12 semitones) moves the voice's pitch (the starter vocoder, and a
+        pitch-conditioned synthesizer, which then draws the mel at that pitch: with any vocoder).
+        With either, a clone from a recording speaks around the recording's median F0
         (`core.pitch.pitch_stats` of the audio the encoder heard); one from an embedding (a
         saved voice) around `voice_pitch_hz` when the caller knows it (a saved voice's
         recording), else around the F0 its embedding predicts (`encoder.voice_pitch`).
@@ -478,6 +486,8 @@ class Pipeline:
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
         named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
         pitch_hz = voice_pitch_hz if embedding is not None else None
+        spread = None
+        pitched = vocoder == "starter" or self._require_synthesizer().has_pitch
         if embedding is not None:
             embedding = check_embedding(embedding)
         elif None in script.voices:  # some sentence is in the request's own voice
@@ -486,22 +496,26 @@ class Pipeline:
                                  "saved voice.")
             progress(ProgressEvent("encoding", 0, 1))
             embedding, heard = self.embed(reference_audio, sample_rate, return_wav=True, clean=clean)
-            if vocoder == "starter":
+            if pitched:
                 stats = pitch_stats(heard, encoder_hp.sampling_rate)
-                pitch_hz = stats.median_hz if stats is not None else None
+                pitch_hz, spread = (stats.median_hz, stats.log_f0_spread) if stats is not None else (None, None)
             progress(ProgressEvent("encoding", 1, 1))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         if embedding is None:
             embedding = per_sentence[0]
         many = len({id(e) for e in per_sentence}) > 1
         sentence_pitch: tuple[float | None, ...] = ()
-        if vocoder == "starter":
+        if pitch and not pitched:
+            note = " ".join(filter(None, [note, "The pitch control needs the starter vocoder or the pitch-aware "
+                                                "starter synthesizer: this clone keeps the voice's own pitch."]))
+        if pitched:
             if pitch_hz is None:
                 pitch_hz = self.predicted_pitch(embedding)
             if many:
                 sentence_pitch = tuple(pitch_hz if v is None else self.predicted_pitch(named[v]) for v in script.voices)
         return ClonePlan(script.sentences, script.ids, vocoder, seed, mode, embedding, note, pace,
-                         per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz, sentence_pitch)
+                         per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz, spread,
+                         sentence_pitch)
 
     def predicted_pitch(self, embedding: np.ndarray) -> float | None:
         """Median F0 (Hz) that a voice's embedding predicts (`encoder.voice_pitch`), None without the model."""
@@ -529,9 +543,22 @@ class Pipeline:
                         progress: ProgressFn = no_progress) -> list[np.ndarray]:
         """Mels of the plan's sentences (all, or those indexed by `sentences`), from their ids."""
         picked = list(range(len(plan.sentences)) if sentences is None else sentences)
-        return self._require_synthesizer().synthesize_ids(
+        synthesizer = self._require_synthesizer()
+        requests = [plan.pitch_request(k) for k in picked]
+        if synthesizer.has_pitch and len(set(requests)) > 1:  # voices at other pitches: one pass each
+            mels: dict[int, np.ndarray] = {}
+            for request in dict.fromkeys(requests):
+                group = [k for k, r in zip(picked, requests) if r == request]
+                for k, mel in zip(group, synthesizer.synthesize_ids(
+                        [list(plan.ids[k]) for k in group], [plan.voice_of(k) for k in group], pace=plan.pace,
+                        pitch=request)):
+                    mels[k] = mel
+                progress(ProgressEvent("synthesizing", len(mels), len(picked), "sentence"))
+            return [mels[k] for k in picked]
+        return synthesizer.synthesize_ids(
             [list(plan.ids[k]) for k in picked], [plan.voice_of(k) for k in picked], seed=plan.seed,
-            generator=generator, mode=plan.mode, progress=_sentence_reporter(progress), pace=plan.pace)
+            generator=generator, mode=plan.mode, progress=_sentence_reporter(progress), pace=plan.pace,
+            pitch=requests[0] if requests else None)
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
                progress: ProgressFn = no_progress, mode: str = "fast", pitch: float = 0.0,

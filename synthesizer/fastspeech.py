@@ -9,6 +9,10 @@ normalisation, 12.5 ms frames), so Griffin-Lim and the official WaveRNN both voc
     speaker        embedding (B, 256) -> linear -> added to every character
     durations      conv predictor -> log(1 + frames) per character        (FastSpeech, Ren et al. 2019)
     length regul.  each character repeated for its duration -> (B, T, d)
+    pitch          (optional, `pitch_conditioning`) the voice's log-F0 median and spread -> linear
+                   -> added to every character; a conv predictor -> log-F0 per character
+                   relative to that median; the absolute log-F0 -> conv -> added to the
+                   characters before the length regulator                   (FastPitch, Lancucki 2021)
     decoder        sine positions -> (pool by `decoder_stride`) -> FFT blocks -> linear -> (B, 80, T)
 
 Training needs no external aligner ("One TTS Alignment To Rule Them All", Badlani et al.
@@ -19,7 +23,11 @@ binarization loss pulls the soft alignment towards the hard one. FFT blocks are 
 transformer layers whose feed-forward part is a 1-D convolution (FastSpeech).
 
 Inference is one parallel pass per batch, so the speaking rate (`pace`) is just a scale
-on the predicted durations.
+on the predicted durations. With pitch conditioning, a clone speaks around the pitch
+statistics measured from its reference (`core.pitch.pitch_stats`; without them, those
+that its embedding suggests, from a small head trained beside), and a pitch shift in
+semitones moves every character's F0 before the decoder draws the harmonics.
+Log-F0 is in natural-log units from `PITCH_REFERENCE_HZ` (65 Hz -> -0.84, 380 Hz -> 0.93).
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from torch import nn
 from synthesizer.text.symbols import NUM_SYMBOLS
 
 ARCHITECTURE = "fastspeech"
+PITCH_REFERENCE_HZ = 150.0  # log-F0 values are ln(F0 / PITCH_REFERENCE_HZ)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class FastSpeechHParams:
     aligner_temperature: float = 0.0005
     max_abs_value: float = 4.0  # mel range; padding and silence are -max_abs_value
     max_frames_per_char: int = 60  # a predicted duration is capped here (0.75 s)
+    pitch_conditioning: bool = False  # FastPitch-style pitch (checkpoints from before it have none)
 
     # Training
     batch_size: int = 32
@@ -65,6 +75,7 @@ class FastSpeechHParams:
     total_steps: int = 20_000  # the learning rate decays (cosine) to 10 % at this step
     clip_grad_norm: float = 1.0
     duration_loss_weight: float = 0.1
+    pitch_loss_weight: float = 0.1  # per-character log-F0 (MSE), and the voice statistics from the embedding
     align_loss_weight: float = 1.0
     binarization_start: int = 3000  # step from which the soft alignment is pulled to the hard one
     binarization_loss_weight: float = 1.0
@@ -78,7 +89,7 @@ class FastSpeechHParams:
 
 
 TRAINING_FIELDS = ("batch_size", "learning_rate", "warmup_steps", "total_steps", "clip_grad_norm",
-                   "duration_loss_weight", "align_loss_weight", "binarization_start", "binarization_loss_weight",
+                   "duration_loss_weight", "pitch_loss_weight", "align_loss_weight", "binarization_start", "binarization_loss_weight",
                    "consistency_start", "consistency_loss_weight", "consistency_bank_weight",
                    "consistency_bank_items")
 
@@ -190,6 +201,26 @@ def length_regulate(x: torch.Tensor, durations: torch.Tensor, n_frames: int | No
     return out * valid[..., None]
 
 
+def character_log_f0(f0: torch.Tensor, durations: torch.Tensor, median: torch.Tensor) -> torch.Tensor:
+    """Mean log-F0 of each character's voiced frames, relative to the voice's median.
+
+    f0 (B, T) Hz (0 = unvoiced), durations (B, N) frames per character (hard alignment),
+    median (B,) the voice's median log-F0 -> (B, N); 0 for characters with no voiced frame
+    (FastPitch's convention: their target is the voice's own level).
+    """
+    b, t = f0.shape
+    n = durations.size(1)
+    ends = durations.cumsum(1)
+    frames = torch.arange(t, device=f0.device)
+    index = (ends[:, None, :] <= frames[None, :, None]).sum(-1)  # (B, T) character of each frame, n past the end
+    voiced = (f0 > 0) & (index < n)
+    log_f0 = torch.where(voiced, torch.log(f0.clamp_min(1.0) / PITCH_REFERENCE_HZ) - median[:, None], 0.0)
+    index = index.clamp_max(n - 1)
+    total = torch.zeros(b, n, device=f0.device).scatter_add_(1, index, log_f0)
+    count = torch.zeros(b, n, device=f0.device).scatter_add_(1, index, voiced.float())
+    return total / count.clamp_min(1.0)
+
+
 def beta_binomial_log_prior(char_lens: torch.Tensor, mel_lens: torch.Tensor, n_chars: int, n_frames: int,
                             scale: float = 1.0) -> torch.Tensor:
     """Log of the beta-binomial alignment prior (RAD-TTS): (B, T, N), -inf outside each item.
@@ -261,16 +292,40 @@ class FastSpeech(nn.Module):
                                      for _ in range(hp.decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
         self.mel_proj = nn.Linear(d, hp.num_mels * hp.decoder_stride)
+        if hp.pitch_conditioning:
+            self.pitch_stats_proj = nn.Linear(2, d)  # the voice's (median, spread) of log-F0
+            self.pitch_from_speaker = nn.Linear(hp.speaker_embedding_size, 2)  # the same, guessed from the embedding
+            self.pitch = DurationPredictor(d, hp.duration_dims, hp.duration_kernel, hp.dropout)
+            self.pitch_embed = nn.Conv1d(1, d, 3, padding=1)
+            # zero: a model continued from weights without pitch starts out as that model
+            for layer in (self.pitch_stats_proj, self.pitch_embed):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.register_buffer("step", torch.zeros(1, dtype=torch.long))
 
-    def encode(self, chars: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """chars (B, N), speaker (B, 256) -> (encodings (B, N, d), embedded chars, mask (B, N))."""
+    def voice_pitch(self, speaker: torch.Tensor, pitch_stats: torch.Tensor | None) -> torch.Tensor:
+        """The voice's (median, spread) of log-F0 (B, 2): `pitch_stats` where given (rows of NaN
+        are filled in), else what the embedding suggests."""
+        guessed = self.pitch_from_speaker(speaker)
+        if pitch_stats is None:
+            return guessed
+        return torch.where(torch.isnan(pitch_stats), guessed, pitch_stats)
+
+    def encode(self, chars: torch.Tensor, speaker: torch.Tensor, pitch_stats: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """chars (B, N), speaker (B, 256), pitch stats (B, 2) -> (encodings (B, N, d), embedded chars, mask (B, N))."""
         mask = chars != 0
         embedded = self.embedding(chars)
         x = embedded + sinusoid_positions(chars.size(1), self.hp.d_model, chars.device)
         x = run_blocks(self.encoder, x, mask)
         x = self.encoder_norm(x) + self.speaker_proj(speaker)[:, None, :]
+        if self.hp.pitch_conditioning:
+            x = x + self.pitch_stats_proj(self.voice_pitch(speaker, pitch_stats))[:, None, :]
         return x * mask[..., None], embedded, mask
+
+    def add_pitch(self, x: torch.Tensor, log_f0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encodings (B, N, d) + the embedding of each character's absolute log-F0 (B, N)."""
+        return x + self.pitch_embed(log_f0[:, None, :]).transpose(1, 2) * mask[..., None]
 
     def decode(self, frames: torch.Tensor, mel_lens: torch.Tensor) -> torch.Tensor:
         """Length-regulated encodings (B, T, d) -> mels (B, 80, T)."""
@@ -302,37 +357,61 @@ class FastSpeech(nn.Module):
         return log_soft, torch.from_numpy(durations).to(mels.device)
 
     def forward(self, chars: torch.Tensor, mels: torch.Tensor, speaker: torch.Tensor, char_lens: torch.Tensor,
-                mel_lens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass. chars (B, N), mels (B, 80, T) targets, speaker (B, 256), lengths (B,).
+                mel_lens: torch.Tensor, f0: torch.Tensor | None = None, pitch_stats: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Training pass. chars (B, N), mels (B, 80, T) targets, speaker (B, 256), lengths (B,);
+        with pitch conditioning also f0 (B, T) Hz of each frame (0 unvoiced) and the voice's
+        log-F0 (median, spread) (B, 2).
 
         Returns predicted mels (B, 80, T), log durations (B, N), the hard durations
-        (B, N), the log soft alignment (B, T, N) and the character mask.
+        (B, N), the log soft alignment (B, T, N) and the character mask; with pitch also
+        the predicted and true relative log-F0 per character (B, N) and the statistics the
+        embedding suggests (B, 2).
         """
-        x, embedded, mask = self.encode(chars, speaker)
+        pitch = self.hp.pitch_conditioning
+        if pitch and (f0 is None or pitch_stats is None):
+            raise ValueError("a pitch-conditioned model trains on f0 and pitch_stats")
+        x, embedded, mask = self.encode(chars, speaker, pitch_stats)
         log_soft, durations = self.align(embedded, mels, speaker, char_lens, mel_lens)
         log_durations = self.duration(x, mask)
+        out = {"log_durations": log_durations, "durations": durations, "log_alignment": log_soft, "char_mask": mask}
+        if pitch:
+            target = character_log_f0(f0, durations, pitch_stats[:, 0]) * mask
+            out.update(pitch=self.pitch(x, mask), pitch_target=target, stats=self.pitch_from_speaker(speaker))
+            x = self.add_pitch(x, target + pitch_stats[:, :1], mask)
         frames = length_regulate(x, durations, mels.size(2))
-        return {"mels": self.decode(frames, mel_lens), "log_durations": log_durations, "durations": durations,
-                "log_alignment": log_soft, "char_mask": mask}
+        out["mels"] = self.decode(frames, mel_lens)
+        return out
 
-    def predict_durations(self, chars: torch.Tensor, speaker: torch.Tensor, pace: float = 1.0
+    def predict_durations(self, chars: torch.Tensor, speaker: torch.Tensor, pace: float = 1.0,
+                          pitch_stats: torch.Tensor | None = None, pitch_shift: float = 0.0
                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(encodings (B, N, d), frames per character (B, N) int64, at least one frame per item)."""
-        x, _, mask = self.encode(chars, speaker)
+        """(encodings (B, N, d) with their pitch, frames per character (B, N) int64, at least one frame per item).
+
+        `pitch_stats` (B, 2) the voice's log-F0 median and spread (None or NaN: from the
+        embedding); `pitch_shift` semitones added to every character's F0. Both only
+        matter to a pitch-conditioned model.
+        """
+        x, _, mask = self.encode(chars, speaker, pitch_stats)
         frames = (torch.exp(self.duration(x, mask)) - 1).clamp(0, self.hp.max_frames_per_char) / pace
         durations = torch.round(frames).long() * mask
         empty = durations.sum(1) == 0
         if empty.any():
             durations[empty, 0] = 1
+        if self.hp.pitch_conditioning:
+            median = self.voice_pitch(speaker, pitch_stats)[:, :1] + pitch_shift * math.log(2.0) / 12.0
+            x = self.add_pitch(x, (self.pitch(x, mask) + median) * mask, mask)
         return x, durations
 
     @torch.inference_mode()
-    def generate(self, chars: torch.Tensor, speaker: torch.Tensor, pace: float = 1.0
+    def generate(self, chars: torch.Tensor, speaker: torch.Tensor, pace: float = 1.0,
+                 pitch_stats: torch.Tensor | None = None, pitch_shift: float = 0.0
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """chars (B, N) int64 (0 = padding), speaker (B, 256) -> (mels (B, 80, T), durations (B, N)).
 
-        Item b's mel is mels[b, :, :durations[b].sum()]; the rest is padding (-4).
+        Item b's mel is mels[b, :, :durations[b].sum()]; the rest is padding (-4). Pitch
+        arguments as in `predict_durations`.
         """
-        x, durations = self.predict_durations(chars, speaker, pace)
+        x, durations = self.predict_durations(chars, speaker, pace, pitch_stats, pitch_shift)
         frames = length_regulate(x, durations)
         return self.decode(frames, durations.sum(1)), durations

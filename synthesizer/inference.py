@@ -10,7 +10,9 @@ the pipeline on top of it.
 """
 from __future__ import annotations
 
+import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generator, Iterator, Sequence
 
@@ -24,7 +26,7 @@ from deepfake_audio.core.modes import arithmetic
 from deepfake_audio.core.rng import make_generator
 from synthesizer import fast
 from synthesizer.audio import stretch_frames
-from synthesizer.fastspeech import FastSpeech, FastSpeechHParams
+from synthesizer.fastspeech import PITCH_REFERENCE_HZ, FastSpeech, FastSpeechHParams
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.model import LSTMCells, Tacotron
 from synthesizer.postnet_blocks import PostnetBlocks, PostnetLane
@@ -34,6 +36,26 @@ TACOTRON = "tacotron"
 FASTSPEECH = FastSpeech.architecture
 ARCHITECTURES = (TACOTRON, FASTSPEECH)
 MIN_PACE, MAX_PACE = 0.5, 2.0  # speaking rate: half to twice the model's own
+
+
+
+@dataclass(frozen=True)
+class PitchRequest:
+    """The pitch a pitch-conditioned synthesizer speaks at: its voice's median F0 (Hz) and
+    spread of log-F0 (`core.pitch.pitch_stats`; None: what the speaker embedding suggests),
+    moved by `shift` semitones."""
+
+    median_hz: float | None = None
+    spread: float | None = None
+    shift: float = 0.0
+
+    def stats(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """(n, 2) log-F0 (median, spread) as the model takes them (NaN: guess it), or None."""
+        if self.median_hz is None and self.spread is None:
+            return None
+        median = math.log(self.median_hz / PITCH_REFERENCE_HZ) if self.median_hz else math.nan
+        spread = math.nan if self.spread is None else self.spread
+        return torch.tensor([[median, spread]], dtype=torch.float32, device=device).expand(n, 2)
 
 
 class Synthesizer:
@@ -81,7 +103,7 @@ class Synthesizer:
     def synthesize_spectrograms(self, texts: Sequence[str], embeddings: np.ndarray | Sequence[np.ndarray],
                                 seed: int | None = None, generator: torch.Generator | None = None,
                                 return_alignments: bool = False, progress=None, mode: str = "parity",
-                                pace: float = 1.0):
+                                pace: float = 1.0, pitch: PitchRequest | None = None):
         """Mels of `texts`, one (80, frames) float32 array each, in order.
 
         `embeddings` gives one (256,) speaker embedding per text (a single 1-D array is
@@ -96,7 +118,9 @@ class Synthesizer:
         randomness and one path: seed and mode do not change its output; `return_alignments`
         gives its durations (frames per character) instead of attention. `pace` (0.5 to 2.0) is the speaking rate: a
         FastSpeech model scales its durations, a Tacotron's mels are stretched in time
-        (`synthesizer.audio.stretch_frames`); 1.0 changes nothing.
+        (`synthesizer.audio.stretch_frames`); 1.0 changes nothing. `pitch` (a
+        `PitchRequest`) is the voice's measured pitch and a shift for a pitch-conditioned
+        model (`has_pitch`); other models ignore it (the starter vocoder moves their pitch).
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -104,11 +128,13 @@ class Synthesizer:
         for text, ids in zip(texts, inputs):
             if not has_speakable_characters(ids):
                 raise TextError(f"Nothing to say in {text!r}: the text has no letters the synthesizer can speak.")
-        return self.synthesize_ids(inputs, embeddings, seed, generator, return_alignments, progress, mode, pace)
+        return self.synthesize_ids(inputs, embeddings, seed, generator, return_alignments, progress, mode, pace,
+                                   pitch)
 
     def synthesize_ids(self, inputs: Sequence[Sequence[int]], embeddings: np.ndarray | Sequence[np.ndarray],
                        seed: int | None = None, generator: torch.Generator | None = None,
-                       return_alignments: bool = False, progress=None, mode: str = "parity", pace: float = 1.0):
+                       return_alignments: bool = False, progress=None, mode: str = "parity", pace: float = 1.0,
+                       pitch: PitchRequest | None = None):
         """`synthesize_spectrograms` for texts already turned into character ids (`text_ids`)."""
         arithmetic(mode)  # refuses an unknown mode
         if not MIN_PACE <= pace <= MAX_PACE:
@@ -118,7 +144,7 @@ class Synthesizer:
         if len(embeds) != len(inputs):
             raise ValueError(f"{len(inputs)} texts but {len(embeds)} speaker embeddings")
         if self.architecture == FASTSPEECH:
-            return self._synthesize_parallel(inputs, embeds, return_alignments, progress, pace)
+            return self._synthesize_parallel(inputs, embeds, return_alignments, progress, pace, pitch)
         if generator is None:
             generator = make_generator(seed)
         specs, alignments = [], None
@@ -160,8 +186,8 @@ class Synthesizer:
 
     def synthesize_steps(self, inputs: Sequence[Sequence[int]], embeddings: Sequence[np.ndarray],
                          generator: torch.Generator, mode: str = "fast", pace: float = 1.0,
-                         emit: Callable[[np.ndarray, bool], None] | None = None, lane: PostnetLane | None = None
-                         ) -> Generator[None, None, list[np.ndarray]]:
+                         emit: Callable[[np.ndarray, bool], None] | None = None, lane: PostnetLane | None = None,
+                         pitch: PitchRequest | None = None) -> Generator[None, None, list[np.ndarray]]:
         """`synthesize_ids` (same mels) as a generator that pauses after every decoder step and
         returns the mels: for a caller that interleaves the synthesis with other work
         (`mels = yield from synthesizer.synthesize_steps(...)`).
@@ -176,7 +202,7 @@ class Synthesizer:
         worker pool beside the decoder steps: same mels.
         """
         if self.architecture != TACOTRON:
-            specs = self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace)
+            specs = self.synthesize_ids(inputs, embeddings, generator=generator, mode=mode, pace=pace, pitch=pitch)
             for spec in specs if emit is not None else ():
                 emit(spec, True)
             return specs
@@ -213,8 +239,8 @@ class Synthesizer:
         return specs
 
     def stream_ids(self, ids: Sequence[int], embedding: np.ndarray, generator: torch.Generator | None = None,
-                   mode: str = "fast", pace: float = 1.0, each_step: bool = False, lane: PostnetLane | None = None
-                   ) -> Iterator[tuple[np.ndarray, int]]:
+                   mode: str = "fast", pace: float = 1.0, each_step: bool = False, lane: PostnetLane | None = None,
+                   pitch: PitchRequest | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """One text's mel in pieces as the decoder makes them: (frames (80, n) float32, decoder steps so far).
 
         Joined, the pieces equal `synthesize_ids([ids], [embedding], generator=..., mode=mode)[0]`
@@ -230,7 +256,7 @@ class Synthesizer:
         """
         arithmetic(mode)  # refuses an unknown mode
         if self.architecture != TACOTRON or mode == "parity" or pace != 1.0:
-            mel = self.synthesize_ids([ids], [embedding], generator=generator, mode=mode, pace=pace)[0]
+            mel = self.synthesize_ids([ids], [embedding], generator=generator, mode=mode, pace=pace, pitch=pitch)[0]
             yield mel, 0
             return
         _, chars, speakers = next(self._batches([list(ids)], [embedding]))
@@ -261,11 +287,13 @@ class Synthesizer:
             yield np.concatenate(tail.held, axis=1)[:, :1], n_steps
 
     def _synthesize_parallel(self, inputs: list[list[int]], embeds: list[np.ndarray], return_alignments: bool,
-                             progress, pace: float = 1.0) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+                             progress, pace: float = 1.0, pitch: PitchRequest | None = None
+                             ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
         """FastSpeech: each chunk of 16 in one pass; each mel cut to its own predicted length."""
         specs, durations = [], []
         for done, chars, speakers in self._batches(inputs, embeds):
-            mels, frames = self.model.generate(chars, speakers, pace)
+            stats, shift = (None, 0.0) if pitch is None else (pitch.stats(len(chars), self.device), pitch.shift)
+            mels, frames = self.model.generate(chars, speakers, pace, stats, shift)
             lengths = (chars != 0).sum(1).tolist()
             for mel, d, n in zip(mels.cpu().numpy(), frames.cpu().numpy(), lengths):
                 specs.append(np.ascontiguousarray(mel[:, :int(d.sum())]))
@@ -273,6 +301,11 @@ class Synthesizer:
             if progress is not None:
                 progress(done, len(inputs))
         return (specs, durations) if return_alignments else specs
+
+    @property
+    def has_pitch(self) -> bool:
+        """Whether the model draws its mels at a requested pitch (a pitch-conditioned FastSpeech)."""
+        return self.architecture == FASTSPEECH and self.model.hp.pitch_conditioning
 
     def _batches(self, inputs: list[list[int]], embeds: list[np.ndarray]):
         """(items done after this batch, chars (B, N) zero-padded, speakers (B, 256)) per chunk of 16."""

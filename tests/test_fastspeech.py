@@ -198,3 +198,56 @@ def test_resume_is_exact_and_fp16_weights_continue_at_their_step(pack, tmp_path)
     assert continued.start_step == 4 and continued.step == 6
     synth = Synthesizer(tmp_path / "next" / "synthesizer.pt")
     assert synth.step == 6 and synth.architecture == "fastspeech"
+
+
+def test_character_log_f0_averages_each_characters_voiced_frames():
+    from synthesizer.fastspeech import character_log_f0
+    durations = torch.tensor([[2, 0, 3]])
+    f0 = torch.tensor([[150.0, 300.0, 0.0, 0.0, 75.0]])  # the middle character has no frame, two are unvoiced
+    rel = character_log_f0(f0, durations, torch.tensor([0.0]))
+    assert torch.allclose(rel, torch.tensor([[np.log(2) / 2, 0.0, -np.log(2)]], dtype=torch.float32), atol=1e-6)
+
+
+def test_pitch_conditioning_starts_as_the_model_it_continues():
+    """Added to trained weights, the pitch modules change nothing until they are trained
+    (their input projections start at zero); the pitch shift then reaches the decoder."""
+    from dataclasses import replace
+    torch.manual_seed(1)
+    plain = FastSpeech(TINY).eval()
+    pitched = FastSpeech(replace(TINY, pitch_conditioning=True)).eval()
+    state = pitched.state_dict()
+    state.update(plain.state_dict())
+    pitched.load_state_dict(state)
+    chars, speaker = torch.randint(1, 40, (2, 12)), torch.nn.functional.normalize(torch.randn(2, 256), dim=1)
+    stats = torch.tensor([[0.2, 0.1], [float("nan"), float("nan")]])
+    assert torch.equal(plain.generate(chars, speaker)[0], pitched.generate(chars, speaker, 1.0, stats, 5.0)[0])
+    with torch.no_grad():
+        pitched.pitch_embed.weight.normal_()
+    low, high = (pitched.generate(chars, speaker, 1.0, stats, shift)[0] for shift in (-6.0, 6.0))
+    assert not torch.allclose(low, high)
+
+
+@pytest.fixture(scope="module")
+def pitch_pack(tmp_path_factory, seed1_dir):
+    from deepfake_audio.training.packed import PackedSynthesizerData, pack_dataset
+    path = tmp_path_factory.mktemp("fastspeech-pitch-pack") / "data.npz"
+    pack_dataset(synthesizer_data(tmp_path_factory, seed1_dir / "encoder.pt"), path, pitch=True)
+    data = PackedSynthesizerData(path, pitch=True)
+    ids, mel, embed, f0, stats = data[(0, 0)]
+    assert f0.shape == (mel.shape[1],) and (f0 > 0).any() and np.isfinite(stats).all()
+    return path
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_pitch_conditioned_model_trains_and_follows_the_asked_pitch(pitch_pack, pack, tmp_path):
+    summary = _train(pitch_pack, tmp_path / "run", 30, "--overfit-batch", "--hparams", "pitch_conditioning=True")
+    assert all(np.isfinite(summary.losses)) and np.mean(summary.losses[-3:]) < 0.7 * np.mean(summary.losses[:3])
+    synth = Synthesizer(tmp_path / "run" / "synthesizer.pt")
+    assert synth.has_pitch
+    from synthesizer.inference import PitchRequest
+    embed = np.full(256, 1 / 16, np.float32)
+    mels = [synth.synthesize_spectrograms(["Pitch moves the harmonics."], [embed],
+                                          pitch=PitchRequest(hz, 0.1, 0.0))[0] for hz in (90.0, 250.0)]
+    assert mels[0].shape == mels[1].shape and not np.allclose(mels[0], mels[1])
+    with pytest.raises(Exception, match="pack it again with --pitch"):
+        _train(pack, tmp_path / "nopitch", 2, "--hparams", "pitch_conditioning=True")

@@ -1,6 +1,8 @@
 """Training of the FastSpeech-style starter synthesizer (`synthesizer.fastspeech`).
 
-Loss = L1 + MSE of the mels (real frames only) + duration MSE (log domain) + forward-sum
+Loss = L1 + MSE of the mels (real frames only) + duration MSE (log domain) + (with
+`pitch_conditioning`) per-character log-F0 MSE and the voice's log-F0 statistics guessed
+from its embedding (MSE) + forward-sum
 alignment loss (CTC over the aligner's soft alignment) + binarization loss (from
 `binarization_start` on) + speaker-consistency losses (from `consistency_start` on, when
 their weights are set): the frozen speaker encoder's verdict on the output mels, for the
@@ -29,7 +31,7 @@ from deepfake_audio.training.distributed import Distributed
 from deepfake_audio.training.loop import TrainSummary, batch_loader, optimise, run_loop, warmup_cosine
 from deepfake_audio.training.run_logger import plot_matrix, plot_mels
 from deepfake_audio.training.sampling import LengthBuckets, step_seed
-from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate
+from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate, collate
 from synthesizer.fastspeech import ARCHITECTURE, TRAINING_FIELDS, FastSpeech, FastSpeechHParams, length_regulate
 
 CHECKPOINT = "synthesizer.pt"
@@ -89,11 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dataset(path: Path):
+class _PitchCollate:
+    """Items (ids, mel, embedding, f0 (T,), pitch stats (2,)) -> `collate`'s batch + "f0" (B, T)
+    (0 past each item's end) and "pitch_stats" (B, 2)."""
+
+    def __init__(self, pad_value: float):
+        self.pad_value = pad_value
+
+    def __call__(self, batch):
+        out = collate([item[:3] for item in batch], self.pad_value)
+        f0 = np.zeros((len(batch), out["mels"].size(2)), np.float32)
+        for i, item in enumerate(batch):
+            f0[i, :len(item[3])] = item[3]
+        out["f0"] = torch.from_numpy(f0)
+        out["pitch_stats"] = torch.from_numpy(np.stack([item[4] for item in batch]).astype(np.float32))
+        return out
+
+
+def _dataset(path: Path, pitch: bool = False):
     if path.is_file():
         from deepfake_audio.training.packed import PackedSynthesizerData
-        data = PackedSynthesizerData(path)
+        data = PackedSynthesizerData(path, pitch=pitch)
         return data, np.diff(data.mel_offsets)
+    if pitch:
+        raise TrainingError(f"pitch_conditioning trains on a pack with pitch: `python -m deepfake_audio.training."
+                            f"packed {path} OUT.npz --pitch`.")
     from synthesizer.hparams import hparams as tacotron_hparams
     from deepfake_audio.training import read_metadata
     records = read_metadata(path, ("mel", "embed", "text"))
@@ -118,15 +140,17 @@ def train(args, dist: Distributed) -> TrainSummary:
         # sessions): continue from their step with fresh Adam moments.
         run.init, run.resume = run.resume, None
         args.init = run.checkpoint
+    _add_pitch_weights(run, model)
     restore(run, args, model, optimizer, "synthesizer")
     if run.resume is None and not weights_only:
         model.step.zero_()  # --init starts a new run from other weights
     start_step = int(model.step.item())
     end_step = args.steps if args.steps is not None else hp.total_steps
 
-    dataset, lengths = _dataset(args.data)
+    dataset, lengths = _dataset(args.data, hp.pitch_conditioning)
     sampler = LengthBuckets(lengths, hp.batch_size, args.seed, start_step, end_step, fixed=args.overfit_batch)
-    loader = batch_loader(dataset, sampler, _Collate(-hp.max_abs_value), args, dist)
+    collate_fn = (_PitchCollate if hp.pitch_conditioning else _Collate)(-hp.max_abs_value)
+    loader = batch_loader(dataset, sampler, collate_fn, args, dist)
     record_run(args, dist, asdict(hp), architecture=ARCHITECTURE)
     consistency, bank = _consistency(hp, args.speaker_bank, dist.device)
     model.train()
@@ -138,7 +162,8 @@ def train(args, dist: Distributed) -> TrainSummary:
             group["lr"] = lr
         batch = {k: v.to(dist.device) for k, v in batch.items()}
         torch.manual_seed(step_seed(args.seed, step, dist.rank, salt=3))  # dropout masks repeat on resume
-        out = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"], batch["mel_lens"])
+        out = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"], batch["mel_lens"],
+                    batch.get("f0"), batch.get("pitch_stats"))
         frame_mask = (torch.arange(batch["mels"].size(2))[None, :] < batch["mel_lens"][:, None])[:, None, :]
         n_values = frame_mask.sum() * hp.num_mels
         diff = (out["mels"] - batch["mels"]) * frame_mask
@@ -149,6 +174,12 @@ def train(args, dist: Distributed) -> TrainSummary:
         align_loss = forward_sum_loss(out["log_alignment"], batch["char_lens"], batch["mel_lens"])
         loss = mel_loss + hp.duration_loss_weight * dur_loss + hp.align_loss_weight * align_loss
         values = {"mel_loss": mel_loss.item(), "duration_loss": dur_loss.item(), "align_loss": align_loss.item()}
+        if hp.pitch_conditioning:
+            pitch_loss = ((out["pitch"] - out["pitch_target"]).pow(2) * char_mask).sum() / char_mask.sum()
+            known = ~torch.isnan(batch["pitch_stats"])
+            stats_loss = ((out["stats"] - batch["pitch_stats"].nan_to_num()).pow(2) * known).sum() / known.sum().clamp_min(1)
+            loss = loss + hp.pitch_loss_weight * (pitch_loss + stats_loss)
+            values.update(pitch_loss=pitch_loss.item(), pitch_stats_loss=stats_loss.item())
         if step >= hp.binarization_start:
             bin_loss = binarization_loss(out["log_alignment"], out["durations"], batch["mel_lens"])
             loss = loss + hp.binarization_loss_weight * bin_loss
@@ -165,7 +196,10 @@ def train(args, dist: Distributed) -> TrainSummary:
                                             generator=generator)].to(dist.device)
                 k = min(len(voices), batch["chars"].size(0))
                 # the batch's texts at the batch's durations, in voices the corpus has no recordings of
-                encoded, _, _ = model.encode(batch["chars"][:k], voices[:k])
+                encoded, _, mask = model.encode(batch["chars"][:k], voices[:k])
+                if hp.pitch_conditioning:  # at the pitch the model predicts for them
+                    median = model.voice_pitch(voices[:k], None)[:, :1].detach()
+                    encoded = model.add_pitch(encoded, (model.pitch(encoded, mask) + median) * mask, mask)
                 frames = length_regulate(encoded, out["durations"][:k], batch["mels"].size(2))
                 bank_mels = model.decode(frames, batch["mel_lens"][:k])
                 banked = consistency(bank_mels, batch["mel_lens"][:k], voices[:k], generator)
@@ -196,6 +230,23 @@ def train(args, dist: Distributed) -> TrainSummary:
 
     return run_loop(loader, train_step, save, sample, start_step, end_step, args, dist, "synthesizer", model,
                     run.checkpoint)
+
+
+def _add_pitch_weights(run, model: FastSpeech) -> None:
+    """Continuing weights from before pitch conditioning: the pitch modules start as built
+    (their input projections at zero, so the model first speaks as the weights did)."""
+    source = run.resume if run.resume is not None else run.init
+    if source is None or not model.hp.pitch_conditioning:
+        return
+    from deepfake_audio.core.checkpoint import model_state_of
+    state = model_state_of(source, run.checkpoint)
+    if any(name.startswith("pitch") for name in state):
+        return
+    if not isinstance(state, dict):
+        return
+    for name, tensor in model.state_dict().items():
+        if name.split(".")[0] in ("pitch_stats_proj", "pitch_from_speaker", "pitch", "pitch_embed"):
+            state[name] = tensor.clone()
 
 
 def _consistency(hp: FastSpeechHParams, bank_path: Path | None, device):
