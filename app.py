@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles  # noqa: E402
 from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, TextError, WeightsError  # noqa: E402
 from deepfake_audio.core.modes import MODES  # noqa: E402
 from deepfake_audio.http_api import speech_router  # noqa: E402
-from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
+from deepfake_audio.pipeline import MAX_PITCH_SEMITONES, MAX_TEXT_CHARS, SAMPLE_RATE  # noqa: E402
 from deepfake_audio.studio import MAX_SEED, RequestError, Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio import owners  # noqa: E402
 from deepfake_audio.studio.access import ApiKeyGuard  # noqa: E402
@@ -175,12 +175,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         return [RECORDING_CHOICE] + [(name, name) for name in studio.voice_names(owner)]
 
     def clone_steps(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
-                    pace=1.0, file_format="wav", loudness=None, clean=False, profile: gr.OAuthProfile | None = None,
-                    progress=gr.Progress()):
+                    pace=1.0, file_format="wav", loudness=None, clean=False, pitch=0.0,
+                    profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Speak `text` with a saved `voice` (a name) or, when `voice` is empty, the `reference` recording.
 
         A recording needs `consent` true: you confirm that you have the speaker's permission.
-        `pace` is the speaking rate (0.5 to 2.0). The text may be a script: `[pause 1.5]` for
+        `pace` is the speaking rate (0.5 to 2.0); `pitch` moves the voice up or down that many
+        semitones (-12 to 12; 0 is the voice's own). The text may be a script: `[pause 1.5]` for
         silence, and lines starting `[voice: Name]` spoken by your saved voice `Name`.
         `file_format` is wav, flac, mp3 or ogg (Opus); `loudness` a target in LUFS (e.g. -16
         or -23, EBU R128) or empty to keep the 0.97 peak. `clean` reduces noise in the
@@ -197,7 +198,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
             live = _LiveBuffer(SAMPLE_RATE)
             for item in studio.clone_stream(reference, voice, text, seed, vocoder, report=report, consent=consent,
                                             owner=owner, pace=pace, file_format=file_format, loudness=loudness,
-                                            clean=clean):
+                                            clean=clean, pitch=pitch):
                 if isinstance(item, np.ndarray):
                     piece = live.add(item)
                     if piece is not None:
@@ -210,7 +211,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
             final_live = gr.skip()
         else:
             out = studio.clone(reference, voice, text, seed, vocoder, report=report, consent=consent, owner=owner,
-                               pace=pace, file_format=file_format, loudness=loudness, clean=clean)
+                               pace=pace, file_format=file_format, loudness=loudness, clean=clean, pitch=pitch)
             final_live = None
         score = "n/a" if out.similarity is None else f"{out.similarity:.3f}"
         yield (str(out.wav_path), score, out.reading, out.status, out.mel_plot, out.embeddings_plot, final_live)
@@ -218,12 +219,12 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
     clone = _user_errors(clone_steps)  # the API's /clone: a failed request raises, with its message
 
     def clone_on_page(reference, voice, text, seed, vocoder, stream=False, consent=False, owner_token=None,
-                      pace=1.0, file_format="wav", loudness=None, clean=False,
+                      pace=1.0, file_format="wav", loudness=None, clean=False, pitch=0.0,
                       profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """The page's Synthesize: a failed request shows one clear message where the result goes."""
         try:
             for item in clone_steps(reference, voice, text, seed, vocoder, stream, consent, owner_token, pace,
-                                    file_format, loudness, clean, profile=profile, progress=progress):
+                                    file_format, loudness, clean, pitch, profile=profile, progress=progress):
                 yield (gr.update(value="", visible=False), *item)
         except Exception as exc:
             error = _as_user_error(exc, "clone")
@@ -294,11 +295,12 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
 
     @_user_errors
     def run_batch(batch_file, batch_voice, file_format="wav", loudness=None, pace=1.0, owner_token=None,
-                  profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+                  pitch=0.0, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         """Clone a .txt (one file per paragraph) or .csv (voice,text[,file]) into a ZIP of audio files and a
-        manifest; rows without a voice use your saved voice `batch_voice`."""
+        manifest; rows without a voice use your saved voice `batch_voice`. `pace` and `pitch` (semitones)
+        apply to every file."""
         out = studio.batch(batch_file, batch_voice, file_format=file_format, loudness=loudness, pace=pace,
-                           owner=owner_of(owner_token, profile),
+                           owner=owner_of(owner_token, profile), pitch=pitch,
                            report=lambda fraction, desc: progress(fraction, desc=desc))
         return str(out), f"**{out.name}** is ready: the audio files and `manifest.csv`."
 
@@ -408,9 +410,13 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                              info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
                             vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
                                                value=studio.default_vocoder, min_width=200, elem_id="vocoder")
-                        pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
-                                         info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
-                                         elem_id="pace")
+                        with gr.Row():
+                            pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
+                                             info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
+                                             elem_id="pace")
+                            pitch = gr.Slider(-MAX_PITCH_SEMITONES, MAX_PITCH_SEMITONES, value=0, step=0.5,
+                                              label="Pitch (semitones)", elem_id="pitch",
+                                              info="0 is the voice's own; +12 an octave higher, -12 an octave lower")
                         with gr.Row():
                             file_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
                                                                              ("FLAC", "flac"), ("MP3", "mp3"),
@@ -499,7 +505,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
 
         text.change(None, inputs=text, outputs=count, js=COUNT_JS)
         clone_inputs = [reference, voice, text, seed, vocoder, stream, consent, owner_token, pace, file_format, loudness,
-                        clean]
+                        clean, pitch]
         clone_outputs = [output, similarity, reading, status, mel_plot, embedding_plot, live]
         synthesize.click(clone_on_page, clone_inputs, [message, *clone_outputs], api_visibility="private",
                          scroll_to_output=True, show_progress_on=clone_outputs[:1], **heavy)
@@ -524,7 +530,7 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         clear_button.click(clear_results, owner_token, [map_plot, map_table], api_name="clear_results")
         check_button.click(check_audio, checked_file, [check_verdict, check_score], api_name="detect", **heavy)
         batch_tab.select(batch_voices, owner_token, batch_voice, api_visibility="private", show_progress="hidden")
-        batch_button.click(run_batch, [batch_file, batch_voice, batch_format, batch_loudness, pace, owner_token],
+        batch_button.click(run_batch, [batch_file, batch_voice, batch_format, batch_loudness, pace, owner_token, pitch],
                            [batch_zip, batch_status], api_name="batch", **heavy)
         history_tab.select(show_history, owner_token, [history_table, history_pick], api_name="history")
         history_pick.change(play_history, [history_pick, owner_token], history_audio, api_name="history_file")

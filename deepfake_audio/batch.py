@@ -141,11 +141,11 @@ def check_batch(items: Sequence[BatchItem], voices: Mapping[str, np.ndarray], ha
 def run_batch(pipe: Pipeline, items: Sequence[BatchItem], out: Path | str, *, embedding: np.ndarray | None = None,
               voices: Mapping[str, np.ndarray] | None = None, seed: int | None = None, pace: float = 1.0,
               vocoder: str = "auto", file_format: str = "wav", loudness: float | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Path:
+              progress: Callable[[int, int], None] | None = None, pitch: float = 0.0) -> Path:
     """Clone every item into the ZIP `out`, with `manifest.csv`; `progress(done, total)` after each file.
 
     `embedding` is the request's own voice; `voices` ({name: embedding}) the saved ones.
-    The ZIP is written next to `out` and renamed into place at the end.
+    `pace` and `pitch` (semitones) apply to every item. The ZIP is written next to `out` and renamed into place at the end.
     """
     voices = dict(voices or {})
     check_batch(items, voices, embedding is not None)
@@ -163,7 +163,7 @@ def run_batch(pipe: Pipeline, items: Sequence[BatchItem], out: Path | str, *, em
                 voice = embedding if item.voice is None else by_name[item.voice.casefold()]
                 item_seed = None if seed is None else seed + k
                 result = pipe.clone(text=item.text, embedding=voice, seed=item_seed, vocoder=vocoder, pace=pace,
-                                    voices=voices)
+                                    voices=voices, pitch=pitch)
                 wav = result.wav if loudness is None else normalize_loudness(result.wav, SAMPLE_RATE, loudness)
                 archive.writestr(item.name + extension, encode_audio(wav, SAMPLE_RATE, file_format,
                                                                       provenance_tags()))

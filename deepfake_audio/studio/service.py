@@ -26,7 +26,8 @@ from deepfake_audio.core.modes import check_mode
 from deepfake_audio.core.pitch import pitch_stats
 from deepfake_audio.download import download_command
 from deepfake_audio.pipeline import (MAX_TEXT_CHARS, SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, VOCODER_LABELS,
-                                     ClonePlan, CloneResult, Pipeline, ProgressEvent, check_pace, normalize_peak)
+                                     ClonePlan, CloneResult, Pipeline, ProgressEvent, check_pace, check_pitch,
+                                     normalize_peak)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import (MAX_CLIPS, HistoryEntry, HistoryLog, ResultLog, VoiceError, VoiceLibrary,
@@ -202,24 +203,26 @@ class Studio:
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
               owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
-              loudness: float | str | None = None, clean: bool = False) -> CloneOutput:
+              loudness: float | str | None = None, clean: bool = False, pitch: float = 0.0) -> CloneOutput:
         """Speak `text` with a saved `voice` or, when none is chosen, the `reference` recording.
 
         A recording needs `consent`: the user's confirmation that they have the speaker's
         permission (a saved voice recorded it when it was saved). `owner` picks the library
         (see `library`). `seed` None or "" draws a random one (returned, so the result can be
-        repeated). Raises a `DeepfakeAudioError` subclass for anything the user can fix.
+        repeated). `pitch` moves the voice by that many semitones (-12 to 12). Raises a
+        `DeepfakeAudioError` subclass for anything the user can fix.
         """
         reporter = _StageReporter(report)
         export = Export.of(file_format, loudness)
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean, pitch)
         result = self.pipeline.run(request.plan, reporter, encoding_seconds=request.seconds)
         return self._finish(result, request, text, reporter.report, export)
 
     def clone_stream(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
                      vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
                      owner: str | None = None, pace: float = 1.0, file_format: str = "wav",
-                     loudness: float | str | None = None, clean: bool = False) -> Iterator[np.ndarray | CloneOutput]:
+                     loudness: float | str | None = None, clean: bool = False,
+                     pitch: float = 0.0) -> Iterator[np.ndarray | CloneOutput]:
         """`clone` as it happens: float32 audio pieces (16 kHz) as they are final, then the `CloneOutput`.
 
         Input errors are raised before the first piece. The output's WAV is the pieces
@@ -230,7 +233,7 @@ class Studio:
         reporter = _StageReporter(report)
         export = Export.of(file_format, loudness)
         start = time.perf_counter()
-        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean)
+        request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean, pitch)
         stream = stream_clone(self.pipeline, plan=request.plan, progress=reporter)
         pieces: list[np.ndarray] = []
         first_audio = None
@@ -245,7 +248,7 @@ class Studio:
         yield self._finish(result, request, text, reporter.report, export, first_audio=first_audio)
 
     def _plan(self, reference, voice, text: str, seed, vocoder, reporter: "_StageReporter", consent: bool,
-              owner: str | None, pace: float = 1.0, clean: bool = False) -> "_Request":
+              owner: str | None, pace: float = 1.0, clean: bool = False, pitch: float = 0.0) -> "_Request":
         """The pipeline's plan of a studio request (a saved voice, or else a recording); raises
         the error a user can act on."""
         seed = self.check_seed(seed)
@@ -264,7 +267,7 @@ class Studio:
         start = time.perf_counter()
         plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
                                   fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices,
-                                  clean=clean, mode=self.mode, voice_pitch_hz=pitch_hz)
+                                  clean=clean, mode=self.mode, voice_pitch_hz=pitch_hz, pitch=pitch)
         reporter.vocoder = plan.vocoder
         cleaned = reference if clean and not voice and reference is not None else None
         return _Request(plan, voice, seed, time.perf_counter() - start, library, cleaned)
@@ -320,11 +323,12 @@ class Studio:
                            provenance_tags())
 
     def batch(self, batch_file: str | Path | None, voice: str | None, *, file_format: str = "wav", loudness=None,
-              pace: float = 1.0, owner: str | None = None, report: Report | None = None) -> Path:
+              pace: float = 1.0, owner: str | None = None, report: Report | None = None, pitch: float = 0.0) -> Path:
         """Clone a .txt (a file per paragraph) or .csv (voice,text[,file]) into a ZIP with a manifest.
 
         Rows without a voice use the saved `voice`; every row is checked before the first
-        clone. Returns the ZIP, among the served outputs.
+        clone. `pace` and `pitch` (semitones) apply to every row. Returns the ZIP, among the
+        served outputs.
         """
         from deepfake_audio.batch import read_batch, run_batch
         if batch_file is None or not str(batch_file).strip():
@@ -339,7 +343,7 @@ class Studio:
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         return run_batch(self.pipeline, items, folder / f"{Path(batch_file).stem[:40] or 'batch'}.zip",
                          embedding=default, voices=voices, pace=check_pace(pace), file_format=export.file_format,
-                         loudness=export.loudness,
+                         loudness=export.loudness, pitch=check_pitch(pitch),
                          progress=lambda done, total: report(done / total, f"Cloned {done} of {total} files"))
 
     def copy_for_page(self, path: Path) -> Path:
