@@ -6,12 +6,14 @@
 #   STEP=train TIME_LIMIT=3600 bash scripts/train_starter.sh   # one step, time-boxed
 #   FRESH=1 bash scripts/train_starter.sh             # from scratch: ignore the committed weights
 #
-# Synthesizer steps: corpus (7 min), preprocess (5 min), pack (2 min), bank (1 min: embeddings
-# of 320 more voices, for the speaker-consistency loss), train (the long one: about 1.1 s per
-# step, then 2 s per step once the consistency losses start at CONSISTENCY_START; 11,000
-# steps in all), export (fp16 weights into saved_models/starter/).
-# Vocoder steps: pseudo (2 min: 160 pseudo-speakers, the training voices moved by sox to
-# 65-380 Hz), vocoder_data (5 min: audio, mels and F0 of the corpus and the pseudo-speakers),
+# Synthesizer steps: corpus (7 min), pseudo (2 min: 160 pseudo-speakers, the training voices
+# moved by sox in pitch, vocal-tract length and tempo to medians of 65-380 Hz), preprocess
+# (10 min: mels and embeddings of the corpus and the pseudo-speakers), pack (6 min: with each
+# frame's F0), bank (1 min: embeddings of 320 more voices, for the speaker-consistency loss),
+# train (the long one: a pitch-conditioned model, about 1.1 s per step on 2 cores, then 2 s per
+# step once the consistency losses start at CONSISTENCY_START; 11,000 steps in all), export
+# (fp16 weights into saved_models/starter/).
+# Vocoder steps: vocoder_data (5 min: audio, mels and F0 of the corpus and the pseudo-speakers),
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
 # and voice_pitch (1 min: a voice's F0 from its embedding, for saved voices).
 # Then evaluate (held-out voices and sentences, lower and higher too, written next to the
@@ -69,12 +71,17 @@ if want corpus; then
     timed corpus "$PY" -m deepfake_audio.training.corpus "$WORK/corpus" --sentences "$SENTENCES" --augment "$AUGMENT" \
         --per-speaker "$PER_SPEAKER" --jobs 2
 fi
+if want pseudo; then
+    timed pseudo "$PY" -m deepfake_audio.training.pseudo_speakers "$WORK/corpus/train" "$WORK/pseudo" \
+        --speakers "$PSEUDO_SPEAKERS" --per-speaker "$PSEUDO_PER_SPEAKER" --quiet
+fi
 if want preprocess; then
+    # the corpus's training voices and the pseudo-speakers: 208 voices from about 65 to 380 Hz
     timed preprocess "$PY" -m deepfake_audio.training.synthesizer_preprocess "generic:$WORK/corpus/train" \
-        --out "$WORK/starter_data" --quiet
+        "generic:$WORK/pseudo" --out "$WORK/starter_data" --quiet
 fi
 if want pack; then
-    timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz"
+    timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz" --pitch
 fi
 if want bank; then
     timed bank "$PY" -m deepfake_audio.training.speaker_bank "$WORK/corpus" "$WORK/speaker_bank.npz" --voices "$BANK_VOICES"
@@ -88,14 +95,10 @@ if want train; then
         --save-every 250 --sample-every 1000 --log-every 50 --workers 0 --quiet \
         --speaker-bank "$WORK/speaker_bank.npz" ${TIME_LIMIT:+--time-limit "$TIME_LIMIT"} \
         --hparams "total_steps=$STEPS" "consistency_start=$CONSISTENCY_START" consistency_loss_weight=1.0 \
-        consistency_bank_weight=2.0 $SYNTH_HPARAMS
+        consistency_bank_weight=2.0 pitch_conditioning=True $SYNTH_HPARAMS
 fi
 if want export; then
     "$PY" -m deepfake_audio.training.export "$RUN/synthesizer.pt" "$STARTER/synthesizer.pt" --fp16
-fi
-if want pseudo; then
-    timed pseudo "$PY" -m deepfake_audio.training.pseudo_speakers "$WORK/corpus/train" "$WORK/pseudo" \
-        --speakers "$PSEUDO_SPEAKERS" --per-speaker "$PSEUDO_PER_SPEAKER" --quiet
 fi
 if want vocoder_data; then
     timed vocoder_data "$PY" -m deepfake_audio.training.starter_vocoder_data "$WORK/corpus/train" "$WORK/pseudo" \
