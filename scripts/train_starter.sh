@@ -128,5 +128,5 @@ fi
 if want card; then
     "$PY" -m deepfake_audio.training.model_card --corpus "$WORK/corpus" --run "$RUN" --models "$STARTER" \
         --recipe-times "$TIMES" ${CARD_NOTE:+--note "$CARD_NOTE"} --vocoder-run "$VOCODER_RUN" \
-        --vocoder-data "$WORK/vocoder_data"
+        --vocoder-data "$WORK/vocoder_data" --pseudo "$WORK/pseudo"
 fi

@@ -34,8 +34,17 @@ def test_the_validator_rejects_a_broken_citation(tmp_path):
 def test_security_policy_covers_reporting_and_the_threat_model():
     text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
     for topic in ("Reporting a vulnerability", "weights_only", "50 MB", "private", "watermark",
-                  "does not protect against"):
+                  "does not protect against", "The API key", "/gradio_api/", "Limits"):
         assert topic in text
+    # the limits it states are the ones the code applies
+    from deepfake_audio.http_api import DEFAULT_QUEUE, DEFAULT_WAIT_SECONDS
+    from deepfake_audio.studio import limits
+    mb = limits.MB
+    for stated in (f"{limits.MAX_UPLOAD_BODY // mb} MB for an upload", f"{limits.MAX_BODY // mb} MB for anything else",
+                   f"{limits.MAX_UPLOADS_IN_FLIGHT // mb} MB arriving at once",
+                   f"{limits.MAX_UPLOADED_PER_WINDOW // mb} MB within an hour",
+                   f"`DEEPFAKE_AUDIO_API_QUEUE` ({DEFAULT_QUEUE})", f"`DEEPFAKE_AUDIO_API_WAIT` ({DEFAULT_WAIT_SECONDS:g})"):
+        assert stated in text, stated
 
 
 def test_example_voices_are_short_licensed_and_listed():

@@ -41,7 +41,7 @@ def _hours(seconds: float) -> str:
 
 def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None,
                notes: tuple[str, ...] = (), vocoder_run: Path | None = None, vocoder_data: Path | None = None,
-               vocoder_notes: tuple[str, ...] = ()) -> str:
+               vocoder_notes: tuple[str, ...] = (), pseudo: Path | None = None) -> str:
     """The card's Markdown."""
     manifest = _read_json(corpus / "manifest.json", "build the corpus first")
     report = _read_json(models / "evaluation.json", "run the evaluation step first")
@@ -69,6 +69,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         f"sentences of {manifest['sentences']['words'][0]}-{manifest['sentences']['words'][1]} words from "
         f"{manifest['sentences']['source']}; each training speaker reads "
         f"{manifest['sentences'].get('per_speaker', 'half')} of them.",
+        *_pseudo_lines(pseudo),
         "- Voices and licences:", "",
         "| voice | engine | Debian package | licence | split |", "|---|---|---|---|---|"]
     lines += [f"| {v['speaker']} | {v['engine']} `{v['name']}` | {v['debian_package']} | {v['licence']} | "
@@ -85,11 +86,19 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         "- Text encoder and mel decoder of pre-norm transformer blocks with convolutional feed-forward layers; a "
         "duration predictor; a learned monotonic aligner (forward-sum loss, monotonic alignment search, "
         "binarization loss: Badlani et al. 2022), so no external aligner is needed.",
+        *(["- Pitch-aware (FastPitch-style, Lancucki 2021): the voice's median and spread of log-F0 (measured from "
+           "the reference at clone time, or guessed from its embedding by a small head) condition the encoder; a "
+           "predictor gives each character's log-F0 relative to that median and the absolute log-F0 is embedded "
+           "before the length regulator, so the decoder draws the harmonics at the voice's pitch and the pitch "
+           "control moves them. Trained on each frame's F0 measured by YIN (`deepfake_audio/core/pitch.py`)."]
+          if hp.get("pitch_conditioning") else []),
         "- " + ", ".join(f"{k} {hp[k]}" for k in model_fields if k in hp) + ".",
         "", "## Training", "",
         f"- {clock['step']} steps of {hp['batch_size']} utterances (length-bucketed), AdamW, learning rate "
         f"{hp['learning_rate']} with {hp['warmup_steps']} warm-up steps and cosine decay to a tenth; "
-        f"binarization loss from step {hp['binarization_start']}.",
+        f"binarization loss from step {hp['binarization_start']}"
+        + (f"; per-character pitch loss with weight {hp.get('pitch_loss_weight', 0.1)}."
+           if hp.get("pitch_conditioning") else "."),
         *([f"- Speaker-consistency losses from step {hp.get('consistency_start', 0)}: the frozen speaker encoder "
            f"reads each output mel (converted to its own 40-band front end) and 1 - cosine to the embedding asked "
            f"for is added, with weight {hp.get('consistency_loss_weight', 0)} for the batch's own voices and "
@@ -109,6 +118,19 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
         lines += _vocoder_lines(models, vocoder_run, vocoder_data, vocoder_notes)
     lines += evaluation_lines(report, manifest)
     return "\n".join(lines) + "\n"
+
+
+def _pseudo_lines(folder: Path | None) -> list[str]:
+    """The pseudo-speakers' line of the Data section (none without their folder)."""
+    path = None if folder is None else Path(folder) / "pseudo_speakers.json"
+    if path is None or not path.is_file():
+        return []
+    made = json.loads(path.read_text(encoding="utf-8"))
+    targets = [v["target_hz"] for v in made["speakers"].values()]
+    return [f"- Plus {len(targets)} pseudo-speakers ({made['utterances']} utterances; "
+            "`python -m deepfake_audio.training.pseudo_speakers`): the training voices moved by sox in pitch, "
+            f"vocal-tract length and tempo to medians of {min(targets):.0f}-{max(targets):.0f} Hz, never the "
+            "held-out voices. Both starter models learn from them."]
 
 
 def evaluation_lines(report: dict, manifest: dict) -> list[str]:
@@ -226,12 +248,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--vocoder-run", type=Path, default=None,
                         help="the starter vocoder's run folder: adds its section")
     parser.add_argument("--vocoder-data", type=Path, default=None, help="the starter vocoder's pack folder")
+    parser.add_argument("--pseudo", type=Path, default=None, help="the pseudo-speakers' folder (pseudo_speakers.json)")
     parser.add_argument("--vocoder-note", action="append", default=[],
                         help="a line for the vocoder's section; repeatable")
     args = parser.parse_args(argv)
     out = args.models / "MODEL_CARD.md"
     out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times, tuple(args.note),
-                              args.vocoder_run, args.vocoder_data, tuple(args.vocoder_note)), encoding="utf-8")
+                              args.vocoder_run, args.vocoder_data, tuple(args.vocoder_note), args.pseudo),
+                   encoding="utf-8")
     print(f"wrote {out}")
     return out
 
