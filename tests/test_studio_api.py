@@ -446,3 +446,10 @@ def test_documented_endpoints_work_from_fresh_clients(server, audio, tmp_path):
     check_wav(fresh().predict(f"#{number}", api_name="/history_file"))
     with pytest.raises(AppError, match="picked by its number"):
         fresh().predict("latest", api_name="/history_file")
+    verdict, _score = fresh().predict(handle_file(str(audio["voice"])), api_name="/detect")  # a recording: no mark
+    assert "watermark" in verdict.lower()
+    figure, table = fresh().predict(api_name="/voice_map")
+    assert any("Scripted" in str(row) for row in table["data"])
+    fresh().predict(api_name="/clear_results")
+    fresh().predict("Scripted", api_name="/delete_voice")
+    assert "Scripted" not in fresh().predict(api_name="/voices")
