@@ -62,6 +62,13 @@ HEAD = f"""
 <meta name="apple-mobile-web-app-title" content="Voice studio">
 <link rel="apple-touch-icon" href="/pwa/icons/apple-touch-icon.png">
 <script>
+  // Ctrl+Enter (Cmd+Enter on a Mac) in the text box synthesizes.
+  document.addEventListener("keydown", (event) => {{
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.closest("#text-input")) {{
+      event.preventDefault();
+      document.querySelector("#synthesize")?.click();
+    }}
+  }});
   if ("serviceWorker" in navigator) {{
     navigator.serviceWorker.register("/sw.js", {{ scope: "/" }})
       .catch((error) => console.warn("The studio works without its service worker:", error));
@@ -78,12 +85,14 @@ CSS = """
 #similarity-reading p { margin: 0; }
 #run-status p { margin: 0.2em 0; font-size: var(--text-sm); }
 #weights-notice { border-left: 4px solid #b45309; padding-left: 0.8em; }
+#weights-notice p { font-size: var(--text-sm); margin: 0.2em 0; }
+#intro p { margin: 0; }
 """
 
 # Runs in the browser on every keystroke: no server round trip for the counter.
 COUNT_JS = f"""
 (text) => {{
-  const n = (text || "").replace(/\\[[^\\[\\]]*\\]/g, "").length;  // markup is not spoken: not counted
+  const n = (text || "").length;  // markup counts too: it is what the limit measures
   const limit = {MAX_TEXT_CHARS};
   return n > limit
     ? `**${{n}} / ${{limit}} characters**: ${{n - limit}} over the limit, shorten the text or split it.`
@@ -92,8 +101,10 @@ COUNT_JS = f"""
 """
 
 INTRO = f"""# {TITLE}
-Give a few seconds of someone speaking, type a text, and hear it in their voice.
-Only clone voices you have permission to use."""
+Clone a voice from a few seconds of speech. Only clone voices you have permission to use."""
+
+# Options and open sections of the Clone tab that the browser remembers (localStorage), by key.
+REMEMBERED = ("seed", "vocoder", "pace", "pitch", "file_format", "loudness", "clean", "stream")
 
 BATCH_HELP = """Many clones at once. A **.txt** file becomes one audio file per paragraph (text between
 blank lines). A **.csv** file with a header row `voice,text` (and optionally `file`) becomes one audio
@@ -335,6 +346,25 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         entry = studio.library(owner_of(owner_token, profile)).history.get(number)
         return str(studio.copy_for_page(entry.file))
 
+    def restore_options(prefs):
+        """The remembered options, each only where it is still a valid choice; the sections' open state."""
+        prefs = prefs if isinstance(prefs, dict) else {}
+        valid = {
+            "seed": lambda v: isinstance(v, (int, float)) and 0 <= v <= MAX_SEED,
+            "vocoder": lambda v: v in [value for _, value in studio.vocoder_choices()],
+            "pace": lambda v: isinstance(v, (int, float)) and 0.5 <= v <= 2.0,
+            "pitch": lambda v: isinstance(v, (int, float)) and abs(v) <= MAX_PITCH_SEMITONES,
+            "file_format": lambda v: v in ("wav", "flac", "mp3", "ogg"),
+            "loudness": lambda v: v in [value for _, value in LOUDNESS_CHOICES],
+            "clean": lambda v: isinstance(v, bool),
+            "stream": lambda v: isinstance(v, bool) and studio.can_stream,
+        }
+        values = [prefs[k] if k in prefs and valid[k](prefs[k]) else gr.skip() for k in REMEMBERED]
+        return (*values, *(gr.Accordion(open=bool(prefs.get(k, False))) for k in ("options_open", "save_open")))
+
+    def remember_options(prefs, *values):
+        return {**(prefs if isinstance(prefs, dict) else {}), **dict(zip(REMEMBERED, values))}
+
     def voices(owner_token: str | None = None) -> list[str]:
         """Names of your saved voices, for the `voice` argument of /clone (`owner_token` where voices are private)."""
         try:
@@ -356,27 +386,43 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
     heavy = dict(concurrency_id="models", concurrency_limit=clone_concurrency)
     with gr.Blocks(title=TITLE, delete_cache=UPLOAD_CACHE) as demo:
         owner_token = gr.BrowserState(None, storage_key="deepfake-audio-owner")
-        gr.Markdown(INTRO)
+        prefs = gr.BrowserState({}, storage_key="deepfake-audio-options")  # see REMEMBERED
+        gr.Markdown(INTRO, elem_id="intro")
         if studio.private and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with sign-in: voices follow the account
             gr.LoginButton()
         notice = studio.weights_notice()
-        gr.Markdown(notice, visible=bool(notice), elem_id="weights-notice")
+        # Without a synthesizer nothing can be cloned: say so first. The starter's note goes under the result.
+        notice_first = bool(notice) and not studio.has_synthesizer
+        if notice_first:
+            gr.Markdown(notice, elem_id="weights-notice")
+        # Made here, shown in the second column: the example voices fill them in from the first.
+        text = gr.Textbox(label="Text to say", lines=3, max_lines=14, elem_id="text-input", render=False,
+                          placeholder="What the voice should say (Ctrl+Enter synthesizes). [pause 1.5] adds "
+                                      "silence; a line starting [voice: Name] is spoken by the saved voice Name.")
+        consent = gr.Checkbox(label="I have the speaker's permission to clone this voice", value=False,
+                              elem_id="consent", render=False)
         with gr.Tabs():
             with gr.Tab("Clone", id="clone"):
+                # Three columns on a wide screen (voice | text, options, Synthesize | result); stacked in
+                # that order on a phone, so the result comes right under Synthesize.
                 with gr.Row(equal_height=False):
-                    with gr.Column(scale=1, min_width=320):
+                    with gr.Column(scale=1, min_width=300):
                         reference = gr.Audio(label="Reference voice: 5-10 s of clear speech",
                                              sources=["upload", "microphone"], type="filepath", editable=True,
                                              elem_id="reference-audio")
-                        clean = gr.Checkbox(label="Clean up the recording (reduce noise, keep the voice band)",
-                                            value=False, elem_id="clean-up",
-                                            info="On by itself for microphone recordings")
-                        with gr.Group():
-                            voice = gr.Dropdown(label="Voice", choices=[RECORDING_CHOICE], value="",
-                                                allow_custom_value=True, elem_id="voice-choice",
-                                                info="The recording above, or one saved in the library")
-                            preview = gr.Audio(label="Saved voice preview", interactive=False, visible=False,
-                                               elem_id="voice-preview")
+                        voice = gr.Dropdown(label="Or a saved voice", choices=[RECORDING_CHOICE], value="",
+                                            allow_custom_value=True, elem_id="voice-choice")
+                        preview = gr.Audio(label="Saved voice preview", interactive=False, visible=False,
+                                           elem_id="voice-preview")
+                        examples = example_voices()
+                        if examples:
+                            # Synthetic speakers whose licences allow it: the consent box is ticked for them.
+                            gr.Examples([[str(e.path), e.text, True, RECORDING_CHOICE[1]] for e in examples],
+                                        [reference, text, consent, voice], elem_id="example-voices",
+                                        label="Example voices (synthetic, free to use)",
+                                        example_labels=[e.label for e in examples], examples_per_page=6)
+                        with gr.Accordion("Save, extend or delete this voice", open=False,
+                                          elem_id="save-section") as save_section:
                             more_clips = gr.File(label="More recordings of the same voice (optional, up to 9)",
                                                  file_count="multiple", file_types=["audio"], type="filepath",
                                                  elem_id="more-clips")
@@ -394,50 +440,39 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                                                        datatype=["number", "number"], interactive=False,
                                                        elem_id="voice-clips", label="Recordings of this voice")
                         library_status = gr.Markdown(elem_id="library-status")
-                        text = gr.Textbox(label="Text to say", lines=5, max_lines=14, elem_id="text-input",
-                                          placeholder="Type what the voice should say. Long texts are split "
-                                                      "into sentences.",
-                                          info="[pause 1.5] adds 1.5 s of silence; a line starting [voice: Name] "
-                                               "is spoken by the saved voice Name (a dialogue in one file).")
+                    with gr.Column(scale=1, min_width=300):
+                        text.render()
                         count = gr.Markdown(f"0 / {MAX_TEXT_CHARS} characters", elem_id="char-count")
-                        consent = gr.Checkbox(label="I have the speaker's permission to clone this voice",
-                                              value=False, elem_id="consent",
-                                              info="Needed to clone or save a recording; a saved voice "
-                                                   "remembers it.")
-                        with gr.Row():
-                            seed = gr.Number(label="Seed", value=0, precision=0,
-                                             min_width=120, elem_id="seed",
-                                             info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
-                            vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
-                                               value=studio.default_vocoder, min_width=200, elem_id="vocoder")
-                        with gr.Row():
-                            pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
-                                             info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
-                                             elem_id="pace")
-                            pitch = gr.Slider(-MAX_PITCH_SEMITONES, MAX_PITCH_SEMITONES, value=0, step=0.5,
-                                              label="Pitch (semitones)", elem_id="pitch",
-                                              info="0 is the voice's own; +12 an octave higher, -12 an octave lower")
-                        with gr.Row():
-                            file_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
-                                                                             ("FLAC", "flac"), ("MP3", "mp3"),
-                                                                             ("OGG/Opus", "ogg")],
-                                                      value="wav", min_width=120, elem_id="file-format")
-                            loudness = gr.Dropdown(label="Loudness", choices=LOUDNESS_CHOICES, value="",
-                                                   min_width=160, elem_id="loudness",
-                                                   info="EBU R128 target for the file")
-                        stream = gr.Checkbox(label="Play while generating", value=studio.can_stream,
-                                             visible=studio.can_stream, elem_id="stream-toggle",
-                                             info="Hear the first words while the rest is still being made")
+                        with gr.Accordion("Options", open=False, elem_id="options") as options_section:
+                            with gr.Row():
+                                seed = gr.Number(label="Seed", value=0, precision=0, min_width=120, elem_id="seed",
+                                                 info=f"0 to {MAX_SEED}. Same seed, voice and text: same audio.")
+                                vocoder = gr.Radio(label="Vocoder", choices=studio.vocoder_choices(),
+                                                   value=studio.default_vocoder, min_width=200, elem_id="vocoder")
+                            with gr.Row():
+                                pace = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speaking rate",
+                                                 info="1 is the voice's own pace; 0.5 half as fast, 2 twice as fast",
+                                                 elem_id="pace")
+                                pitch = gr.Slider(-MAX_PITCH_SEMITONES, MAX_PITCH_SEMITONES, value=0, step=0.5,
+                                                  label="Pitch (semitones)", elem_id="pitch",
+                                                  info="0 is the voice's own; +12 an octave up, -12 an octave down")
+                            with gr.Row():
+                                file_format = gr.Dropdown(label="File", choices=[("WAV (16-bit)", "wav"),
+                                                                                 ("FLAC", "flac"), ("MP3", "mp3"),
+                                                                                 ("OGG/Opus", "ogg")],
+                                                          value="wav", min_width=120, elem_id="file-format")
+                                loudness = gr.Dropdown(label="Loudness", choices=LOUDNESS_CHOICES, value="",
+                                                       min_width=160, elem_id="loudness",
+                                                       info="EBU R128 target for the file")
+                            clean = gr.Checkbox(label="Clean up the recording (reduce noise, keep the voice band)",
+                                                value=False, elem_id="clean-up",
+                                                info="On by itself after a microphone recording")
+                            stream = gr.Checkbox(label="Play while generating", value=studio.can_stream,
+                                                 visible=studio.can_stream, elem_id="stream-toggle",
+                                                 info="Hear the first words while the rest is still being made")
+                        consent.render()
                         synthesize = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
-                        examples = example_voices()
-                        if examples:
-                            # Synthetic speakers whose licences allow it: the consent box is ticked for them.
-                            gr.Examples([[str(e.path), e.text, True, RECORDING_CHOICE[1]] for e in examples],
-                                        [reference, text, consent, voice], elem_id="example-voices",
-                                        label="Example voices (synthetic speakers, free to use): pick one, "
-                                              "then Synthesize",
-                                        example_labels=[e.label for e in examples], examples_per_page=6)
-                    with gr.Column(scale=1, min_width=320):
+                    with gr.Column(scale=1, min_width=300):
                         live = gr.Audio(label="Live playback", streaming=True, autoplay=True, interactive=False,
                                         visible=studio.can_stream, elem_id="live-audio")
                         message = gr.Markdown(visible=False, elem_id="result-message")
@@ -450,6 +485,8 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
                         mel_plot = gr.Plot(label="Mel spectrogram", show_label=False, format="png", elem_id="mel-plot")
                         embedding_plot = gr.Plot(label="Speaker embeddings", show_label=False, format="png",
                                                  elem_id="embedding-plot")
+                        if notice and not notice_first:  # the starter's note: after the result on a phone too
+                            gr.Markdown(notice, elem_id="weights-notice")
             with gr.Tab("Voices", id="voices") as voices_tab:
                 gr.Markdown(MAP_HELP)
                 map_plot = gr.Plot(label="Voice map", show_label=False, format="png", elem_id="voice-map")
@@ -524,6 +561,16 @@ def build_ui(studio: Studio, clone_concurrency: int = 1) -> gr.Blocks:
         voice.change(show_voice, [voice, owner_token], preview, api_visibility="private", show_progress="hidden")
         demo.load(start_session, [owner_token, voice], [owner_token, voice], api_visibility="private",
                   show_progress="hidden")
+        # The browser remembers the options and which sections were open.
+        remembered = [seed, vocoder, pace, pitch, file_format, loudness, clean, stream]
+        sections = {"options_open": options_section, "save_open": save_section}
+        private = dict(api_visibility="private", show_progress="hidden", queue=False)
+        demo.load(restore_options, prefs, remembered + list(sections.values()), **private)
+        for component in remembered:
+            component.change(remember_options, [prefs, *remembered], prefs, **private)
+        for key, section in sections.items():
+            section.expand(lambda p, key=key: {**(p or {}), key: True}, prefs, prefs, **private)
+            section.collapse(lambda p, key=key: {**(p or {}), key: False}, prefs, prefs, **private)
         refresh_button.click(voice_map, owner_token, [map_plot, map_table], api_name="voice_map")
         voices_tab.select(voice_map, owner_token, [map_plot, map_table], api_name="voices_tab",
                           api_visibility="private")

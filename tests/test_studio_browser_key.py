@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from test_studio_api import models_folder, start_studio
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, files, upload_reference  # noqa: F401
+from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections, files, upload_reference  # noqa: F401
 
 KEY = "browser-key-0123456789"
 
@@ -44,6 +44,7 @@ def test_sign_in_once_then_clone(server, files, tmp_path):  # noqa: F811
         page.fill("#key", KEY)
         page.click("button[type=submit]")
         page.wait_for_selector("#synthesize")
+        open_sections(page)
         upload_reference(page, files["voice"])
         page.locator("#text-input textarea").fill("Signed in once, the page works.")
         page.check("#vocoder input[value='griffinlim']")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from test_studio_api import models_folder, speechlike_wav, start_studio
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
@@ -34,6 +34,7 @@ def test_record_with_the_microphone_then_clone(server, tmp_path):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(server.url)
         page.wait_for_selector("#synthesize")
+        open_sections(page)
         assert not page.is_checked("#clean-up input")
         page.click("#reference-audio button[aria-label='Record audio']")
         page.locator("#reference-audio button:has-text('Record')").first.click()
