@@ -183,7 +183,8 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
             if len(group) == 1:  # frame by frame, tagged with the decoder steps so far
                 k, pieces = group[0], []
                 for piece, steps in synthesizer.stream_ids(plan.ids[k], plan.voice_of(k), generator, plan.mode,
-                                                           plan.pace, each_step=True, lane=lane):
+                                                           plan.pace, each_step=True, lane=lane,
+                                                           pitch=plan.pitch_request(k)):
                     if piece.shape[1]:
                         pieces.append(piece)
                         timeline.append(piece * scale, tag=steps)
@@ -200,9 +201,13 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
                     if done:  # known before any frame of the next sentence arrives
                         lengths.append(made[0])
                         made[0] = 0
+                # one pitch request per batch; a batch of sentences in voices of other pitches (a
+                # script) leaves a pitch-conditioned model to guess each voice's pitch from its embedding
+                requests = {plan.pitch_request(k) for k in group}
                 mels = yield from synthesizer.synthesize_steps([plan.ids[k] for k in group],
                                                                [plan.voice_of(k) for k in group], generator,
-                                                               plan.mode, plan.pace, emit=emit, lane=lane)
+                                                               plan.mode, plan.pace, emit=emit, lane=lane,
+                                                               pitch=requests.pop() if len(requests) == 1 else None)
             stream.mels.extend(mels)
 
     first_samples, timeline.start_lookahead = ROLLING_FIRST_SAMPLES[arithmetic(plan.mode)], 0
