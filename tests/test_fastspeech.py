@@ -251,3 +251,11 @@ def test_a_pitch_conditioned_model_trains_and_follows_the_asked_pitch(pitch_pack
     assert mels[0].shape == mels[1].shape and not np.allclose(mels[0], mels[1])
     with pytest.raises(Exception, match="pack it again with --pitch"):
         _train(pack, tmp_path / "nopitch", 2, "--hparams", "pitch_conditioning=True")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_pitch_conditioned_model_trains_from_a_preprocessed_folder(tmp_path_factory, seed1_dir, tmp_path):
+    """As fine-tuning does (`sv2tts-finetune` on the pitch-aware starter): F0 measured from the folder's audio."""
+    folder = synthesizer_data(tmp_path_factory, seed1_dir / "encoder.pt")
+    summary = _train(folder, tmp_path / "run", 3, "--hparams", "pitch_conditioning=True")
+    assert summary.step == 3 and all(np.isfinite(summary.losses))

@@ -56,3 +56,18 @@ def test_finetune_published_checkpoint(tmp_path, tmp_path_factory, seed1_dir):
     assert all(ckpt["model_state"][k].shape == v.shape and ckpt["model_state"][k].dtype == v.dtype
                for k, v in published.items())
     assert read_checkpoint(out / "vocoder.pt").keys() == read_checkpoint(seed1_dir / "vocoder.pt").keys()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_finetune_the_shipped_starter(tmp_path, tmp_path_factory):
+    """The README's "Fine-tune one voice" on a fresh install: the shipped starter synthesizer (pitch-aware:
+    each frame's F0 is measured from the voice's recordings), the bundled encoder, the starter vocoder."""
+    from deepfake_audio.download import STARTER_MODELS_DIR
+    voice = speech_corpus(tmp_path_factory) / "flite_slt"
+    out = tmp_path / "my_voice"
+    finetune.main([str(voice), "--out", str(out), "--synthesizer", str(STARTER_MODELS_DIR / "synthesizer.pt"),
+                   "--steps", "2", *QUICK])
+    after = read_checkpoint(out / "synthesizer.pt")
+    assert after["architecture"] == "fastspeech"
+    result = Pipeline(out, device="cpu").clone(voice / "utt0.wav", "The canoe.", seed=2)
+    assert result.vocoder == "starter" and len(result.wav) > 0 and np.all(np.isfinite(result.wav))

@@ -108,18 +108,42 @@ class _PitchCollate:
         return out
 
 
+class _FolderPitchData(torch.utils.data.Dataset):
+    """A preprocessed folder's items with their F0 and their speaker's pitch statistics, as a pack
+    with pitch gives them. Every frame's F0 is measured once, from the processed audio, when
+    the dataset is made (a few seconds for the minutes of one voice a fine-tuning uses)."""
+
+    def __init__(self, records: list[dict], items: SynthesizerData):
+        from deepfake_audio.training.packed import frame_f0, speaker_pitch_stats
+        if any("audio" not in r for r in records):
+            raise TrainingError("pitch_conditioning needs the processed audio of every utterance: preprocess the "
+                                "corpus again.")
+        self.items = items
+        self.f0 = [frame_f0(np.load(r["audio"]), int(r["n_frames"])) for r in records]
+        offsets = np.cumsum([0] + [len(f) for f in self.f0])
+        self.stats = speaker_pitch_stats(np.concatenate(self.f0), offsets, np.asarray([r["speaker"] for r in records]))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, item):
+        ids, mel, embed = self.items[item]
+        f0 = np.zeros(mel.shape[1], np.float32)
+        measured = self.f0[item[0]].astype(np.float32)[:mel.shape[1]]
+        f0[:len(measured)] = measured
+        return ids, mel, embed, f0, self.stats[item[0]]
+
+
 def _dataset(path: Path, pitch: bool = False):
     if path.is_file():
         from deepfake_audio.training.packed import PackedSynthesizerData
         data = PackedSynthesizerData(path, pitch=pitch)
         return data, np.diff(data.mel_offsets)
-    if pitch:
-        raise TrainingError(f"pitch_conditioning trains on a pack with pitch: `python -m deepfake_audio.training."
-                            f"packed {path} OUT.npz --pitch`.")
     from synthesizer.hparams import hparams as tacotron_hparams
-    from deepfake_audio.training import read_metadata
+    from deepfake_audio.training.files import read_metadata
     records = read_metadata(path, ("mel", "embed", "text"))
-    return SynthesizerData(records, tacotron_hparams), np.asarray([r["n_frames"] for r in records])
+    data = SynthesizerData(records, tacotron_hparams)
+    return (_FolderPitchData(records, data) if pitch else data), np.asarray([r["n_frames"] for r in records])
 
 
 def train(args, dist: Distributed) -> TrainSummary:
