@@ -424,12 +424,6 @@ class Pipeline:
         gaps = tuple(g if g is not None else (SENTENCE_PAUSE_SECONDS if k < last else 0.0) for k, g in enumerate(asked))
         return Script(tuple(sentences), tuple(ids), tuple(voices), gaps, lead)
 
-    @staticmethod
-    def prepare_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> tuple[list[str], list[list[int]]]:
-        """Validate plain `text`; its sentences and their character ids (see `prepare_script`)."""
-        script = Pipeline.prepare_script(text, None, max_chars)
-        return list(script.sentences), [list(i) for i in script.ids]
-
     def resolve_vocoder(self, vocoder: str | None, fallback: bool = False) -> tuple[str, str]:
         """(vocoder to run, note). "auto" (or None) is WaveRNN when loaded, else the starter
         vocoder when loaded, else Griffin-Lim.
