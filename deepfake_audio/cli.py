@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="speaking rate from 0.5 (half as fast) to 2.0 (twice as fast); default 1.0")
     clone.add_argument("--pitch", type=float, default=0.0, metavar="SEMITONES",
                        help="move the voice's pitch, -12 to 12 semitones (default 0: the voice's own); "
-                            "with the starter vocoder")
+                            "with the starter vocoder or the pitch-aware starter synthesizer")
     clone.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
                        help="a voice that the text's [voice: NAME] lines use: a recording or a saved embedding "
                             "(.npy); repeat for each speaker of a script (see the README's scripts section)")
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loudness target of every file (EBU R128), e.g. -16")
     batch.add_argument("--seed", type=int, default=None, help="seed of the first file (then +1 per file)")
     batch.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default 1.0)")
+    batch.add_argument("--pitch", type=float, default=0.0, metavar="SEMITONES",
+                       help="move every file's pitch, -12 to 12 semitones (default 0)")
     batch.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
     batch.add_argument("--vocoder", choices=("auto", "wavernn", "starter", "griffinlim"), default="auto",
                        help="vocoder (default: WaveRNN when its weights are present)")
@@ -285,11 +287,12 @@ def cmd_clone_batch(args) -> int:
     """`clone-batch`: every row or paragraph checked first, then cloned into the ZIP with a progress bar."""
     from tqdm import tqdm
     from deepfake_audio.batch import check_batch, read_batch, run_batch
-    from deepfake_audio.pipeline import check_pace
+    from deepfake_audio.pipeline import check_pace, check_pitch
     _check_output(args.out, ".zip")
     if args.loudness is not None and not -40 <= args.loudness <= -9:
         raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
     check_pace(args.pace)
+    check_pitch(args.pitch)
     items = read_batch(args.input)
     speakers = dict(_speaker_spec(spec) for spec in args.speaker)
     check_batch(items, {name: None for name in speakers}, args.voice is not None or args.embedding is not None)
@@ -301,7 +304,7 @@ def cmd_clone_batch(args) -> int:
               for name, path in speakers.items()}
     with tqdm(total=len(items), desc="clone-batch", unit="file") as bar:
         run_batch(pipe, items, args.out, embedding=embedding, voices=voices, seed=args.seed, pace=args.pace,
-                  vocoder=args.vocoder, file_format=args.format, loudness=args.loudness,
+                  vocoder=args.vocoder, file_format=args.format, loudness=args.loudness, pitch=args.pitch,
                   progress=lambda done, total: bar.update(done - bar.n))
     print(f"wrote {args.out} ({len(items)} files and manifest.csv)")
     return 0
@@ -309,10 +312,11 @@ def cmd_clone_batch(args) -> int:
 
 def cmd_embed(args) -> int:
     import numpy as np
+    from deepfake_audio.pipeline import SAMPLE_RATE
     _check_output(args.out, ".npy")
     embedding, wav = _pipeline(args, stages=("encoder",)).embed(args.voice, return_wav=True, clean=args.clean)
     _atomic_write(args.out, lambda tmp: np.save(tmp, embedding))
-    print(f"wrote {args.out} (256-d voice embedding of {len(wav) / 16000:.1f} s of speech)")
+    print(f"wrote {args.out} (256-d voice embedding of {len(wav) / SAMPLE_RATE:.1f} s of speech)")
     return 0
 
 

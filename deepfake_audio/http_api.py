@@ -273,7 +273,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
             # should the response never start iterating (its client gone at once), the slot still comes back
             weakref.finalize(body_iterator, hold.release)
             return StreamingResponse(body_iterator,
-                                     media_type="audio/wav" if fmt == "wav" else "audio/L16; rate=16000; channels=1")
+                                     media_type="audio/wav" if fmt == "wav" else f"audio/L16; rate={SAMPLE_RATE}; channels=1")
         try:
             result = await run_in_threadpool(studio.pipeline.run, plan)
         except DeepfakeAudioError as exc:

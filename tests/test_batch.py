@@ -71,7 +71,8 @@ def test_clone_batch_command(quick_dir, tmp_path):
     out = tmp_path / "story.zip"
     done = subprocess.run([sys.executable, "-m", "deepfake_audio", "clone-batch", "--input", str(story), "--out",
                            str(out), "--voice", str(DATA / "ref.wav"), "--models", str(quick_dir), "--vocoder",
-                           "griffinlim", "--format", "mp3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "griffinlim", "--format", "mp3", "--pitch", "2"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == ["001.mp3", "002.mp3", "manifest.csv"]
@@ -82,3 +83,7 @@ def test_clone_batch_command(quick_dir, tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: bad.csv needs a header row")
     assert "Traceback" not in done.stderr and not (tmp_path / "bad.zip").exists()
+    done = subprocess.run([sys.executable, "-m", "deepfake_audio", "clone-batch", "--input", str(story), "--out",
+                           str(tmp_path / "high.zip"), "--models", str(quick_dir), "--voice", str(DATA / "ref.wav"),
+                           "--pitch", "13"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "pitch must be from -12 to 12" in done.stderr and "Traceback" not in done.stderr

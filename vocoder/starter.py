@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepfake_audio.core.audio_config import MEL
 from deepfake_audio.core.checkpoint import MissingMessage, load_model
 from deepfake_audio.core.rng import make_generator
 from vocoder.starter_model import ARCHITECTURE, StarterVocoderHParams, StarterVocoderNet
@@ -32,8 +33,8 @@ def _build(ckpt: dict) -> StarterVocoderNet:
 class StarterVocoder:
     """A loaded starter vocoder. Thread-safe: no call changes shared state."""
 
-    sample_rate = 16000
-    hop_size = 200
+    sample_rate = MEL.sample_rate
+    hop_size = MEL.hop_size
 
     def __init__(self, weights: Path | str, device: str | torch.device = "cpu",
                  missing_message: MissingMessage | None = None):

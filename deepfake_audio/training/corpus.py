@@ -31,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deepfake_audio.core.audio_config import MEL
 from deepfake_audio.core.errors import DeepfakeAudioError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = MEL.sample_rate  # the models' rate (core.audio_config)
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 MIN_WORDS, MAX_WORDS = 4, 16
 EVAL_SENTENCES = 50

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_audio.core.audio_config import MEL
 from deepfake_audio.core.errors import DeepfakeAudioError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = MEL.sample_rate  # the models' rate (core.audio_config)
 
 
 def normalise_words(text: str) -> list[str]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepfake_audio.core.audio_config import MEL
 from deepfake_audio.core.errors import DeepfakeAudioError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = MEL.sample_rate  # the models' rate (core.audio_config)
 
 
 def dnsmos(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
