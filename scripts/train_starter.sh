@@ -8,11 +8,13 @@
 #
 # Synthesizer steps: corpus (7 min), pseudo (2 min: 160 pseudo-speakers, the training voices
 # moved by sox in pitch, vocal-tract length and tempo to medians of 65-380 Hz), preprocess
-# (10 min: mels and embeddings of the corpus and the pseudo-speakers), pack (6 min: with each
-# frame's F0), bank (1 min: embeddings of 320 more voices, for the speaker-consistency loss),
-# train (the long one: a pitch-conditioned model, about 1.1 s per step on 2 cores, then 2 s per
-# step once the consistency losses start at CONSISTENCY_START; 11,000 steps in all), export
-# (fp16 weights into saved_models/starter/).
+# (5 min: mels and embeddings of the corpus), pack (2 min), bank (1 min: embeddings of 320 more
+# voices, for the speaker-consistency loss), train (the long one: about 1.1 s per step on 2
+# cores, then 2 s per step once the consistency losses start at CONSISTENCY_START; 11,000
+# steps in all), export (fp16 weights into saved_models/starter/).
+# SYNTH_PITCH=1 makes the pitch-aware synthesizer instead (not shipped yet; see bench/RESULTS.md):
+# preprocess takes the pseudo-speakers too (10 min), pack measures each frame's F0 (6 min) and
+# train conditions the model on pitch.
 # Vocoder steps: vocoder_data (5 min: audio, mels and F0 of the corpus and the pseudo-speakers),
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
 # and voice_pitch (1 min: a voice's F0 from its embedding, for saved voices).
@@ -48,6 +50,7 @@ VOCODER_STEPS="${VOCODER_STEPS:-20000}"
 EVAL_LIMIT="${EVAL_LIMIT:-}"         # held-out sentences per voice to evaluate (default: all 50)
 SYNTH_HPARAMS="${SYNTH_HPARAMS:-}"   # extra --hparams of the synthesizer (e.g. a tiny model)
 VOCODER_HPARAMS="${VOCODER_HPARAMS:-}"
+SYNTH_PITCH="${SYNTH_PITCH:-}"       # 1: the pitch-aware synthesizer, trained with the pseudo-speakers
 
 want() { [ "$STEP" = all ] || [ "$STEP" = "$1" ]; }
 # Wall time of each finished step, for the model card ({step: seconds}; training keeps its own).
@@ -76,12 +79,12 @@ if want pseudo; then
         --speakers "$PSEUDO_SPEAKERS" --per-speaker "$PSEUDO_PER_SPEAKER" --quiet
 fi
 if want preprocess; then
-    # the corpus's training voices and the pseudo-speakers: 208 voices from about 65 to 380 Hz
+    # with SYNTH_PITCH the pseudo-speakers too: 208 voices from about 65 to 380 Hz
     timed preprocess "$PY" -m deepfake_audio.training.synthesizer_preprocess "generic:$WORK/corpus/train" \
-        "generic:$WORK/pseudo" --out "$WORK/starter_data" --quiet
+        ${SYNTH_PITCH:+"generic:$WORK/pseudo"} --out "$WORK/starter_data" --quiet
 fi
 if want pack; then
-    timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz" --pitch
+    timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz" ${SYNTH_PITCH:+--pitch}
 fi
 if want bank; then
     timed bank "$PY" -m deepfake_audio.training.speaker_bank "$WORK/corpus" "$WORK/speaker_bank.npz" --voices "$BANK_VOICES"
@@ -95,7 +98,7 @@ if want train; then
         --save-every 250 --sample-every 1000 --log-every 50 --workers 0 --quiet \
         --speaker-bank "$WORK/speaker_bank.npz" ${TIME_LIMIT:+--time-limit "$TIME_LIMIT"} \
         --hparams "total_steps=$STEPS" "consistency_start=$CONSISTENCY_START" consistency_loss_weight=1.0 \
-        consistency_bank_weight=2.0 pitch_conditioning=True $SYNTH_HPARAMS
+        consistency_bank_weight=2.0 ${SYNTH_PITCH:+pitch_conditioning=True} $SYNTH_HPARAMS
 fi
 if want export; then
     "$PY" -m deepfake_audio.training.export "$RUN/synthesizer.pt" "$STARTER/synthesizer.pt" --fp16
