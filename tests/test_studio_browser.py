@@ -9,6 +9,7 @@ docs/studio.png for the README.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -42,12 +43,23 @@ def files(tmp_path_factory) -> dict[str, Path]:
             "downloads": Path(tmp_path_factory.mktemp("downloads"))}
 
 
+@contextlib.contextmanager
+def running_studio(models: Path, data: Path, env: dict[str, str] | None = None):
+    """The studio app on `models` and `data`, served in a thread (with `env` set while it runs);
+    the server carries its `studio`."""
+    studio, server = start_studio(models, data)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        with server:
+            server.studio = studio
+            yield server
+
+
 @pytest.fixture(scope="module")
 def server(quick_dir, tmp_path_factory):
-    models = models_folder(tmp_path_factory.mktemp("browser-models"), quick_dir)
-    studio, server = start_studio(models, tmp_path_factory.mktemp("browser-data"))
-    with server:
-        server.studio = studio
+    with running_studio(models_folder(tmp_path_factory.mktemp("browser-models"), quick_dir),
+                        tmp_path_factory.mktemp("browser-data")) as server:
         yield server
 
 

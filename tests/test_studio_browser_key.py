@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from test_studio_api import models_folder, start_studio
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections, files, upload_reference  # noqa: F401
+from test_studio_api import models_folder
+from test_studio_browser import (CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, files, open_sections,  # noqa: F401
+                                 running_studio, upload_reference)
 
 KEY = "browser-key-0123456789"
 
@@ -16,13 +17,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 @pytest.fixture(scope="module")
 def server(quick_dir, tmp_path_factory):
-    models = models_folder(tmp_path_factory.mktemp("key-models"), quick_dir)
-    studio, server = start_studio(models, tmp_path_factory.mktemp("key-data"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPFAKE_AUDIO_API_KEY", KEY)
-        with server:
-            server.studio = studio
-            yield server
+    with running_studio(models_folder(tmp_path_factory.mktemp("key-models"), quick_dir),
+                        tmp_path_factory.mktemp("key-data"), {"DEEPFAKE_AUDIO_API_KEY": KEY}) as server:
+        yield server
 
 
 def test_sign_in_once_then_clone(server, files, tmp_path):  # noqa: F811

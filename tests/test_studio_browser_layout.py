@@ -9,8 +9,7 @@ import os
 import pytest
 
 from deepfake_audio.studio.examples import example_voices
-from test_studio_api import start_studio
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, REPO, TIMEOUT_MS, open_sections
+from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, REPO, TIMEOUT_MS, open_sections, running_studio
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
@@ -20,10 +19,8 @@ LAPTOP = {"viewport": {"width": 1366, "height": 768}}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    models = tmp_path_factory.mktemp("layout-models")  # empty: the starter models speak
-    studio, server = start_studio(models, tmp_path_factory.mktemp("layout-data"))
-    with server:
-        server.studio = studio
+    # an empty models folder: the starter models speak
+    with running_studio(tmp_path_factory.mktemp("layout-models"), tmp_path_factory.mktemp("layout-data")) as server:
         yield server
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from test_studio_api import models_folder, speechlike_wav, start_studio
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections
+from test_studio_api import models_folder, speechlike_wav
+from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections, running_studio
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
@@ -16,10 +16,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 @pytest.fixture(scope="module")
 def server(quick_dir, tmp_path_factory):
-    models = models_folder(tmp_path_factory.mktemp("mic-models"), quick_dir)
-    studio, server = start_studio(models, tmp_path_factory.mktemp("mic-data"))
-    with server:
-        server.studio = studio
+    with running_studio(models_folder(tmp_path_factory.mktemp("mic-models"), quick_dir),
+                        tmp_path_factory.mktemp("mic-data")) as server:
         yield server
 
 
