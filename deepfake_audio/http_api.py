@@ -47,7 +47,6 @@ from deepfake_audio.pipeline import MAX_PACE, MIN_PACE, SAMPLE_RATE, check_pitch
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.access import API_KEY_VARIABLE
 from deepfake_audio.studio.library import VoiceError
-from deepfake_audio.studio.service import saved_voice_pitch
 from deepfake_audio.watermark import provenance_tags
 
 logger = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ def wav_stream_header(sample_rate: int, tags: dict[str, str]) -> bytes:
 
 def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
                   wait_seconds: float | None = None) -> APIRouter:
-    """The /v1 routes for `studio` (its pipeline and voice libraries); at most `concurrency` at once,
+    """The /v1 routes for `studio` (its clone service and voice libraries); at most `concurrency` at once,
     `max_waiting` more waiting up to `wait_seconds` each (defaults: $DEEPFAKE_AUDIO_API_QUEUE,
     $DEEPFAKE_AUDIO_API_WAIT, else 8 and 60 s)."""
     router = APIRouter()
@@ -245,9 +244,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
         except RequestError as exc:
             raise ApiError(422, str(exc), param="pitch", code="pitch_out_of_range") from None
         try:
-            plan = studio.pipeline.plan(None, body.input, None, "auto", embedding=saved.embedding,
-                                        pace=body.speed, voices=named, pitch=pitch,
-                                        voice_pitch_hz=saved_voice_pitch(saved.preview))
+            plan = studio.clones.plan_saved_voice(saved, body.input, pace=body.speed, voices=named, pitch=pitch)
         except TextError as exc:
             raise ApiError(400, str(exc), param="input", code="invalid_input") from None
         except RequestError as exc:
@@ -275,7 +272,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
             return StreamingResponse(body_iterator,
                                      media_type="audio/wav" if fmt == "wav" else f"audio/L16; rate={SAMPLE_RATE}; channels=1")
         try:
-            result = await run_in_threadpool(studio.pipeline.run, plan)
+            result = await run_in_threadpool(studio.clones.run, plan)
         except DeepfakeAudioError as exc:
             return ApiError(400, str(exc)).response()
         finally:
@@ -287,8 +284,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
 
 def _samples(studio, plan) -> Iterator[bytes]:
     """16-bit little-endian samples of the plan's stream, a chunk at a time."""
-    from deepfake_audio.streaming import stream_clone
-    for chunk in stream_clone(studio.pipeline, plan=plan):
+    for chunk in studio.clones.stream(plan):
         yield (np.clip(chunk.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 

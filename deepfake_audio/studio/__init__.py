@@ -1,9 +1,12 @@
-"""The studio's logic, without the web page: `app.py` lays out the Gradio components.
+"""The studio's logic, without the web page: `studio.ui` lays out the Gradio components.
 
-service (`Studio`: requests in, audio, figures and words out), library (saved voices
-and the results log), plots (spectrogram, embeddings and voice-map figures) and
-voice_map (similarity in words, 2-D projections). The studio asks the pipeline for
-embeddings and similarity; it never calls a stage itself.
+service (`Studio`, the facade: requests in, audio, figures and words out) over one
+module a concern: clones (clone orchestration), voices (saving and deleting voices),
+maps (the voice map), libraries (whose library a request sees), notices (weights and
+run status in words) and outputs (served files, pruned). Underneath: library (saved
+voices and the results log on disk), plots (spectrogram, embeddings and voice-map
+figures) and voice_map (similarity in words, 2-D projections). The studio asks the
+pipeline for embeddings and similarity; it never calls a stage itself.
 """
 from deepfake_audio.core.errors import RequestError
 from deepfake_audio.download import fetch_missing_weights
