@@ -16,6 +16,7 @@
 # preprocess takes the pseudo-speakers too (10 min), pack measures each frame's F0 (6 min) and
 # train conditions the model on pitch.
 # Vocoder steps: vocoder_data (5 min: audio, mels and F0 of the corpus and the pseudo-speakers),
+# vocoder_gta (15 min: the trained synthesizer's teacher-forced mels of the same utterances),
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
 # and voice_pitch (1 min: a voice's F0 from its embedding, for saved voices).
 # Then evaluate (held-out voices and sentences, lower and higher too, written next to the
@@ -107,13 +108,24 @@ if want vocoder_data; then
     timed vocoder_data "$PY" -m deepfake_audio.training.starter_vocoder_data "$WORK/corpus/train" "$WORK/pseudo" \
         --out "$WORK/vocoder_data" --quiet
 fi
+if want vocoder_gta; then
+    # The synthesizer's own mels of the training utterances (teacher-forced: the aligner's
+    # durations and the measured pitch), paired with their audio: the vocoder learns the
+    # smoother mels it is given at clone time, beside the recordings' true mels.
+    timed vocoder_gta_mels "$PY" -m deepfake_audio.training.vocoder_preprocess "$WORK/starter_data" \
+        --synthesizer "$RUN/synthesizer.pt" --out "$WORK/vocoder_gta_mels" --device cpu --batch-size 32 --quiet
+    timed vocoder_gta "$PY" -m deepfake_audio.training.starter_vocoder_data "$WORK/vocoder_gta_mels" \
+        --out "$WORK/vocoder_gta" --quiet
+fi
 if want vocoder_train; then
     mkdir -p "$VOCODER_RUN"
     if [ ! -f "$VOCODER_RUN/vocoder.pt" ] && [ -f "$STARTER/starter_vocoder.pt" ] && [ -z "${FRESH:-}" ]; then
         cp "$STARTER/starter_vocoder.pt" "$VOCODER_RUN/vocoder.pt"   # continue the committed weights at their step
     fi
     # One core: the vocoder's small convolutions gain little from a second thread.
-    OMP_NUM_THREADS=1 "$PY" -m deepfake_audio.training.starter_vocoder_train "$WORK/vocoder_data" \
+    GTA=()
+    [ -f "$WORK/vocoder_gta/index.json" ] && GTA=(--also "$WORK/vocoder_gta")
+    OMP_NUM_THREADS=1 "$PY" -m deepfake_audio.training.starter_vocoder_train "$WORK/vocoder_data" "${GTA[@]}" \
         --run-dir "$VOCODER_RUN" --steps "$VOCODER_STEPS" --save-every 500 --log-every 100 --quiet \
         ${TIME_LIMIT:+--time-limit "$TIME_LIMIT"} \
         --hparams "total_steps=$VOCODER_STEPS" "teacher_f0_until=$VOCODER_STEPS" $VOCODER_HPARAMS

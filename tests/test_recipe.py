@@ -3,7 +3,7 @@
 Every step the README documents runs here with the script's own commands, so that a
 renamed option or a moved module breaks this test rather than the next real training
 session: corpus, preprocess, pack, bank, train, export, pseudo-speakers, the vocoder's
-data, training and export, the voice-pitch model, evaluation and the model card.
+data, the synthesizer's GTA mels for it, its training and export, the voice-pitch model, evaluation and the model card.
 """
 from __future__ import annotations
 
@@ -43,4 +43,10 @@ def test_the_starter_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     card = (starter / "MODEL_CARD.md").read_text()
     assert "## Starter vocoder" in card and "pseudo-speakers" in card and "DNSMOS" in card
     times = json.loads((tmp_path / "work" / "recipe_times.json").read_text())
-    assert {"corpus", "pseudo", "vocoder_data", "voice_pitch", "evaluate"} <= set(times)
+    assert {"corpus", "pseudo", "vocoder_data", "vocoder_gta_mels", "vocoder_gta", "voice_pitch", "evaluate"} <= set(times)
+    # the vocoder learnt from the synthesizer's teacher-forced mels too, one per training utterance
+    gta = json.loads((tmp_path / "work" / "vocoder_gta" / "index.json").read_text())
+    preprocessed = (tmp_path / "work" / "starter_data" / "metadata.jsonl").read_text().splitlines()
+    assert len(gta["files"]) == len(preprocessed)
+    vocoder_run = json.loads((tmp_path / "vocoder_run" / "hparams.json").read_text())
+    assert vocoder_run["also"] == [str(tmp_path / "work" / "vocoder_gta")]

@@ -12,17 +12,24 @@ on (seed, step), so a resumed run sees the same batches.
 
     python -m deepfake_audio.training.starter_vocoder_data artifacts/corpus/train --out artifacts/vocoder_data
     python -m deepfake_audio.training.starter_vocoder_train artifacts/vocoder_data --run-dir runs/starter_vocoder --time-limit 3600
+
+`--also PACK` adds more packs, drawn from in proportion to their frames: a pack of the
+synthesizer's ground-truth-aligned mels (`vocoder_preprocess --synthesizer`, then
+`starter_vocoder_data`) teaches the vocoder the smoother mels it is given at clone time
+while the recordings' own mels keep it faithful to true mels.
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from deepfake_audio.core.hparams import field_values
+from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
 from deepfake_audio.training.distributed import Distributed
@@ -67,22 +74,33 @@ def interpolate_f0(f0: np.ndarray, fallback: float = 120.0) -> np.ndarray:
 
 class Segments:
     """The batch of a step: `batch_size` random windows of `segment_frames` frames (longer utterances
-    drawn more often), as tensors: mel (B, 80, T), f0 (B, T) with 0 = unvoiced, audio (B, 200 T)."""
+    drawn more often) from any of the packs, as tensors: mel (B, 80, T), f0 (B, T) with
+    0 = unvoiced, audio (B, 200 T)."""
 
-    def __init__(self, pack: VocoderPack, hp: StarterVocoderHParams, seed: int):
-        self.pack, self.hp, self.seed = pack, hp, seed
-        lengths = np.diff(pack.offsets).astype(np.float64)
-        self.usable = np.flatnonzero(lengths > hp.segment_frames)
-        weights = lengths[self.usable]
+    def __init__(self, packs: VocoderPack | list[VocoderPack], hp: StarterVocoderHParams, seed: int):
+        self.packs = packs if isinstance(packs, list) else [packs]
+        self.hp, self.seed = hp, seed
+        usable, weights = [], []
+        for p, pack in enumerate(self.packs):
+            lengths = np.diff(pack.offsets).astype(np.float64)
+            keep = np.flatnonzero(lengths > hp.segment_frames)
+            usable.extend((p, int(u)) for u in keep)
+            weights.append(lengths[keep])
+        if not usable:
+            raise TrainingError(f"no utterance is longer than {hp.segment_frames} frames: nothing to train on")
+        self.usable = usable
+        weights = np.concatenate(weights)
         self.cumulative = np.cumsum(weights / weights.sum())
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng(step_seed(self.seed, step, 0, salt=11))
         t = self.hp.segment_frames
         mels, f0s, audios = [], [], []
-        for u in self.usable[np.searchsorted(self.cumulative, rng.random(self.hp.batch_size))]:
-            n = int(self.pack.offsets[u + 1] - self.pack.offsets[u])
-            mel, f0, audio = self.pack.segment(int(u), int(rng.integers(0, n - t)), t)
+        picks = np.minimum(np.searchsorted(self.cumulative, rng.random(self.hp.batch_size)), len(self.usable) - 1)
+        for p, u in (self.usable[i] for i in picks):
+            pack = self.packs[p]
+            n = int(pack.offsets[u + 1] - pack.offsets[u])
+            mel, f0, audio = pack.segment(u, int(rng.integers(0, n - t)), t)
             mels.append(mel)
             f0s.append(f0)
             audios.append(audio)
@@ -91,13 +109,17 @@ class Segments:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return train_parser(
+    parser = train_parser(
         "sv2tts-starter-vocoder-train",
         "Train the small starter vocoder (mel -> 16 kHz audio at a few ms per second of audio on a CPU). "
         "The checkpoint <run>/vocoder.pt records its architecture; export it with "
         "`python -m deepfake_audio.training.export <run>/vocoder.pt saved_models/starter/starter_vocoder.pt --fp16`.",
         "pack folder from `python -m deepfake_audio.training.starter_vocoder_data`", save_every=500,
         sample_every=0, epilog=hparams_epilog(HPARAMS))
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="PACK",
+                        help="another pack to draw from as well, in proportion to its frames (repeatable); "
+                             "for example the synthesizer's ground-truth-aligned mels")
+    return parser
 
 
 def train(args, dist: Distributed) -> TrainSummary:
@@ -115,7 +137,7 @@ def train(args, dist: Distributed) -> TrainSummary:
         model.step.zero_()
     start_step = int(model.step.item())
     end_step = args.steps if args.steps is not None else hp.total_steps
-    segments = Segments(VocoderPack.open(args.data), hp, args.seed)
+    segments = Segments([VocoderPack.open(folder) for folder in [args.data, *args.also]], hp, args.seed)
     record_run(args, dist, asdict(hp), architecture=ARCHITECTURE)
     model.train()
 

@@ -5,13 +5,18 @@ points at the synthesizer preprocessing's mels and audio. With a trained synthes
 each utterance is run through the Tacotron with teacher forcing and its post-net
 output is saved as a ground-truth-aligned (GTA) mel, `mels_gta/<speaker>/<id>.npy`
 (80, frames) float32: the vocoder then learns from the kind of mels it will be given
-at inference, which is how the published vocoder was trained.
+at inference, which is how the published vocoder was trained. A FastSpeech starter is
+taught by its aligner's durations, and a pitch-aware one also by the F0 measured from
+each utterance's audio, so that its GTA mels keep the recording's pitch. The starter
+vocoder learns from such a folder too (`starter_vocoder_data` packs it).
 
     python -m deepfake_audio.training.vocoder_preprocess data/synthesizer --synthesizer runs/synthesizer/synthesizer.pt --out data/vocoder
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +26,33 @@ from deepfake_audio.training import TrainingError
 from deepfake_audio.training.commands import console_entry
 from deepfake_audio.training.files import METADATA, read_metadata, relative, save_npy, write_jsonl
 
+GTA_SOURCE = "gta_source.json"  # which synthesizer weights made the GTA mels
+
 
 def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int, device: str,
              quiet: bool = False, seed: int = 0) -> None:
     """Write the teacher-forced post-net mel of every record that has none yet (for the FastSpeech
-    starter: its mel with the aligner's durations)."""
+    starter: its mel with the aligner's durations). Mels an earlier run made with other
+    synthesizer weights are made again (`GTA_SOURCE` records whose they are)."""
     from tqdm import tqdm
     from synthesizer.inference import Synthesizer
     from synthesizer.text import text_to_sequence
     from deepfake_audio.training.synthesizer_train import collate, pad_to_multiple
+    stat = synthesizer.stat()
+    source = {"synthesizer": str(synthesizer.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns}
+    marker = out / GTA_SOURCE
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) != source:
+        if not quiet:
+            print(f"{synthesizer} changed since the GTA mels in {out} were made: making them again")
+        shutil.rmtree(out / "mels_gta", ignore_errors=True)
+    marker.write_text(json.dumps(source), encoding="utf-8")
     todo = [r for r in records if not (out / r["gta"]).is_file()]
     if not todo:
         return
     synth = Synthesizer(synthesizer, device)
     model, hp = synth.model, synth.hparams
-    r = model.r
+    r = getattr(model, "r", 1)  # Tacotron decodes r frames a step; FastSpeech pads nothing
+    pitch = _pitch_inputs(records) if synth.has_pitch else None
     generator = torch.Generator(device=synth.device).manual_seed(seed)
     todo.sort(key=lambda rec: rec["n_frames"])  # similar lengths together: little padding
     bar = tqdm(total=len(todo), desc="GTA mels", unit="utt", disable=quiet, dynamic_ncols=True)
@@ -47,14 +64,39 @@ def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int,
             batch = pad_to_multiple(collate(items, -hp.max_abs_value), r, -hp.max_abs_value)
             batch = {k: v.to(synth.device) for k, v in batch.items()}
             if synth.architecture == "fastspeech":  # its aligner's durations play the teacher
+                extra = {}
+                if pitch is not None:  # and the measured pitch that of the voice
+                    extra = _pitch_batch(pitch, chunk, batch["mels"].size(2), synth.device)
+                    # a voice with too little voicing to measure: the statistics its embedding suggests
+                    extra["pitch_stats"] = model.voice_pitch(batch["embeds"], extra["pitch_stats"])
                 postnet = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"],
-                                batch["mel_lens"])["mels"]
+                                batch["mel_lens"], **extra)["mels"]
             else:
                 _, postnet, _, _ = model(batch["chars"], batch["mels"], batch["embeds"], generator)
             for rec, mel in zip(chunk, postnet.cpu().numpy()):
                 save_npy(out / rec["gta"], mel[:, :rec["n_frames"]].astype(np.float32))
             bar.update(len(chunk))
     bar.close()
+
+
+def _pitch_inputs(records: list[dict]) -> dict[str, dict]:
+    """What a pitch-conditioned synthesizer is taught with, per record id: the F0 of each
+    frame (T,) Hz measured from the processed audio, and its speaker's log-F0 statistics (2,)."""
+    from deepfake_audio.training.packed import frame_f0, speaker_pitch_stats
+    f0 = [frame_f0(np.load(rec["audio"]), int(rec["n_frames"])) for rec in records]
+    offsets = np.cumsum([0] + [len(f) for f in f0])
+    stats = speaker_pitch_stats(np.concatenate(f0), offsets, np.asarray([rec["speaker"] for rec in records]))
+    return {rec["id"]: {"f0": f, "stats": s} for rec, f, s in zip(records, f0, stats)}
+
+
+def _pitch_batch(pitch: dict[str, dict], chunk: list[dict], frames: int, device) -> dict[str, torch.Tensor]:
+    """The batch's f0 (B, frames), 0 past each item's end, and pitch_stats (B, 2)."""
+    f0 = np.zeros((len(chunk), frames), np.float32)
+    for i, rec in enumerate(chunk):
+        values = pitch[rec["id"]]["f0"][:frames]
+        f0[i, :len(values)] = values
+    stats = np.stack([pitch[rec["id"]]["stats"] for rec in chunk]).astype(np.float32)
+    return {"f0": torch.from_numpy(f0).to(device), "pitch_stats": torch.from_numpy(stats).to(device)}
 
 
 def build_parser() -> argparse.ArgumentParser:
