@@ -1,4 +1,4 @@
-"""Imports point one way: base (core) <- stages <- pipeline <- training, studio, CLI, app.
+"""Imports point one way: base (core) <- stages <- pipeline <- training, studio, CLI <- studio's web page, app.
 
 Every import of every module (including those inside functions) is read from its
 syntax tree, so a lazy import that points upward fails here too.
@@ -24,7 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "studio": {"core", "pipeline"},  # the studio asks the pipeline; it never calls a stage itself
     "cli": {"core", "pipeline"},
     "http": {"core", "pipeline", "studio"},  # the OpenAI-compatible API uses the studio's voice libraries
-    "app": {"core", "pipeline", "studio", "http"},
+    "ui": {"core", "pipeline", "studio", "http"},  # the studio's web page (studio.ui) serves the /v1 API beside it
+    "app": {"core", "pipeline", "studio", "http", "ui"},
 }
 
 
@@ -39,6 +40,8 @@ def layer_of(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "pipeline"  # the package itself: the public API (Pipeline, errors)
+    if parts[1:3] == ["studio", "ui"]:
+        return "ui"
     return {"core": "core", "training": "training", "studio": "studio", "cli": "cli",
             "__main__": "cli", "http_api": "http"}.get(parts[1], "pipeline")
 
@@ -107,6 +110,8 @@ def test_every_module_has_a_layer():
     ("deepfake_audio/pipeline.py", "deepfake_audio.studio.library"),  # the pipeline importing a front end
     ("deepfake_audio/training/loop.py", "deepfake_audio.cli"),  # training importing the CLI
     ("deepfake_audio/studio/service.py", "encoder.inference"),  # the studio calling a stage itself
+    ("deepfake_audio/studio/clones.py", "deepfake_audio.studio.ui.handlers"),  # the studio importing its page
+    ("deepfake_audio/http_api.py", "deepfake_audio.studio.ui.server"),  # the speech API importing the page
 ])
 def test_the_check_catches_an_upward_import(tmp_path, source, target):
     # The same walk over a copy of one module with one bad (lazy) import added must fail.

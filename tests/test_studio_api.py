@@ -307,8 +307,8 @@ def test_missing_weights(quick_dir, tmp_path, audio):
     with pytest.raises(MissingWeightsError, match="synthesizer.pt is missing"):
         bare.clone(audio["voice"], None, "Hello.", 1, "griffinlim", consent=True)
     assert bare.save_voice("Still works", audio["voice"], consent=True) == "Still works"  # the encoder is always there
-    import app as studio_app
-    shown = [c["props"].get("value") for c in studio_app.build_ui(bare).get_config_file()["components"]
+    from deepfake_audio.studio.ui import build_ui
+    shown = [c["props"].get("value") for c in build_ui(bare).get_config_file()["components"]
              if c["props"].get("elem_id") == "weights-notice"]
     assert shown == [notice]
 
@@ -386,10 +386,10 @@ def test_check_audio_endpoint_and_no_server_paths_on_the_page(client, server, au
 
 
 def test_error_messages_hide_server_paths():
-    import app as studio_app
-    shown = studio_app.hide_server_paths("Checkpoint synthesizer.pt is missing: it goes in /srv/models/ "
-                                         "(expected at /srv/models/synthesizer.pt). Fetch it with: "
-                                         "python -m deepfake_audio download --models /srv/models")
+    from deepfake_audio.studio.ui.errors import hide_server_paths
+    shown = hide_server_paths("Checkpoint synthesizer.pt is missing: it goes in /srv/models/ "
+                              "(expected at /srv/models/synthesizer.pt). Fetch it with: "
+                              "python -m deepfake_audio download --models /srv/models")
     assert "/srv" not in shown and "synthesizer.pt" in shown and "python -m deepfake_audio download" in shown
 
 
