@@ -341,6 +341,16 @@ def test_host_and_port(monkeypatch):
     assert (args.host, args.port, str(args.models), str(args.data)) == ("h", 1, "m", "d")
 
 
+def test_saved_voices_default_to_studio_data_in_the_repository(monkeypatch, tmp_path):
+    """As the README says (and .gitignore expects): studio_data/ at the top, else $DEEPFAKE_AUDIO_DATA."""
+    from deepfake_audio.studio import default_data_dir
+    for name in ("DEEPFAKE_AUDIO_DATA", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_data_dir() == Path(__file__).resolve().parents[1] / "studio_data"
+    monkeypatch.setenv("DEEPFAKE_AUDIO_DATA", str(tmp_path))
+    assert default_data_dir() == tmp_path
+
+
 def test_fetch_missing_weights_asks_only_for_what_is_absent(tmp_path, monkeypatch):
     import deepfake_audio.download as download
     import encoder.inference

@@ -36,7 +36,7 @@ from deepfake_audio.studio.voices import VoiceService, saved_voice_pitch
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "studio_data"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "studio_data"  # the repository's (git ignores it)
 
 
 def default_data_dir() -> Path:
