@@ -42,6 +42,7 @@ def test_the_starter_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     assert len(report["voices"]) == 6 and report["dnsmos"] is not None
     card = (starter / "MODEL_CARD.md").read_text()
     assert "## Starter vocoder" in card and "pseudo-speakers" in card and "DNSMOS" in card
+    assert "teacher forcing" in card  # the vocoder's GTA data is on the card
     times = json.loads((tmp_path / "work" / "recipe_times.json").read_text())
     assert {"corpus", "pseudo", "vocoder_data", "vocoder_gta_mels", "vocoder_gta", "voice_pitch", "evaluate"} <= set(times)
     # the vocoder learnt from the synthesizer's teacher-forced mels too, one per training utterance

@@ -197,6 +197,13 @@ def _vocoder_lines(models: Path, run: Path, data: Path | None, notes: tuple[str,
                      f"speakers: the corpus's training speakers and {pseudo} pseudo-speakers (`python -m "
                      "deepfake_audio.training.pseudo_speakers`: training voices moved by sox in pitch, "
                      "vocal-tract length and tempo to medians of 65-380 Hz; never the held-out voices).")
+    for extra in settings.get("also") or []:
+        index = _read_json(Path(extra) / "index.json", "pack the vocoder's extra data first")
+        lines.append(f"- Also drawn from, in proportion to its frames: `{Path(extra).name}`, "
+                     f"{len(index['offsets']) - 1} utterances, {index['hours']:.2f} h: the same utterances' mels as "
+                     "the trained synthesizer makes them with teacher forcing (`vocoder_preprocess --synthesizer`, "
+                     "its aligner's durations and the measured pitch), paired with their audio, so the vocoder "
+                     "learns the smoother mels it is given at clone time.")
     pitch = models / "voice_pitch.pt"
     if pitch.is_file():
         info = torch.load(pitch, map_location="cpu", weights_only=True)
