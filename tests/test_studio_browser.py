@@ -99,11 +99,20 @@ SECTIONS = {"#options": "#seed", "#save-section": "#voice-name"}  # collapsed se
 
 def open_sections(page) -> None:
     """Open the Clone tab's collapsed sections (options; saving a voice) where they are closed:
-    a closed section's controls are not on the page. The browser remembers them open."""
-    for section, inside in SECTIONS.items():
-        if not page.is_visible(inside):
-            page.click(f"{section} .label-wrap")
-            page.wait_for_selector(inside)
+    a closed section's controls are not on the page. The browser remembers them open.
+
+    Right after loading, the page restores the remembered open state once, which closes a
+    section opened just before (a busy machine makes that likely): so each is checked
+    again a moment later, and opened again if it was closed."""
+    for _ in range(3):
+        for section, inside in SECTIONS.items():
+            if not page.is_visible(inside):
+                page.click(f"{section} .label-wrap")
+                page.wait_for_selector(inside)
+        page.wait_for_timeout(300)
+        if all(page.is_visible(inside) for inside in SECTIONS.values()):
+            return
+    raise AssertionError("the Clone tab's sections would not stay open")
 
 
 def open_studio(page, server):
