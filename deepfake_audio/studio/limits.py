@@ -9,7 +9,7 @@ An ASGI middleware in front of everything (the Gradio app and /v1):
 - **Uploads per client.** A client (its address; behind a proxy that says so, the
   address the proxy saw) may have `MAX_UPLOADS_IN_FLIGHT` bytes of uploads arriving at
   once and `MAX_UPLOADED_PER_WINDOW` bytes uploaded within `UPLOAD_WINDOW_SECONDS`: the
-  studio keeps uploads for about that long (`app.UPLOAD_CACHE`), so this caps what one
+  studio keeps uploads for about that long (`ui.blocks.UPLOAD_CACHE`), so this caps what one
   client can keep stored. Past either: 429 with `Retry-After`.
 
 Errors are JSON in OpenAI's shape, as the rest of the studio's HTTP answers.
