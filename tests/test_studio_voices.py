@@ -76,3 +76,13 @@ def test_export_formats_loudness_and_history(studio, clips):
     history = studio.recent()
     assert history[0].file.suffix == ".mp3" and history[0].text == text and history[0].seed == 4
     assert history[0].file.read_bytes() == out.wav_path.read_bytes()  # the file as it was downloaded
+
+
+def test_the_studio_mode_reaches_every_plan_of_a_saved_voice(studio, clips, tmp_path):
+    """The speech API (/v1) plans saved voices through the clone service: in the studio's own mode."""
+    from deepfake_audio.studio import Studio
+    name = studio.save_voice("Moded", clips["same"][0], consent=True)
+    precise = Studio(pipeline=studio.pipeline, data_dir=tmp_path, mode="fp16")
+    saved = studio.voices.get(name)
+    assert precise.clones.plan_saved_voice(saved, "Hello there.").mode == "fp16"
+    assert studio.clones.plan_saved_voice(saved, "Hello there.").mode == "fast"

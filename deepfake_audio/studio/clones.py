@@ -160,7 +160,7 @@ class CloneService:
                          voices: Mapping[str, np.ndarray] | None = None, pitch: float = 0.0) -> ClonePlan:
         """The plan of `text` spoken by a saved voice (cheap: no recording to encode), random seed."""
         return self.pipeline.plan(None, text, None, "auto", embedding=saved.embedding, pace=pace, voices=voices,
-                                  pitch=pitch, voice_pitch_hz=saved_voice_pitch(saved.preview))
+                                  pitch=pitch, voice_pitch_hz=saved_voice_pitch(saved.preview), mode=self.mode)
 
     def run(self, plan: ClonePlan) -> CloneResult:
         """The whole clone of a plan."""
