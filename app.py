@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from deepfake_audio.core.errors import DeepfakeAudioError  # noqa: E402
-from deepfake_audio.core.modes import MODES  # noqa: E402
+from deepfake_audio_core.errors import DeepfakeAudioError  # noqa: E402
+from deepfake_audio_core.modes import MODES  # noqa: E402
 from deepfake_audio.studio import Studio, fetch_missing_weights  # noqa: E402
 from deepfake_audio.studio.ui import create_app  # noqa: E402
 from deepfake_audio.studio.ui.page import TITLE  # noqa: E402

@@ -86,8 +86,8 @@ def m_synthesizer(models: Path, device: str, runs: int, mode: str = "parity") ->
     import numpy as np
     import torch
     from synthesizer import fast
-    from deepfake_audio.core.modes import arithmetic
-    from deepfake_audio.core.rng import make_generator
+    from deepfake_audio_core.modes import arithmetic
+    from deepfake_audio_core.rng import make_generator
     from synthesizer.inference import Synthesizer
     synth = Synthesizer(models / "synthesizer.pt", device)
     kind = arithmetic(mode)

@@ -11,7 +11,7 @@ top the CLI, the studio and `training`.
 """
 from __future__ import annotations
 
-from deepfake_audio.core.errors import (AudioError, DeepfakeAudioError, MissingWeightsError, RequestError, TextError,
+from deepfake_audio_core.errors import (AudioError, DeepfakeAudioError, MissingWeightsError, RequestError, TextError,
                                         WeightsError)
 
 __all__ = ["Pipeline", "CloneResult", "ClonePlan", "ProgressEvent", "DeepfakeAudioError", "AudioError", "TextError",
@@ -19,7 +19,7 @@ __all__ = ["Pipeline", "CloneResult", "ClonePlan", "ProgressEvent", "DeepfakeAud
 
 
 def __getattr__(name: str):
-    # Every stage imports `deepfake_audio.core`, which runs this file first: loading the
+    # Every stage imports `deepfake_audio_core`, which runs this file first: loading the
     # pipeline (and so the stages) here eagerly would import a stage while it is being
     # imported. The public names are therefore resolved on first use.
     if name in ("Pipeline", "CloneResult", "ClonePlan", "ProgressEvent"):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import encode_audio, normalize_loudness, output_format
-from deepfake_audio.core.errors import DeepfakeAudioError, TextError
+from deepfake_audio_core.audio_io import encode_audio, normalize_loudness, output_format
+from deepfake_audio_core.errors import DeepfakeAudioError, TextError
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE, Pipeline
 from deepfake_audio.watermark import provenance_tags
 

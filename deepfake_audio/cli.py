@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deepfake_audio.core.console import run_command
-from deepfake_audio.core.errors import DeepfakeAudioError
-from deepfake_audio.core.modes import MODES
+from deepfake_audio_core.console import run_command
+from deepfake_audio_core.errors import DeepfakeAudioError
+from deepfake_audio_core.modes import MODES
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -200,9 +200,9 @@ def _load_embedding(path: Path):
 
 
 def cmd_clone(args) -> int:
-    from deepfake_audio.core.audio_io import normalize_loudness, write_audio
+    from deepfake_audio_core.audio_io import normalize_loudness, write_audio
     from deepfake_audio.watermark import provenance_tags
-    from deepfake_audio.core.audio_io import OUTPUT_FORMATS
+    from deepfake_audio_core.audio_io import OUTPUT_FORMATS
     _check_output(args.out, *(f".{name}" for name in OUTPUT_FORMATS))
     if args.stream and args.out.suffix.lower() != ".wav":
         raise DeepfakeAudioError("--stream writes a WAV file as it goes: give --out a .wav name.")
@@ -256,7 +256,7 @@ def _clone_streaming(pipe, args, plan) -> int:
 
     import numpy as np
     import soundfile as sf
-    from deepfake_audio.core.audio_io import set_tags
+    from deepfake_audio_core.audio_io import set_tags
     from deepfake_audio.pipeline import SAMPLE_RATE
     from deepfake_audio.streaming import stream_clone
     from deepfake_audio.watermark import provenance_tags

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deepfake_audio.core.errors import MissingWeightsError, WeightsError
+from deepfake_audio_core.errors import MissingWeightsError, WeightsError
 
 logger = logging.getLogger(__name__)
 

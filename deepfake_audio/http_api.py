@@ -41,8 +41,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from deepfake_audio.core.audio_io import OUTPUT_FORMATS, encode_audio, output_format
-from deepfake_audio.core.errors import DeepfakeAudioError, RequestError, TextError
+from deepfake_audio_core.audio_io import OUTPUT_FORMATS, encode_audio, output_format
+from deepfake_audio_core.errors import DeepfakeAudioError, RequestError, TextError
 from deepfake_audio.pipeline import MAX_PACE, MIN_PACE, SAMPLE_RATE, check_pitch
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.access import API_KEY_VARIABLE

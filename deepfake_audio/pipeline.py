@@ -21,10 +21,10 @@ from typing import Callable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from deepfake_audio.core.errors import AudioError, MissingWeightsError, RequestError, TextError
-from deepfake_audio.core.modes import check_mode
-from deepfake_audio.core.rng import make_generator
-from deepfake_audio.core.threads import use_user_threads
+from deepfake_audio_core.errors import AudioError, MissingWeightsError, RequestError, TextError
+from deepfake_audio_core.modes import check_mode
+from deepfake_audio_core.rng import make_generator
+from deepfake_audio_core.threads import use_user_threads
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
 from deepfake_audio.script import Part, check_pauses, has_markup, parse_script
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
@@ -32,7 +32,7 @@ from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
-from deepfake_audio.core.pitch import pitch_stats
+from deepfake_audio_core.pitch import pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import MAX_PACE, MIN_PACE, PitchRequest, Synthesizer
@@ -171,7 +171,7 @@ class ClonePlan:
     ids: tuple[tuple[int, ...], ...]  # character ids of each sentence (cleaned, EOS appended)
     vocoder: str  # "wavernn", "starter" or "griffinlim", resolved
     seed: int | None
-    mode: str  # "fast", "int8", "fp16" or "parity" (`deepfake_audio.core.modes`)
+    mode: str  # "fast", "int8", "fp16" or "parity" (`deepfake_audio_core.modes`)
     embedding: np.ndarray  # (256,) float32: the request's voice (that of the first sentence for a script)
     note: str = ""  # why the vocoder differs from the one asked for (or the pitch was kept), or ""
     pace: float = 1.0  # speaking rate, 0.5 to 2.0
@@ -563,7 +563,7 @@ class Pipeline:
         when the mel spans more than one fold, else unbatched; `Vocoder.infer_waveform`
         gives direct control. `mode` is WaveRNN's: "fast" (default; int8), "int8", "fp16",
         or "parity" (the reference's numbers exactly, several times slower); see
-        `deepfake_audio.core.modes`. The starter vocoder takes `pitch` (semitones) and
+        `deepfake_audio_core.modes`. The starter vocoder takes `pitch` (semitones) and
         `pitch_hz` (a median F0 to speak around).
         """
         vocoder, _ = self.resolve_vocoder(vocoder)
@@ -609,7 +609,7 @@ class Pipeline:
         pass, with short pauses between sentences. Same seed, same inputs: same audio.
         `vocoder` "auto" is WaveRNN when its weights are loaded, else Griffin-Lim.
         `mode` "fast" (default; int8), "int8" or "fp16" set the synthesizer's and WaveRNN's
-        precision (`deepfake_audio.core.modes`); "parity" gives the reference's numbers.
+        precision (`deepfake_audio_core.modes`); "parity" gives the reference's numbers.
         `pace` is the speaking rate (0.5 to 2.0), `pitch` a shift in semitones (-12 to 12,
         starter vocoder). The text may be a script with [pause S] and [voice: Name] tags, the
         names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from deepfake_audio.core.errors import TextError
+from deepfake_audio_core.errors import TextError
 
 MAX_PAUSE_SECONDS = 10.0
 # All the pauses of one request together: silence costs memory and watermarking time like speech.

@@ -39,8 +39,8 @@ from typing import Iterator
 
 import numpy as np
 
-from deepfake_audio.core.modes import arithmetic
-from deepfake_audio.core.rng import make_generator
+from deepfake_audio_core.modes import arithmetic
+from deepfake_audio_core.rng import make_generator
 from deepfake_audio.watermark import StreamWatermarker
 from synthesizer.postnet_blocks import PostnetLane
 from vocoder.hparams import hparams as vocoder_hp
@@ -53,7 +53,7 @@ HEAD_SAMPLES = 4000
 # The first piece is yielded once this many samples are final; later ones are at least `CHUNK_SAMPLES`.
 FIRST_CHUNK_SAMPLES = 400
 CHUNK_SAMPLES = 3200
-# Rolling folds: samples of the first piece, per WaveRNN arithmetic (`deepfake_audio.core.modes`).
+# Rolling folds: samples of the first piece, per WaveRNN arithmetic (`deepfake_audio_core.modes`).
 # Later pieces come as soon as 800 samples are final. The first piece waits at least for the
 # first fold (less its overlap with the second): until then the audio grows only as fast as
 # one fold is sampled, slower than it plays. int8 (about 3 times the speed of fp16 where the

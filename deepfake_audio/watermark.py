@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import read_audio, read_tags
-from deepfake_audio.core.errors import AudioError, DeepfakeAudioError
+from deepfake_audio_core.audio_io import read_audio, read_tags
+from deepfake_audio_core.errors import AudioError, DeepfakeAudioError
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import load_audio, resample
+from deepfake_audio_core.audio_io import load_audio, resample
 from encoder.hparams import hparams as hp
 
 try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepfake_audio.core.hparams import with_overrides
+from deepfake_audio_core.hparams import with_overrides
 
 __all__ = ["EncoderHParams", "hparams", "with_overrides"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.core.checkpoint import MissingMessage, load_model
-from deepfake_audio.core.errors import AudioError, MissingWeightsError
-from deepfake_audio.core.threads import intra_op_threads
+from deepfake_audio_core.checkpoint import MissingMessage, load_model
+from deepfake_audio_core.errors import AudioError, MissingWeightsError
+from deepfake_audio_core.threads import intra_op_threads
 from encoder.hparams import hparams as hp
 from encoder.audio import (clean_reference, normalize_volume, preprocess_wav, trim_long_silences, webrtcvad,
                            wav_to_mel_spectrogram)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.checkpoint import MissingMessage, read_checkpoint
-from deepfake_audio.core.errors import WeightsError
+from deepfake_audio_core.checkpoint import MissingMessage, read_checkpoint
+from deepfake_audio_core.errors import WeightsError
 
 VOICE_PITCH_FILE = "voice_pitch.pt"
 ARCHITECTURE = "voice_pitch"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from deepfake_audio.core.audio_io import load_audio
-from deepfake_audio.core.audio_config import MEL, MelConfig
+from deepfake_audio_core.audio_io import load_audio
+from deepfake_audio_core.audio_config import MEL, MelConfig
 
 
 def load_wav(path: str | Path, hp: MelConfig = MEL) -> np.ndarray:

@@ -11,7 +11,7 @@ The result is not the parity path's: weights rounded to fp16 move the mels by ab
 1e-3 (of a [-4, 4] range), well below what the pre-net's always-on dropout changes
 between two seeds. `Synthesizer.synthesize_spectrograms(mode="fp16")` uses it; the
 default stays the parity path. `mode="int8"` (and "fast", which is int8: see
-`deepfake_audio.core.modes`) stores the cells' weights in int8 (one scale per output
+`deepfake_audio_core.modes`) stores the cells' weights in int8 (one scale per output
 row; fbgemm's dynamic matmul quantises the inputs per call): a quarter of the fp32
 bytes and faster than fp16 again, with mels moved by a few hundredths.
 """
@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
+from deepfake_audio_core.threads import cpu_threads, intra_op_threads, worker_pool
 from synthesizer.model import Decoder, LSTMCells
 
 # fbgemm's fp16 ops are deprecated but still the way in; filtered once here, not per call
@@ -101,7 +101,7 @@ CELLS = {"fp16": _Fp16LSTMCell, "int8": _Int8LSTMCell}
 
 def decoding(cells: LSTMCells | None) -> contextlib.AbstractContextManager:
     """Context for `Tacotron.generate` with `cells`: torch's intra-op threads are held at one
-    (see `deepfake_audio.core.threads`) while split cells run on the worker pool, and for the
+    (see `deepfake_audio_core.threads`) while split cells run on the worker pool, and for the
     int8 cells: fbgemm's dynamic int8 matmul on two threads gave a batch other bits from run
     to run (4e-4 in the mels of a 12-sentence stream against its clone), on one it is
     repeatable, and a stream must make the mels of a clone with the same seed. It costs the

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepfake_audio.core.audio_config import MelConfig
-from deepfake_audio.core.hparams import with_overrides
+from deepfake_audio_core.audio_config import MelConfig
+from deepfake_audio_core.hparams import with_overrides
 
 __all__ = ["SynthesizerHParams", "hparams", "with_overrides"]
 
 
 @dataclass(frozen=True)
 class SynthesizerHParams(MelConfig):
-    """Tacotron settings on top of the shared mel configuration (`deepfake_audio.core.audio_config`)."""
+    """Tacotron settings on top of the shared mel configuration (`deepfake_audio_core.audio_config`)."""
 
     # Tacotron
     tts_embed_dims: int = 512

@@ -19,11 +19,11 @@ from typing import Callable, Generator, Iterator, Sequence
 import numpy as np
 import torch
 
-from deepfake_audio.core.checkpoint import MissingMessage, check_state_dict, model_state_of, read_checkpoint
-from deepfake_audio.core.errors import TextError, WeightsError
-from deepfake_audio.core.hparams import with_overrides
-from deepfake_audio.core.modes import arithmetic
-from deepfake_audio.core.rng import make_generator
+from deepfake_audio_core.checkpoint import MissingMessage, check_state_dict, model_state_of, read_checkpoint
+from deepfake_audio_core.errors import TextError, WeightsError
+from deepfake_audio_core.hparams import with_overrides
+from deepfake_audio_core.modes import arithmetic
+from deepfake_audio_core.rng import make_generator
 from synthesizer import fast
 from synthesizer.audio import stretch_frames
 from synthesizer.fastspeech import PITCH_REFERENCE_HZ, FastSpeech, FastSpeechHParams
@@ -111,7 +111,7 @@ class Synthesizer:
         every item runs until all have stopped, then each loses its trailing frames whose
         maximum is below -3.4. Seeding (`seed`, or an explicit `generator`) reproduces
         the reference run made right after `torch.manual_seed(seed)`.
-        `progress(done, total)` is called after each chunk. `mode` (`deepfake_audio.core.modes`)
+        `progress(done, total)` is called after each chunk. `mode` (`deepfake_audio_core.modes`)
         "fast" (int8) or "int8" runs the decoder's LSTM cells with int8 weights and "fp16"
         with fp16 weights (`synthesizer.fast`: faster on CPU, not the reference's exact
         numbers); "parity" (the default) is the reference path. A FastSpeech model has no

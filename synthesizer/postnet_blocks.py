@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from deepfake_audio.core.threads import intra_op_threads, worker_pool
+from deepfake_audio_core.threads import intra_op_threads, worker_pool
 from synthesizer.model import POSTNET_CONTEXT, POSTNET_FIRST_BLOCKS, Tacotron, postnet_blocks
 
 # Blocks that always run inline: the small first ones.

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio.core import audio_io
-from deepfake_audio.core.audio_io import read_audio
-from deepfake_audio.core.errors import AudioError
+from deepfake_audio_core import audio_io
+from deepfake_audio_core.audio_io import read_audio
+from deepfake_audio_core.errors import AudioError
 
 
 def test_too_many_channels_or_too_high_a_rate_is_refused_from_the_header(tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 from conftest import DATA, vector
 import weights
-from deepfake_audio.core.errors import MissingWeightsError, WeightsError
+from deepfake_audio_core.errors import MissingWeightsError, WeightsError
 from encoder.inference import Encoder
 from synthesizer.inference import Synthesizer
 from vocoder.inference import Vocoder

@@ -28,7 +28,7 @@ import torch
 
 from deepfake_audio.download import (DEFAULT_MODELS_DIR, DOWNLOAD_COMMAND, HF_REPO_ID, PUBLISHED_SIZES,
                                      download_models, missing_weights_message)
-from deepfake_audio.core.errors import WeightsError
+from deepfake_audio_core.errors import WeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "3f1c2a9e8b7d6c5f4e3a2b1c0d9e8f7a6b5c4d3e"
@@ -155,7 +155,7 @@ def hub():
 RUNNER = """
 import json, sys
 from deepfake_audio.download import download_models
-from deepfake_audio.core.errors import WeightsError
+from deepfake_audio_core.errors import WeightsError
 try:
     paths = download_models(**json.loads(sys.argv[1]))
 except WeightsError as exc:
@@ -372,8 +372,8 @@ def test_missing_weights_message_other_folder(tmp_path: Path) -> None:
 
 
 def test_missing_weights_message_is_raised_by_checkpoint_loader(tmp_path: Path) -> None:
-    from deepfake_audio.core.checkpoint import read_checkpoint
-    from deepfake_audio.core.errors import MissingWeightsError
+    from deepfake_audio_core.checkpoint import read_checkpoint
+    from deepfake_audio_core.errors import MissingWeightsError
 
     with pytest.raises(MissingWeightsError) as info:
         read_checkpoint(tmp_path / "vocoder.pt", missing_weights_message)

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DATA, vector
-from deepfake_audio.core.errors import AudioError
+from deepfake_audio_core.errors import AudioError
 from encoder.audio import preprocess_wav
 from encoder.inference import Encoder, compute_partial_slices, prepare_reference
 

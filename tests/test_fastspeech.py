@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_audio.core.errors import WeightsError
+from deepfake_audio_core.errors import WeightsError
 from deepfake_audio.pipeline import Pipeline
 from deepfake_audio.training import fastspeech_train as train
 from deepfake_audio.training.sampling import LengthBuckets

@@ -1,4 +1,4 @@
-"""Imports point one way: base (core) <- stages <- pipeline <- training, studio, CLI <- studio's web page, app.
+"""Imports point one way: base (deepfake_audio_core) <- stages <- pipeline <- training, studio, CLI <- studio's web page, app.
 
 Every import of every module (including those inside functions) is read from its
 syntax tree, so a lazy import that points upward fails here too.
@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("encoder", "synthesizer", "vocoder")
+BASE = "deepfake_audio_core"  # a top-level package beside the stages
 
 # layer -> the layers its modules may import (besides themselves and third-party packages)
 ALLOWED: dict[str, set[str]] = {
@@ -34,6 +35,8 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] in STAGES:
         return parts[0]
+    if parts[0] == BASE:
+        return "core"
     if parts[0] == "app":
         return "app"
     if parts[0] != "deepfake_audio":
@@ -42,13 +45,13 @@ def layer_of(module: str) -> str | None:
         return "pipeline"  # the package itself: the public API (Pipeline, errors)
     if parts[1:3] == ["studio", "ui"]:
         return "ui"
-    return {"core": "core", "training": "training", "studio": "studio", "cli": "cli",
+    return {"training": "training", "studio": "studio", "cli": "cli",
             "__main__": "cli", "http_api": "http"}.get(parts[1], "pipeline")
 
 
 def project_modules() -> dict[str, Path]:
     files = [ROOT / "app.py"]
-    for package in ("deepfake_audio", *STAGES):
+    for package in ("deepfake_audio", BASE, *STAGES):
         files += sorted((ROOT / package).rglob("*.py"))
     modules = {}
     for path in files:
@@ -100,13 +103,13 @@ def test_every_import_points_down_the_layers():
 def test_every_module_has_a_layer():
     modules = project_modules()
     assert {layer_of(m) for m in modules} == set(ALLOWED)
-    assert "deepfake_audio.core.checkpoint" in modules and "deepfake_audio.training.loop" in modules
+    assert "deepfake_audio_core.checkpoint" in modules and "deepfake_audio.training.loop" in modules
 
 
 @pytest.mark.parametrize("source, target", [
     ("synthesizer/inference.py", "vocoder.inference"),  # a stage importing another stage
     ("vocoder/model.py", "deepfake_audio.training.loop"),  # a stage importing training
-    ("deepfake_audio/core/checkpoint.py", "deepfake_audio.download"),  # the base importing the pipeline layer
+    ("deepfake_audio_core/checkpoint.py", "deepfake_audio.download"),  # the base importing the pipeline layer
     ("deepfake_audio/pipeline.py", "deepfake_audio.studio.library"),  # the pipeline importing a front end
     ("deepfake_audio/training/loop.py", "deepfake_audio.cli"),  # training importing the CLI
     ("deepfake_audio/studio/service.py", "encoder.inference"),  # the studio calling a stage itself

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_audio.core.audio_io import write_wav
+from deepfake_audio_core.audio_io import write_wav
 from deepfake_audio.studio.library import HistoryLog, ResultLog, VoiceLibrary, record_result, repair_library
 
 CHILD = textwrap.dedent('''

@@ -9,7 +9,7 @@ import torch
 
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
-from deepfake_audio.core.errors import AudioError, MissingWeightsError, TextError
+from deepfake_audio_core.errors import AudioError, MissingWeightsError, TextError
 from deepfake_audio.pipeline import MAX_TEXT_CHARS
 
 
@@ -181,8 +181,8 @@ def tiny_starter_vocoder(path: Path) -> Path:
 def test_the_starter_vocoder_speaks_when_no_wavernn_is_there(starter_dir, tmp_path):
     """Without vocoder.pt, "auto" is the shipped starter vocoder; it follows the reference's pitch and
     takes a pitch shift; WaveRNN asked for falls back to it with a note."""
-    from deepfake_audio.core.errors import MissingWeightsError, RequestError
-    from deepfake_audio.core.pitch import pitch_stats
+    from deepfake_audio_core.errors import MissingWeightsError, RequestError
+    from deepfake_audio_core.pitch import pitch_stats
     from encoder.inference import prepare_reference
     tiny_starter_vocoder(starter_dir / "starter_vocoder.pt")
     pipe = Pipeline(tmp_path / "models", device="cpu")

@@ -1,4 +1,4 @@
-"""F0 tracking (deepfake_audio.core.pitch) on signals whose pitch is known."""
+"""F0 tracking (deepfake_audio_core.pitch) on signals whose pitch is known."""
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from deepfake_audio.core.pitch import pitch_stats, track_f0
+from deepfake_audio_core.pitch import pitch_stats, track_f0
 from training_corpus import tools_missing
 
 SR = 16000
@@ -70,5 +70,5 @@ def test_speech_pitch_stats_follow_a_pitch_shift(tmp_path, cents):
 
 
 def _read16k(path) -> np.ndarray:
-    from deepfake_audio.core.audio_io import load_audio
+    from deepfake_audio_core.audio_io import load_audio
     return load_audio(path, SR)

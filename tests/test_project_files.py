@@ -57,3 +57,15 @@ def test_example_voices_are_short_licensed_and_listed():
         assert info.samplerate == 16000 and info.channels == 1 and 4.0 <= info.duration <= 10.0
         assert entry["licence"] and entry["file"] in readme
     assert sorted(p.name for p in folder.glob("*.wav")) == sorted(e["file"] for e in listing)
+
+
+def test_the_package_list_names_every_package():
+    # pyproject.toml lists the packages by hand: one left out installs without its modules
+    # (a plain `pip install .`, or the editable install's static map, would not find it).
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("deepfake_audio", "deepfake_audio_core", "encoder", "synthesizer", "vocoder")
+             for init in (ROOT / top).rglob("__init__.py")}
+    assert listed == found
+    assert not (ROOT / "deepfake_audio" / "core").exists()  # the base is the top-level deepfake_audio_core

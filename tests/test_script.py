@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from deepfake_audio.core.errors import AudioError, RequestError, TextError
+from deepfake_audio_core.errors import AudioError, RequestError, TextError
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, SENTENCE_PAUSE_SECONDS, Pipeline, check_pace
 from deepfake_audio.script import Part, parse_script, spoken_characters
 

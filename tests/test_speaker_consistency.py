@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepfake_audio.core.audio_io import resample
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.audio_io import resample
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training import fastspeech_train as train
 from deepfake_audio.training.speaker_bank import load_bank
 from deepfake_audio.training.speaker_loss import load_consistency

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio.core.errors import AudioError, TextError
+from deepfake_audio_core.errors import AudioError, TextError
 from deepfake_audio.pipeline import Pipeline
 from deepfake_audio.training.evaluate import Recogniser, word_error_rate
 from synthesizer.inference import Synthesizer

@@ -121,7 +121,7 @@ def test_a_bad_pack_or_checkpoint_is_a_clear_error(tmp_path):
     bad = _run("deepfake_audio.training.starter_vocoder_train", str(tmp_path), "--run-dir", str(tmp_path / "r"),
                "--steps", "1", "--quiet")
     assert bad.returncode == 2 and "not a starter-vocoder pack" in bad.stderr and "Traceback" not in bad.stderr
-    from deepfake_audio.core.errors import WeightsError
+    from deepfake_audio_core.errors import WeightsError
     from vocoder.starter import StarterVocoder
     torch.save({"model_state": {"x": torch.zeros(1)}}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not a starter vocoder"):

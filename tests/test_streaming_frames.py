@@ -10,7 +10,7 @@ import pytest
 from conftest import DATA, vector
 from deepfake_audio import Pipeline
 from deepfake_audio.pipeline import ClonePlan
-from deepfake_audio.core.rng import make_generator
+from deepfake_audio_core.rng import make_generator
 from deepfake_audio.streaming import AudioChunk, playback_gaps, stream_clone
 from synthesizer import fast
 from synthesizer.inference import Synthesizer

@@ -294,7 +294,7 @@ def test_progress_reports_each_stage(server, audio):
 
 
 def test_missing_weights(quick_dir, tmp_path, audio):
-    from deepfake_audio.core.errors import MissingWeightsError
+    from deepfake_audio_core.errors import MissingWeightsError
     from deepfake_audio.studio import Studio
     from deepfake_audio.pipeline import Pipeline
     empty = tmp_path / "no-weights"
@@ -354,7 +354,7 @@ def test_saved_voices_default_to_studio_data_in_the_repository(monkeypatch, tmp_
 def test_fetch_missing_weights_asks_only_for_what_is_absent(tmp_path, monkeypatch):
     import deepfake_audio.download as download
     import encoder.inference
-    from deepfake_audio.core.errors import MissingWeightsError
+    from deepfake_audio_core.errors import MissingWeightsError
     from deepfake_audio.studio import fetch_missing_weights
     asked = []
     monkeypatch.setattr(download, "download_models", lambda folder, files: asked.append((Path(folder), list(files))))
@@ -406,7 +406,7 @@ def test_error_messages_hide_server_paths():
 def test_studio_mode_applies_to_every_request(fast_models, tmp_path, audio):
     """`app.py --mode fp16` (or $DEEPFAKE_AUDIO_MODE): that arithmetic for every request,
     streamed or not; an unknown mode is refused with the choices."""
-    from deepfake_audio.core.errors import RequestError
+    from deepfake_audio_core.errors import RequestError
     from deepfake_audio.studio import Studio
     with pytest.raises(RequestError, match="Unknown mode 'turbo': choose fast, int8, fp16, parity"):
         Studio(fast_models, tmp_path / "data", mode="turbo")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.errors import RequestError
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import VoiceError
 from test_studio_api import models_folder, speechlike_wav

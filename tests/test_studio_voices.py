@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_audio.core.errors import AudioError, RequestError
+from deepfake_audio_core.errors import AudioError, RequestError
 from deepfake_audio.studio.library import MAX_CLIPS, VoiceError, mean_embedding
 from test_studio_api import models_folder, speechlike_wav
 

@@ -6,7 +6,7 @@ import torch
 
 from conftest import DATA, vector
 import weights
-from deepfake_audio.core.errors import TextError
+from deepfake_audio_core.errors import TextError
 from synthesizer.audio import load_wav, melspectrogram
 from synthesizer.inference import Synthesizer
 from synthesizer.model import Tacotron

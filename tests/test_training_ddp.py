@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio_core.checkpoint import read_checkpoint
 from training_fixtures import QUIET, SYNTH_TINY, synthesizer_data
 
 TESTS = Path(__file__).resolve().parent

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio_core.checkpoint import read_checkpoint
 from deepfake_audio.training import encoder_train as train
 from encoder.audio import preprocess_wav
 from encoder.inference import Encoder

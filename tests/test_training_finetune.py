@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepfake_audio.training import finetune
-from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio_core.checkpoint import read_checkpoint
 from deepfake_audio.pipeline import Pipeline
 from training_fixtures import one_thread, speech_corpus, trained_synthesizer, trained_vocoder  # noqa: F401
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio_core.checkpoint import read_checkpoint
 from deepfake_audio.pipeline import Pipeline
 from deepfake_audio.training import synthesizer_train as train
 from synthesizer.inference import Synthesizer

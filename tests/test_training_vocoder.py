@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from deepfake_audio.core.checkpoint import read_checkpoint
+from deepfake_audio_core.checkpoint import read_checkpoint
 from deepfake_audio.pipeline import Pipeline
 from deepfake_audio.training.files import read_metadata
 from training_fixtures import (QUIET, VOCODER_TINY, one_thread, same_state, speech_corpus,  # noqa: F401

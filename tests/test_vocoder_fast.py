@@ -89,7 +89,7 @@ def test_fast_modes_sample_the_parity_distribution(vocoder, mel):
 
 
 def test_each_mode_picks_its_arithmetic():
-    from deepfake_audio.core.modes import arithmetic
+    from deepfake_audio_core.modes import arithmetic
     assert [arithmetic(m) for m in ("fast", "int8", "fp16", "parity")] == ["int8", "int8", "fp16", "parity"]
     assert [mode_precision(m, "cpu", 512) for m in ("fast", "int8", "fp16")] == ["int8", "int8", "fp16"]
     # int8 and fp16 are CPU arithmetic: a GPU runs fp32 whatever the mode (no CUDA needed to ask)
@@ -244,7 +244,7 @@ def test_fp16_cell_split_between_threads_is_exact(seed1_dir):
         assert split.parts == parts
         for a, b in zip(split(x, (h, c)), whole(x, (h, c))):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
-    from deepfake_audio.core.threads import cpu_threads
+    from deepfake_audio_core.threads import cpu_threads
     threads = torch.get_num_threads()
     with fast.decoding((split, split)):
         assert torch.get_num_threads() == 1
@@ -270,7 +270,7 @@ def test_same_audio_on_a_thread_that_started_during_a_hold(vocoder, mel):
 
 def _same_audio_on_a_stuck_thread(vocoder, mel, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
-    from deepfake_audio.core.threads import IntraOpHold, cpu_threads
+    from deepfake_audio_core.threads import IntraOpHold, cpu_threads
     short = mel[:, :40]
     expected = vocoder.infer_waveform(short, seed=6, mode="fast")
     rolling = next(vocoder.rolling_waveform(short, seed=6))
@@ -289,7 +289,7 @@ def _same_audio_on_a_stuck_thread(vocoder, mel, threads: int) -> None:
         pool.submit(hold_once).result()  # the worker's own hold, begun and ended on one thread...
         with ThreadPoolExecutor(1) as fresh:  # ...leaves the process setting as it found it
             assert fresh.submit(torch.get_num_threads).result() == threads
-        from deepfake_audio.core.threads import use_user_threads
+        from deepfake_audio_core.threads import use_user_threads
         pool.submit(use_user_threads).result()  # what a request's start does (Pipeline.plan)
         assert pool.submit(torch.get_num_threads).result() == threads
         np.testing.assert_array_equal(pool.submit(lambda: next(vocoder.rolling_waveform(short, seed=6))).result(),

@@ -13,7 +13,7 @@ import torch
 
 from conftest import DATA
 from deepfake_audio import perth_compat
-from deepfake_audio.core.errors import AudioError
+from deepfake_audio_core.errors import AudioError
 from deepfake_audio import watermark
 from deepfake_audio.watermark import (DETECTION_THRESHOLD, MARK_LEVELS, StreamWatermarker, check_file,
                                       embed_watermark, mark_checked, provenance_tags, survives_noise,

@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DATA
-from deepfake_audio.core.audio_io import resample
+from deepfake_audio_core.audio_io import resample
 from deepfake_audio.watermark import DETECTION_THRESHOLD, embed_watermark, watermark_score
 
 SR = 16000

@@ -48,8 +48,8 @@ import torch.nn.functional as F
 from scipy import signal
 from torch import nn
 
-from deepfake_audio.core.modes import arithmetic
-from deepfake_audio.core.threads import cpu_threads, intra_op_threads, worker_pool
+from deepfake_audio_core.modes import arithmetic
+from deepfake_audio_core.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder.hparams import hparams as hp
 from vocoder import native
 from vocoder.audio import decode_mu_law
@@ -292,7 +292,7 @@ def default_precision(device: torch.device | str) -> str:
 
 
 def mode_precision(mode: str, device: torch.device | str, rnn: int) -> str:
-    """The recurrent matmuls' precision for a non-parity `mode` (`deepfake_audio.core.modes`) of
+    """The recurrent matmuls' precision for a non-parity `mode` (`deepfake_audio_core.modes`) of
     a WaveRNN with `rnn` units on `device`: on a CPU "int8" ("fast") or "fp16" as named (int8
     in the C loop has exact integer sums: the same audio for a seed on every x86-64 CPU), on
     a GPU fp32 (the reduced precisions are CPU paths). A CPU with neither the C loop nor
@@ -528,7 +528,7 @@ class FastWaveRNN:
         t = torch.arange(chunk + 1, device=dev)
         zero_frame = mel_frames.shape[0] - 1
         for first in range(0, length, chunk):
-            # The groups' threads stand in for the intra-op threads (see deepfake_audio.core.threads).
+            # The groups' threads stand in for the intra-op threads (see deepfake_audio_core.threads).
             with intra_op_threads(1 if len(groups) > 1 else 0):
                 steps = min(chunk, length - first)
                 n = starts + first + t  # (B, chunk + 1)

@@ -1,14 +1,14 @@
 """WaveRNN vocoder hyperparameters (those of the published `vocoder.pt`).
 
 The audio and mel fields come from `MelConfig`, the configuration the synthesizer's
-mels are made with (`deepfake_audio.core.audio_config`).
+mels are made with (`deepfake_audio_core.audio_config`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepfake_audio.core.audio_config import MelConfig
-from deepfake_audio.core.hparams import with_overrides
+from deepfake_audio_core.audio_config import MelConfig
+from deepfake_audio_core.hparams import with_overrides
 
 __all__ = ["VocoderHParams", "hparams", "with_overrides"]
 

@@ -8,9 +8,9 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from deepfake_audio.core.checkpoint import MissingMessage, load_model
-from deepfake_audio.core.modes import arithmetic
-from deepfake_audio.core.rng import make_generator
+from deepfake_audio_core.checkpoint import MissingMessage, load_model
+from deepfake_audio_core.modes import arithmetic
+from deepfake_audio_core.rng import make_generator
 from vocoder import rolling
 from vocoder.fast import FastWaveRNN, mode_precision
 from vocoder.hparams import hparams as hp
@@ -55,7 +55,7 @@ class Vocoder:
         `mode` "parity" (default) is the reference's loop, bit for bit; "fast" (int8),
         "int8" and "fp16" sample the same network several times faster with int8 or fp16
         weights (same distribution, not the same bits: `vocoder.fast`,
-        `deepfake_audio.core.modes`). `head` (fast modes) gives the first `head` samples
+        `deepfake_audio_core.modes`). `head` (fast modes) gives the first `head` samples
         their own short folds, generated first.
         """
         mel_t, generator = self._prepare(mel, normalize, seed, generator, burn=mode == "parity")

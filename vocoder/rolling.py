@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy import signal
 
-from deepfake_audio.core.threads import IntraOpHold, intra_op_threads, worker_pool
+from deepfake_audio_core.threads import IntraOpHold, intra_op_threads, worker_pool
 from vocoder.audio import decode_mu_law
 from vocoder.fast import CHUNK_STEPS, NATIVE_CHUNK_STEPS, FastWaveRNN, _Group, _inference
 from vocoder.hparams import hparams as hp

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.core.audio_config import MEL
-from deepfake_audio.core.checkpoint import MissingMessage, load_model
-from deepfake_audio.core.rng import make_generator
+from deepfake_audio_core.audio_config import MEL
+from deepfake_audio_core.checkpoint import MissingMessage, load_model
+from deepfake_audio_core.rng import make_generator
 from vocoder.starter_model import ARCHITECTURE, StarterVocoderHParams, StarterVocoderNet
 
 STARTER_VOCODER_FILE = "starter_vocoder.pt"
 
 
 def _build(ckpt: dict) -> StarterVocoderNet:
-    from deepfake_audio.core.errors import WeightsError
+    from deepfake_audio_core.errors import WeightsError
     if ckpt.get("architecture") != ARCHITECTURE:
         raise WeightsError(f"not a starter vocoder checkpoint (architecture {ckpt.get('architecture')!r})")
     known = {f.name for f in fields(StarterVocoderHParams)}

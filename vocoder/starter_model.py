@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepfake_audio.core.audio_config import MEL
+from deepfake_audio_core.audio_config import MEL
 
 ARCHITECTURE = "starter_vocoder"
 DESIGNS = ("source_filter", "istft")

@@ -8,7 +8,7 @@ voices and the results log on disk), plots (spectrogram, embeddings and voice-ma
 figures) and voice_map (similarity in words, 2-D projections). The studio asks the
 pipeline for embeddings and similarity; it never calls a stage itself.
 """
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.errors import RequestError
 from deepfake_audio.download import fetch_missing_weights
 from deepfake_audio.studio.service import MAX_SEED, MAX_TEXT_CHARS, CloneOutput, Studio, default_data_dir
 

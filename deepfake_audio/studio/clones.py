@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.errors import RequestError
 from deepfake_audio.pipeline import (SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline,
                                      ProgressFn, check_pace, check_pitch, no_progress, normalize_peak)
 from deepfake_audio.script import has_markup
@@ -83,7 +83,7 @@ class CloneService:
         self.pipeline = pipeline
         self.libraries = libraries
         self.outputs = outputs
-        self.mode = mode  # the pipeline's mode for every studio request (`deepfake_audio.core.modes`)
+        self.mode = mode  # the pipeline's mode for every studio request (`deepfake_audio_core.modes`)
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,

@@ -43,8 +43,8 @@ except ImportError:  # Windows: threads of one process are still serialised
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import write_wav
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.audio_io import write_wav
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.pipeline import check_embedding
 
 logger = logging.getLogger(__name__)

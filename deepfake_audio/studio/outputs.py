@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_audio.core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
+from deepfake_audio_core.errors import RequestError
 from deepfake_audio.pipeline import CloneResult
 from deepfake_audio.watermark import provenance_tags
 

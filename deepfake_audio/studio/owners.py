@@ -20,7 +20,7 @@ import re
 import secrets
 from pathlib import Path
 
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.errors import RequestError
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{24,256}")
 OWNERS_FOLDER = "owners"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.errors import RequestError
-from deepfake_audio.core.modes import check_mode
+from deepfake_audio_core.errors import RequestError
+from deepfake_audio_core.modes import check_mode
 from deepfake_audio.pipeline import MAX_TEXT_CHARS, Pipeline
 from deepfake_audio.studio import notices, owners
 from deepfake_audio.studio.clones import MAX_SEED, CloneOutput, CloneService, check_seed
@@ -69,7 +69,7 @@ class Studio:
     def __init__(self, models_dir: Path | str | None = None, data_dir: Path | str | None = None, *,
                  device: str | None = None, pipeline: Pipeline | None = None, warm_up: bool = False,
                  private: bool | None = None, mode: str = "fast"):
-        """`mode` is the pipeline's for every request (`deepfake_audio.core.modes`): "fast"
+        """`mode` is the pipeline's for every request (`deepfake_audio_core.modes`): "fast"
         (default; int8 arithmetic), "int8", "fp16" or "parity"."""
         self.mode = check_mode(mode)
         self.pipeline = pipeline if pipeline is not None else Pipeline(models_dir, device=device)

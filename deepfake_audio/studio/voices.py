@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from deepfake_audio.core.audio_io import load_audio
-from deepfake_audio.core.errors import AudioError, RequestError
-from deepfake_audio.core.pitch import pitch_stats
+from deepfake_audio_core.audio_io import load_audio
+from deepfake_audio_core.errors import AudioError, RequestError
+from deepfake_audio_core.pitch import pitch_stats
 from deepfake_audio.pipeline import SAMPLE_RATE, Pipeline
 from deepfake_audio.studio.libraries import Libraries
 from deepfake_audio.studio.library import MAX_CLIPS, VoiceError, clean_name, mean_embedding

@@ -15,7 +15,7 @@ pipeline; nothing below imports it.
 * After training: fine-tuning (`finetune`), weights-only fp16 export (`export`) and the
   held-out evaluation (`evaluate`).
 """
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 
 class TrainingError(DeepfakeAudioError):

@@ -37,12 +37,12 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def load_training_checkpoint(path: Path) -> dict:
     """Read a checkpoint with the engine's safe loader (plain data only)."""
-    from deepfake_audio.core.checkpoint import read_checkpoint
+    from deepfake_audio_core.checkpoint import read_checkpoint
     return read_checkpoint(path)
 
 
 def load_model_state(model: torch.nn.Module, ckpt: Mapping, path: Path, kind: str) -> None:
-    from deepfake_audio.core.checkpoint import check_state_dict, model_state_of
+    from deepfake_audio_core.checkpoint import check_state_dict, model_state_of
     state = model_state_of(ckpt, path)
     check_state_dict(model, state, path, kind)
     model.load_state_dict(state, strict=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepfake_audio.core.console import run_command
-from deepfake_audio.core.hparams import field_values, with_overrides
+from deepfake_audio_core.console import run_command
+from deepfake_audio_core.hparams import field_values, with_overrides
 from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import checkpoint_hparams, open_run, previous_settings
 from deepfake_audio.training.distributed import Distributed

@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepfake_audio.core.audio_config import MEL
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.audio_config import MEL
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 SAMPLE_RATE = MEL.sample_rate  # the models' rate (core.audio_config)
 FORTUNES_DIR = Path("/usr/share/games/fortunes")

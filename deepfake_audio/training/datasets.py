@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfake_audio.core.audio_io import SUPPORTED_EXTENSIONS
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.audio_io import SUPPORTED_EXTENSIONS
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 FORMATS = ("librispeech", "libritts", "vctk", "ljspeech", "voxceleb", "generic")
 

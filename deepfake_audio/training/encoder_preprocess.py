@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from deepfake_audio.training.datasets import Utterance, read_corpora
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training.commands import console_entry, corpus_parser
 from deepfake_audio.training.files import relative, save_npy
 from deepfake_audio.training.preprocessing import Outcome, process_utterances

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_audio.core.errors import DeepfakeAudioError
-from deepfake_audio.core.hparams import differences
+from deepfake_audio_core.errors import DeepfakeAudioError
+from deepfake_audio_core.hparams import differences
 from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.audio_config import MEL
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.audio_config import MEL
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 SAMPLE_RATE = MEL.sample_rate  # the models' rate (core.audio_config)
 

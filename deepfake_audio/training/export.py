@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from deepfake_audio.core.checkpoint import model_state_of, read_checkpoint
+from deepfake_audio_core.checkpoint import model_state_of, read_checkpoint
 
 
 def export_weights(checkpoint: Path, out: Path, fp16: bool = False) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_audio.core.hparams import field_values
+from deepfake_audio_core.hparams import field_values
 from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
@@ -262,7 +262,7 @@ def _add_pitch_weights(run, model: FastSpeech) -> None:
     source = run.resume if run.resume is not None else run.init
     if source is None or not model.hp.pitch_conditioning:
         return
-    from deepfake_audio.core.checkpoint import model_state_of
+    from deepfake_audio_core.checkpoint import model_state_of
     state = model_state_of(source, run.checkpoint)
     if any(name.startswith("pitch") for name in state):
         return

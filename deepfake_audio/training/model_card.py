@@ -90,7 +90,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
            "the reference at clone time, or guessed from its embedding by a small head) condition the encoder; a "
            "predictor gives each character's log-F0 relative to that median and the absolute log-F0 is embedded "
            "before the length regulator, so the decoder draws the harmonics at the voice's pitch and the pitch "
-           "control moves them. Trained on each frame's F0 measured by YIN (`deepfake_audio/core/pitch.py`)."]
+           "control moves them. Trained on each frame's F0 measured by YIN (`deepfake_audio_core/pitch.py`)."]
           if hp.get("pitch_conditioning") else []),
         "- " + ", ".join(f"{k} {hp[k]}" for k in model_fields if k in hp) + ".",
         "", "## Training", "",
@@ -186,7 +186,7 @@ def _vocoder_lines(models: Path, run: Path, data: Path | None, notes: tuple[str,
         "its embedding predicts: `voice_pitch.pt`), and by the pitch control.",
         f"- Training: {clock['step']} steps of {hp['batch_size']} windows of {hp['segment_frames']} frames, "
         f"multi-resolution STFT loss plus log-F0 and voicing losses against the measured F0 (YIN, "
-        f"`deepfake_audio/core/pitch.py`), AdamW, learning rate {hp['learning_rate']}, cosine decay; "
+        f"`deepfake_audio_core/pitch.py`), AdamW, learning rate {hp['learning_rate']}, cosine decay; "
         f"{_hours(clock['seconds'])} on one core of this machine.",
     ]
     if data is not None and (data / "index.json").is_file():

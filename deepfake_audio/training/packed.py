@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 
 QUANT_LEVELS = 255
@@ -67,7 +67,7 @@ def _decompress_mels(data: np.ndarray, n_channels: int) -> np.ndarray:
 
 def frame_f0(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """F0 (Hz, 0 unvoiced) of each of the `n_frames` mel frames of `audio` (16 kHz): (n_frames,) float16."""
-    from deepfake_audio.core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_f0
     f0 = track_f0(audio.astype(np.float32)).f0[:n_frames]
     return np.pad(f0, (0, n_frames - len(f0))).astype(np.float16)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training.corpus import SAMPLE_RATE
 
 TARGET_HZ = (65.0, 380.0)
@@ -42,8 +42,8 @@ TEMPO = (0.85, 1.15)
 
 def base_pitch(folder: Path, files: int = 8) -> float:
     """Median F0 (Hz) of a voice over a few of its recordings."""
-    from deepfake_audio.core.audio_io import load_audio
-    from deepfake_audio.core.pitch import track_f0
+    from deepfake_audio_core.audio_io import load_audio
+    from deepfake_audio_core.pitch import track_f0
     voiced = []
     for path in sorted(folder.glob("*.wav"))[:files]:
         track = track_f0(load_audio(path, SAMPLE_RATE))

@@ -43,7 +43,7 @@ class RunLogger:
 
     def audio(self, step: int, tag: str, wav: np.ndarray, sample_rate: int) -> None:
         if self.writer is not None:
-            from deepfake_audio.core.audio_io import write_wav
+            from deepfake_audio_core.audio_io import write_wav
             wav = np.asarray(wav, dtype=np.float32)
             peak = float(np.max(np.abs(wav))) if wav.size else 0.0
             wav = wav / peak * 0.97 if peak > 0 else wav

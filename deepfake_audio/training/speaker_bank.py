@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training.corpus import (ESPEAK_LICENCE, SAMPLE_RATE, VOICES, CorpusVoice, _sox_effects,
                                             load_sentences, synthesize)
 

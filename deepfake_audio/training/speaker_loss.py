@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepfake_audio.core.audio_config import MEL, MelConfig
+from deepfake_audio_core.audio_config import MEL, MelConfig
 from encoder.hparams import hparams as encoder_hp
 from encoder.model import SpeakerEncoder
 

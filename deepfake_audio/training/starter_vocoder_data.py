@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.audio_config import MEL
+from deepfake_audio_core.audio_config import MEL
 from deepfake_audio.training import TrainingError
 from deepfake_audio.training.commands import console_entry
 from deepfake_audio.training.files import atomic_write, save_npy
@@ -40,7 +40,7 @@ LEVELS = 255
 
 def _analyse(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(audio int16 (200 T,), mel uint8 (T, 80), f0 float16 (T,)) of one file."""
-    from deepfake_audio.core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_f0
     from synthesizer.audio import load_wav, melspectrogram
     wav = load_wav(path)
     mel = melspectrogram(wav)
@@ -54,7 +54,7 @@ def _analyse(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _analyse_pair(paths: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Like `_analyse`, for a (mel .npy (80, T), processed audio .npy) pair of a `vocoder_preprocess` folder."""
-    from deepfake_audio.core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_f0
     mel_path, audio_path = paths
     mel = np.load(mel_path).astype(np.float32)
     wav = np.load(audio_path).astype(np.float32)

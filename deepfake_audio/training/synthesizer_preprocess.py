@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training.commands import console_entry, corpus_parser
 from deepfake_audio.training.datasets import Utterance, read_corpora
 from deepfake_audio.training.files import METADATA, SKIPPED, atomic_write, read_jsonl, relative, save_npy, write_jsonl
@@ -37,7 +37,7 @@ def process_audio(utt: Utterance) -> Outcome:
     from encoder.audio import preprocess_wav
     from synthesizer.audio import melspectrogram
     from synthesizer.text import has_speakable_characters, text_to_sequence
-    from deepfake_audio.core.audio_io import load_audio
+    from deepfake_audio_core.audio_io import load_audio
     out, hp = _settings["out"], syn_hp
     if not has_speakable_characters(text_to_sequence(utt.text, hp.tts_cleaner_names)):
         return Outcome(utt.id, skipped=f"transcript has nothing speakable: {utt.text!r}", source=str(utt.audio))

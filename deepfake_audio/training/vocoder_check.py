@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 # (name, sox effects): the held-out voices as they are, lower and higher, with a longer and a
 # shorter vocal tract. speed x then pitch -1200 log2(x) moves the formants alone.

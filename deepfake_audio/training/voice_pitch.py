@@ -44,7 +44,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> tuple[np.nd
 def examples(pack: VocoderPack, per_speaker: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(embeddings (N, 256), median log-F0 (N,), speakers) of up to `per_speaker` voiced utterances each."""
     from encoder.inference import Encoder, default_weights_path, prepare_reference
-    from deepfake_audio.core.errors import AudioError
+    from deepfake_audio_core.errors import AudioError
     encoder = Encoder(default_weights_path())
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, list[int]] = {}

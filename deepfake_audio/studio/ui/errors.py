@@ -14,7 +14,7 @@ import re
 
 import gradio as gr
 
-from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError, TextError, WeightsError
+from deepfake_audio_core.errors import AudioError, DeepfakeAudioError, RequestError, TextError, WeightsError
 from deepfake_audio.studio.library import VoiceError
 
 logger = logging.getLogger("deepfake_audio.app")

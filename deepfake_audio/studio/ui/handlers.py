@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from deepfake_audio.core.errors import AudioError, DeepfakeAudioError, RequestError
+from deepfake_audio_core.errors import AudioError, DeepfakeAudioError, RequestError
 from deepfake_audio.pipeline import MAX_PITCH_SEMITONES, SAMPLE_RATE
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import VoiceError

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepfake_audio.core.audio_config import MEL
+from deepfake_audio_core.audio_config import MEL
 
 F0_MIN = 50.0  # Hz: below the lowest adult voices (about 65 Hz)
 F0_MAX = 600.0  # Hz: above children's speaking voices

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from deepfake_audio.core.errors import DeepfakeAudioError
+from deepfake_audio_core.errors import DeepfakeAudioError
 
 
 def run_command(action: Callable[[], object], debug: bool = False, catch_all: bool = False) -> int:

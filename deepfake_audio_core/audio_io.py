@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from deepfake_audio.core.errors import AudioError
+from deepfake_audio_core.errors import AudioError
 
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
 MAX_FILE_SECONDS = 30 * 60

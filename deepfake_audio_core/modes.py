@@ -19,7 +19,7 @@ VNNI its WaveRNN runs 2.5-3 times as fast as fp16's.
 """
 from __future__ import annotations
 
-from deepfake_audio.core.errors import RequestError
+from deepfake_audio_core.errors import RequestError
 
 MODES = ("fast", "int8", "fp16", "parity")
 

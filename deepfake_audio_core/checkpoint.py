@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from deepfake_audio.core.errors import MissingWeightsError, WeightsError
+from deepfake_audio_core.errors import MissingWeightsError, WeightsError
 
 _LFS_MAGIC = b"version https://git-lfs"
 
