@@ -5,24 +5,17 @@
     result = pipe.clone("voice.wav", "Hello there.", seed=1)
     result.wav, result.sample_rate          # float32 audio at 16 kHz
 
-Layers (imports only point down): `core` (the base), the stages `encoder`,
-`synthesizer` and `vocoder` (top-level packages), `pipeline` (where they meet), and on
-top the CLI, the studio and `training`.
+Layers (imports only point down): `deepfake_audio_core` (the base), the stages `encoder`,
+`synthesizer` and `vocoder`, the services (download, watermark, script, perth_compat),
+`pipeline` (where they meet), the runners (streaming, batch) and on top the CLI, the
+studio and `training`. The base and the stages are top-level packages that never import
+this one, so the pipeline's public names are imported here directly.
 """
 from __future__ import annotations
 
+from deepfake_audio.pipeline import ClonePlan, CloneResult, Pipeline, ProgressEvent
 from deepfake_audio_core.errors import (AudioError, DeepfakeAudioError, MissingWeightsError, RequestError, TextError,
                                         WeightsError)
 
 __all__ = ["Pipeline", "CloneResult", "ClonePlan", "ProgressEvent", "DeepfakeAudioError", "AudioError", "TextError",
            "WeightsError", "MissingWeightsError", "RequestError"]
-
-
-def __getattr__(name: str):
-    # Every stage imports `deepfake_audio_core`, which runs this file first: loading the
-    # pipeline (and so the stages) here eagerly would import a stage while it is being
-    # imported. The public names are therefore resolved on first use.
-    if name in ("Pipeline", "CloneResult", "ClonePlan", "ProgressEvent"):
-        from deepfake_audio import pipeline
-        return getattr(pipeline, name)
-    raise AttributeError(name)
