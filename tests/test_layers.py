@@ -1,4 +1,5 @@
-"""Imports point one way: base (deepfake_audio_core) <- stages <- pipeline <- training, studio, CLI <- studio's web page, app.
+"""Imports point one way: base (deepfake_audio_core) <- stages <- services <- pipeline <- runners
+<- training, studio, CLI <- the speech API <- the studio's web page <- app.
 
 Every import of every module (including those inside functions) is read from its
 syntax tree, so a lazy import that points upward fails here too.
@@ -12,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("encoder", "synthesizer", "vocoder")
-BASE = "deepfake_audio_core"  # a top-level package beside the stages
+BASE = "deepfake_audio_core"  # a top-level package, so importing it runs no deepfake_audio/__init__.py
+ABOVE_RUNNERS = {"core", "services", "pipeline", "runners"}
 
 # layer -> the layers its modules may import (besides themselves and third-party packages)
 ALLOWED: dict[str, set[str]] = {
@@ -20,14 +22,44 @@ ALLOWED: dict[str, set[str]] = {
     "encoder": {"core"},
     "synthesizer": {"core"},
     "vocoder": {"core"},
-    "pipeline": {"core", *STAGES},
-    "training": {"core", *STAGES, "pipeline"},
-    "studio": {"core", "pipeline"},  # the studio asks the pipeline; it never calls a stage itself
-    "cli": {"core", "pipeline"},
-    "http": {"core", "pipeline", "studio"},  # the OpenAI-compatible API uses the studio's voice libraries
-    "ui": {"core", "pipeline", "studio", "http"},  # the studio's web page (studio.ui) serves the /v1 API beside it
-    "app": {"core", "pipeline", "studio", "http", "ui"},
+    "services": {"core", "encoder"},  # download finds the encoder weights bundled with resemblyzer
+    "pipeline": {"core", *STAGES, "services"},
+    "runners": {"core", "services", "pipeline"},  # streaming and batch go through the pipeline
+    "training": {*STAGES, *ABOVE_RUNNERS},
+    "studio": ABOVE_RUNNERS,  # the studio asks the pipeline; it never calls a stage itself
+    "cli": ABOVE_RUNNERS,
+    "http": {*ABOVE_RUNNERS, "studio"},  # the OpenAI-compatible API uses the studio's voice libraries
+    "ui": {*ABOVE_RUNNERS, "studio", "http"},  # the studio's web page (studio.ui) serves the /v1 API beside it
+    "app": {*ABOVE_RUNNERS, "studio", "http", "ui"},
 }
+
+# Imports that break the layers on purpose: module -> exactly the modules it may import besides ALLOWED.
+# For now streaming drives the synthesizer's post-net lane and the vocoder's rolling window itself,
+# beside the pipeline; it is being reworked to go through the pipeline, and these go with it.
+EXCEPTIONS: dict[str, set[str]] = {
+    "deepfake_audio.streaming": {"synthesizer.postnet_blocks", "vocoder.hparams", "vocoder.rolling"},
+}
+
+# deepfake_audio's modules and subpackages -> their layer. A module missing here has no layer
+# (UNASSIGNED) and fails test_every_module_has_a_layer until it is given one.
+PACKAGE_LAYERS: dict[str, str] = {
+    "": "pipeline",  # the package itself: the public API (Pipeline, errors)
+    "pipeline": "pipeline",
+    "download": "services", "watermark": "services", "script": "services", "perth_compat": "services",
+    "streaming": "runners", "batch": "runners",
+    "training": "training",
+    "studio": "studio",
+    "studio.ui": "ui",
+    "cli": "cli", "__main__": "cli",
+    "http_api": "http",
+}
+UNASSIGNED = "unassigned"
+
+
+def is_module(name: str) -> bool:
+    """Whether a dotted name is a module or package of this project (rather than a name one defines)."""
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def layer_of(module: str) -> str | None:
@@ -42,11 +74,13 @@ def layer_of(module: str) -> str | None:
     if parts[0] != "deepfake_audio":
         return None
     if len(parts) == 1:
-        return "pipeline"  # the package itself: the public API (Pipeline, errors)
-    if parts[1:3] == ["studio", "ui"]:
-        return "ui"
-    return {"training": "training", "studio": "studio", "cli": "cli",
-            "__main__": "cli", "http_api": "http"}.get(parts[1], "pipeline")
+        return PACKAGE_LAYERS[""]
+    for n in range(len(parts) - 1, 0, -1):  # the longest listed prefix: studio.ui before studio
+        if ".".join(parts[1:n + 1]) in PACKAGE_LAYERS:
+            return PACKAGE_LAYERS[".".join(parts[1:n + 1])]
+    if is_module(".".join(parts[:2])):
+        return UNASSIGNED
+    return PACKAGE_LAYERS[""]  # a name the package itself defines: deepfake_audio.Pipeline
 
 
 def project_modules() -> dict[str, Path]:
@@ -76,10 +110,13 @@ def imports_of(module: str, path: Path) -> list[tuple[int, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.append((node.lineno, target))
-            # `from deepfake_audio import studio` imports the submodule itself
-            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names
-                      if layer_of(f"{target}.{alias.name}") not in (None, layer_of(target))]
+            # `from deepfake_audio import studio` imports the submodule itself, and the package
+            # first: that counts too, unless the importing module is inside the package (and so
+            # loaded it already)
+            subs = [f"{target}.{alias.name}" for alias in node.names if is_module(f"{target}.{alias.name}")]
+            found += [(node.lineno, sub) for sub in subs]
+            if len(subs) < len(node.names) or not module.startswith(f"{target}."):
+                found.append((node.lineno, target))
     return found
 
 
@@ -89,9 +126,9 @@ def upward_imports(modules: dict[str, Path]) -> list[str]:
         own = layer_of(module)
         for line, target in imports_of(module, path):
             theirs = layer_of(target)
-            if theirs is None or theirs == own:
+            if theirs is None or theirs == own or target in EXCEPTIONS.get(module, ()):
                 continue
-            if theirs not in ALLOWED[own]:
+            if theirs not in ALLOWED.get(own, ()):
                 problems.append(f"{path.name}:{line} ({own}) imports {target} ({theirs})")
     return problems
 
@@ -102,14 +139,41 @@ def test_every_import_points_down_the_layers():
 
 def test_every_module_has_a_layer():
     modules = project_modules()
+    assert [m for m in modules if layer_of(m) == UNASSIGNED] == []
     assert {layer_of(m) for m in modules} == set(ALLOWED)
-    assert "deepfake_audio_core.checkpoint" in modules and "deepfake_audio.training.loop" in modules
+    assert {f"deepfake_audio.{name}".rstrip(".") for name in PACKAGE_LAYERS} <= set(modules)  # none is gone
+    assert f"{BASE}.checkpoint" in modules and "deepfake_audio.training.loop" in modules
+    assert layer_of("deepfake_audio.studio.ui.server") == "ui" and layer_of("deepfake_audio.Pipeline") == "pipeline"
+
+
+def test_a_module_left_out_of_the_list_has_no_layer(tmp_path, monkeypatch):
+    (tmp_path / "deepfake_audio").mkdir()
+    (tmp_path / "deepfake_audio" / "newcomer.py").write_text("")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert layer_of("deepfake_audio.newcomer") == UNASSIGNED
+
+
+def test_every_exception_is_still_needed():
+    # Once streaming no longer imports one of them, it comes out of EXCEPTIONS and the layer holds again.
+    modules = project_modules()
+    for module, allowed in EXCEPTIONS.items():
+        used = {target for _, target in imports_of(module, modules[module])}
+        assert allowed <= used, f"{module} no longer imports {sorted(allowed - used)}: remove them from EXCEPTIONS"
 
 
 @pytest.mark.parametrize("source, target", [
     ("synthesizer/inference.py", "vocoder.inference"),  # a stage importing another stage
     ("vocoder/model.py", "deepfake_audio.training.loop"),  # a stage importing training
-    ("deepfake_audio_core/checkpoint.py", "deepfake_audio.download"),  # the base importing the pipeline layer
+    ("deepfake_audio_core/checkpoint.py", "deepfake_audio.download"),  # the base importing a service
+    ("deepfake_audio_core/errors.py", "deepfake_audio"),  # the base importing the package (the old cycle)
+    ("deepfake_audio/download.py", "deepfake_audio.pipeline"),  # a service importing the pipeline
+    ("deepfake_audio/watermark.py", "deepfake_audio.streaming"),  # a service importing a runner
+    ("deepfake_audio/script.py", "synthesizer.text"),  # a service importing a stage
+    ("deepfake_audio/pipeline.py", "deepfake_audio.streaming"),  # the pipeline importing a runner
+    ("deepfake_audio/pipeline.py", "deepfake_audio.batch"),
+    ("deepfake_audio/batch.py", "vocoder.inference"),  # a runner calling a stage itself
+    ("deepfake_audio/streaming.py", "vocoder.inference"),  # ... beyond streaming's listed exceptions
+    ("deepfake_audio/batch.py", "deepfake_audio.cli"),  # a runner importing a front end
     ("deepfake_audio/pipeline.py", "deepfake_audio.studio.library"),  # the pipeline importing a front end
     ("deepfake_audio/training/loop.py", "deepfake_audio.cli"),  # training importing the CLI
     ("deepfake_audio/studio/service.py", "encoder.inference"),  # the studio calling a stage itself
