@@ -41,7 +41,8 @@ def _hours(seconds: float) -> str:
 
 def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None = None,
                notes: tuple[str, ...] = (), vocoder_run: Path | None = None, vocoder_data: Path | None = None,
-               vocoder_notes: tuple[str, ...] = (), pseudo: Path | None = None) -> str:
+               vocoder_notes: tuple[str, ...] = (), pseudo: Path | None = None,
+               limit_notes: tuple[str, ...] = ()) -> str:
     """The card's Markdown."""
     manifest = _read_json(corpus / "manifest.json", "build the corpus first")
     report = _read_json(models / "evaluation.json", "run the evaluation step first")
@@ -116,7 +117,7 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     lines += [f"- {note}" for note in notes]
     if vocoder_run is not None:
         lines += _vocoder_lines(models, vocoder_run, vocoder_data, vocoder_notes)
-    lines += evaluation_lines(report, manifest)
+    lines += evaluation_lines(report, manifest, limit_notes)
     return "\n".join(lines) + "\n"
 
 
@@ -133,8 +134,9 @@ def _pseudo_lines(folder: Path | None) -> list[str]:
             "held-out voices. Both starter models learn from them."]
 
 
-def evaluation_lines(report: dict, manifest: dict) -> list[str]:
-    """The Evaluation and Limits sections, from an evaluation report (`training.evaluate`)."""
+def evaluation_lines(report: dict, manifest: dict, limit_notes: tuple[str, ...] = ()) -> list[str]:
+    """The Evaluation and Limits sections, from an evaluation report (`training.evaluate`); `limit_notes`
+    are more lines for Limits."""
     held_out = manifest["held_out_voices"]
     floor = report.get("vocoder_floor_wer")
     lines = [
@@ -162,6 +164,7 @@ def evaluation_lines(report: dict, manifest: dict) -> list[str]:
         lines.append(f"- Likeness of unseen voices: only {report['identified']:.0%} of the clones are closer to their "
                      "own held-out voice than to the others (the target is 90 %). Trained on a dozen synthetic "
                      "voices, it follows the broad class of a voice (pitch range, accent) more than the speaker.")
+    lines += [f"- {note}" for note in limit_notes]
     lines.append("- Only clone voices you have permission to use.")
     return lines
 
@@ -258,10 +261,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--pseudo", type=Path, default=None, help="the pseudo-speakers' folder (pseudo_speakers.json)")
     parser.add_argument("--vocoder-note", action="append", default=[],
                         help="a line for the vocoder's section; repeatable")
+    parser.add_argument("--limit-note", action="append", default=[],
+                        help="a line for the Limits section (what is known not to work yet); repeatable")
     args = parser.parse_args(argv)
     out = args.models / "MODEL_CARD.md"
     out.write_text(model_card(args.corpus, args.run, args.models, args.recipe_times, tuple(args.note),
-                              args.vocoder_run, args.vocoder_data, tuple(args.vocoder_note), args.pseudo),
+                              args.vocoder_run, args.vocoder_data, tuple(args.vocoder_note), args.pseudo,
+                              tuple(args.limit_note)),
                    encoding="utf-8")
     print(f"wrote {out}")
     return out
