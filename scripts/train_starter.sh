@@ -12,9 +12,9 @@
 # voices, for the speaker-consistency loss), train (the long one: about 1.1 s per step on 2
 # cores, then 2 s per step once the consistency losses start at CONSISTENCY_START; 11,000
 # steps in all), export (fp16 weights into saved_models/starter/).
-# SYNTH_PITCH=1 makes the pitch-aware synthesizer instead (not shipped yet; see bench/RESULTS.md):
-# preprocess takes the pseudo-speakers too (10 min), pack measures each frame's F0 (6 min) and
-# train conditions the model on pitch.
+# The synthesizer is pitch-aware (as shipped): preprocess takes the pseudo-speakers too
+# (10 min), pack measures each frame's F0 (6 min) and train conditions the model on pitch.
+# SYNTH_PITCH=0 makes the earlier plain synthesizer (corpus voices only, no pitch).
 # Vocoder steps: vocoder_data (5 min: audio, mels and F0 of the corpus and the pseudo-speakers),
 # vocoder_gta (15 min: the trained synthesizer's teacher-forced mels of the same utterances),
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
@@ -51,7 +51,8 @@ VOCODER_STEPS="${VOCODER_STEPS:-20000}"
 EVAL_LIMIT="${EVAL_LIMIT:-}"         # held-out sentences per voice to evaluate (default: all 50)
 SYNTH_HPARAMS="${SYNTH_HPARAMS:-}"   # extra --hparams of the synthesizer (e.g. a tiny model)
 VOCODER_HPARAMS="${VOCODER_HPARAMS:-}"
-SYNTH_PITCH="${SYNTH_PITCH:-}"       # 1: the pitch-aware synthesizer, trained with the pseudo-speakers
+SYNTH_PITCH="${SYNTH_PITCH:-1}"      # 1: the pitch-aware synthesizer, trained with the pseudo-speakers; 0: plain
+[ "$SYNTH_PITCH" = 0 ] && SYNTH_PITCH=""
 
 want() { [ "$STEP" = all ] || [ "$STEP" = "$1" ]; }
 # Wall time of each finished step, for the model card ({step: seconds}; training keeps its own).
