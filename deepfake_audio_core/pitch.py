@@ -149,3 +149,38 @@ def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchSta
     # a robust spread: half the distance between the 16th and 84th percentiles (sigma for a normal)
     spread = float(0.5 * (np.percentile(log_f0, 84) - np.percentile(log_f0, 16)))
     return PitchStats(median, spread, track.voiced_fraction)
+
+
+class PitchMemory:
+    """The pitch of the recordings behind the embeddings a pipeline made, so that a clone from one
+    of those embeddings (`Pipeline.clone(embedding=pipe.embed("me.wav"))`) speaks at the
+    recording's measured pitch rather than at the one guessed from the embedding.
+
+    Keyed by the embedding's exact bytes; the `size` most recent are kept. Thread-safe
+    enough for a server: a dict write and read are atomic in CPython, and a lost entry only
+    means the guess is used.
+    """
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._stats: dict[bytes, tuple[float, float]] = {}
+
+    @staticmethod
+    def _key(embedding: np.ndarray) -> bytes:
+        import hashlib
+        return hashlib.sha1(np.ascontiguousarray(embedding, dtype=np.float32).tobytes()).digest()
+
+    def remember(self, embedding: np.ndarray, wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> None:
+        """Measure `wav` (the audio the encoder heard) and keep its statistics for `embedding` (256,)."""
+        stats = pitch_stats(wav, sample_rate)
+        if stats is None:
+            return
+        key = self._key(embedding)
+        self._stats.pop(key, None)
+        self._stats[key] = (stats.median_hz, stats.log_f0_spread)
+        while len(self._stats) > self.size:
+            self._stats.pop(next(iter(self._stats)))
+
+    def recall(self, embedding: np.ndarray) -> tuple[float | None, float | None]:
+        """(median F0 Hz, log-F0 spread) measured for `embedding`, or (None, None)."""
+        return self._stats.get(self._key(embedding), (None, None))

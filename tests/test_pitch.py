@@ -72,3 +72,19 @@ def test_speech_pitch_stats_follow_a_pitch_shift(tmp_path, cents):
 def _read16k(path) -> np.ndarray:
     from deepfake_audio_core.audio_io import load_audio
     return load_audio(path, SR)
+
+
+def test_pitch_memory_recalls_what_it_measured_and_forgets_the_oldest():
+    from deepfake_audio_core.pitch import PitchMemory
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    memory = PitchMemory(size=2)
+    voices = {hz: np.random.default_rng(int(hz)).standard_normal(256).astype(np.float32) for hz in (100.0, 180.0, 250.0)}
+    for hz, embedding in voices.items():
+        memory.remember(embedding, 0.5 * np.sign(np.sin(2 * np.pi * hz * t)) * np.hanning(len(t)), rate)
+    assert memory.recall(voices[100.0]) == (None, None)  # the oldest went
+    for hz in (180.0, 250.0):
+        median, spread = memory.recall(voices[hz].copy())  # the same values, another array
+        assert median == pytest.approx(hz, rel=0.02) and spread < 0.05
+    memory.remember(voices[100.0], np.zeros(rate), rate)  # silence: nothing to remember
+    assert memory.recall(voices[100.0]) == (None, None)
