@@ -25,6 +25,7 @@ from deepfake_audio_core.errors import AudioError, MissingWeightsError, RequestE
 from deepfake_audio_core.modes import check_mode
 from deepfake_audio_core.rng import make_generator
 from deepfake_audio_core.threads import use_user_threads
+from deepfake_audio.assembly import Timeline
 from deepfake_audio.download import STARTER_MODELS_DIR, missing_weights_message, models_folder
 from deepfake_audio.script import Part, check_pauses, has_markup, parse_script
 from deepfake_audio.watermark import embed_watermark, load_watermarker, watermark_enabled
@@ -59,7 +60,6 @@ SAMPLE_RATE = syn_hp.sample_rate
 HOP_SIZE = syn_hp.hop_size
 MAX_TEXT_CHARS = 5000
 SENTENCE_PAUSE_SECONDS = 0.15
-OUTPUT_PEAK = 0.97
 EMBEDDING_SIZE = 256
 # A result shorter than this after trimming is embedded untrimmed (see `embed_output`).
 MIN_OUTPUT_SPEECH_SECONDS = 0.5
@@ -99,12 +99,6 @@ def encoder_weights(models_dir: Path) -> Path:
     """`encoder.pt` of the folder when present, else the official encoder bundled with resemblyzer."""
     path = models_dir / "encoder.pt"
     return path if path.is_file() else default_weights_path()
-
-
-def normalize_peak(wav: np.ndarray, peak: float = OUTPUT_PEAK) -> np.ndarray:
-    """`wav` scaled so that its loudest sample is `peak` (silence stays silence), as float32."""
-    loudest = float(np.max(np.abs(wav))) if wav.size else 0.0
-    return (wav * (peak / loudest) if loudest > 0 else wav).astype(np.float32)
 
 
 def cosine_similarity(a, b) -> float:
@@ -230,9 +224,9 @@ class ClonePlan:
 
 @dataclass
 class CloneResult:
-    """Output of `Pipeline.clone`."""
+    """Output of `Pipeline.clone`, and of a finished stream (`CloneStream.result`)."""
 
-    wav: np.ndarray  # float32 (samples,) at `sample_rate`, peak-normalised to 0.97, watermarked
+    wav: np.ndarray  # float32 (samples,) at `sample_rate`, watermarked; peak 0.97 (a stream's: at most 0.97)
     sample_rate: int
     embedding: np.ndarray  # (256,) speaker embedding of the reference
     mels: list[np.ndarray]  # one (80, frames) mel per sentence
@@ -637,16 +631,18 @@ class Pipeline:
         seconds["synthesizing"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        wav = self._vocode_sentences(mels, plan, progress, rolling)
+        timeline = Timeline(plan, SAMPLE_RATE)
+        wav = timeline.join(self._vocode_sentences(mels, plan, progress, rolling))
         seconds["vocoding"] = time.perf_counter() - start
         if self.watermark:
             start = time.perf_counter()
-            wav = normalize_peak(embed_watermark(wav, SAMPLE_RATE))  # a uniform scale keeps the mark
+            wav = timeline.normalize(embed_watermark(wav, SAMPLE_RATE))  # a uniform scale keeps the mark
             seconds["watermarking"] = time.perf_counter() - start
         return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
 
     def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn,
-                          rolling: bool = False) -> np.ndarray:
+                          rolling: bool = False) -> list[np.ndarray]:
+        """Each sentence's audio, (samples,) unnormalised, from its (80, frames) mel."""
         if plan.vocoder == "wavernn":
             progress(ProgressEvent("vocoding", 0, 1))
             # One pass over the joined mels keeps the vocoder's folds full; then cut at the joins.
@@ -665,10 +661,7 @@ class Pipeline:
             for k, mel in enumerate(mels):
                 pieces.append(self.vocode_sentence(plan, k, mel))
                 progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
-        silence = [np.zeros(int(round(plan.lead * SAMPLE_RATE)), np.float32)]
-        for k, piece in enumerate(pieces):
-            silence += [piece.astype(np.float32), np.zeros(int(round(plan.gap_after(k) * SAMPLE_RATE)), np.float32)]
-        return normalize_peak(np.concatenate(silence))
+        return pieces
 
     def _require_synthesizer(self) -> Synthesizer:
         if self.synthesizer is None:

@@ -20,11 +20,13 @@ folds, so its samples differ. Parity mode, the starter vocoder and Griffin-Lim g
 
 Each piece says when it was ready (`at`, seconds from the call) and how many of the
 first sentence's decoder steps it needed (`decoder_steps`); `playback_gaps` turns the
-former into the silences a player would have to wait through.
+former into the silences a player would have to wait through. Once the stream has run out,
+`CloneStream.result()` is its `CloneResult`: the pieces joined, as they were played.
 
 Levels: `clone` scales its whole output to a 0.97 peak, which a stream cannot know in
 advance. Here each piece is scaled by min(1, 0.97 / loudest sample so far): quiet
-speech is left as the vocoder made it and nothing clips.
+speech is left as the vocoder made it and nothing clips. Both lay out the lead, the
+sentences and the pauses with the plan's `deepfake_audio.assembly.Timeline`.
 
 Watermark: each piece is marked as it goes out (`watermark.StreamWatermarker`, with the
 audio before it as context), so the pieces carry the watermark as `clone`'s output does;
@@ -41,11 +43,12 @@ import numpy as np
 
 from deepfake_audio_core.modes import arithmetic
 from deepfake_audio_core.rng import make_generator
+from deepfake_audio.assembly import Timeline
 from deepfake_audio.watermark import StreamWatermarker
 from synthesizer.postnet_blocks import PostnetLane
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.rolling import MelTimeline, StreamStats
-from deepfake_audio.pipeline import (HOP_SIZE, OUTPUT_PEAK, PER_SENTENCE_VOCODERS, SAMPLE_RATE, ClonePlan, Pipeline,
+from deepfake_audio.pipeline import (HOP_SIZE, PER_SENTENCE_VOCODERS, SAMPLE_RATE, ClonePlan, CloneResult, Pipeline,
                                      ProgressEvent, ProgressFn, no_progress)
 
 # Samples at the start of the first sentence generated before the rest, in short folds.
@@ -102,13 +105,18 @@ class CloneStream:
 
     `plan` (sentences, embedding, vocoder, ...) is set from the start; `mels` (one
     (80, frames) per sentence, in order) fills in as sentences are synthesized and is
-    complete once the stream is exhausted.
+    complete once the stream is exhausted. Then `result` gives the `CloneResult` of what
+    was played.
     """
 
-    def __init__(self, plan: ClonePlan):
+    def __init__(self, plan: ClonePlan, began: float | None = None):
         self.plan = plan
         self.mels: list[np.ndarray] = []
         self._chunks: Iterator[AudioChunk] = iter(())
+        self._began = time.perf_counter() if began is None else began  # `time.perf_counter()` at the start
+        self._played: list[np.ndarray] = []  # the audio of every piece so far
+        self._seconds: float | None = None  # from the start until exhausted; None before
+        self._closed = False
 
     @property
     def sentences(self) -> list[str]:
@@ -126,10 +134,30 @@ class CloneStream:
         return self
 
     def __next__(self) -> AudioChunk:
-        return next(self._chunks)
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            if not self._closed and self._seconds is None:
+                self._seconds = time.perf_counter() - self._began
+            raise
+        self._played.append(chunk.audio)
+        return chunk
+
+    def result(self) -> CloneResult:
+        """The finished clone as `Pipeline.clone` gives it: the pieces joined (what was played,
+        float32 (samples,) at 16 kHz, peak at most 0.97), the mels, and in `seconds` the time
+        from the `stream_clone` call until the stream ran out ("streaming"). RuntimeError
+        until the stream is exhausted, and for a stream stopped early."""
+        if self._closed or self._seconds is None:
+            raise RuntimeError("The stream's result is known only once every piece has been read "
+                               + ("(it was closed early)." if self._closed else "(it has not run out yet)."))
+        wav = np.concatenate(self._played) if self._played else np.zeros(0, np.float32)
+        return CloneResult(wav, SAMPLE_RATE, self.embedding, list(self.mels), self.sentences, self.vocoder,
+                           {"streaming": self._seconds})
 
     def close(self) -> None:
         """Stop early (a listener who has heard enough): no more pieces are made."""
+        self._closed = self._seconds is None
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
@@ -150,7 +178,7 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
                          mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
-    stream = CloneStream(plan)
+    stream = CloneStream(plan, began)
     stream._chunks = _stream(pipe, stream, head, progress, began)
     return stream
 
@@ -283,30 +311,30 @@ def _stream_sentences(pipe: Pipeline, stream: CloneStream, out: "_Output", head:
 
 class _Output:
     """Scales the pieces (see the module's notes on levels), watermarks them, numbers them and adds
-    the pauses."""
+    the pauses: the plan's `Timeline` says how."""
 
     def __init__(self, plan: ClonePlan, marker: StreamWatermarker | None, began: float):
         self.plan = plan
+        self.timeline = Timeline(plan, SAMPLE_RATE)
         self.marker = marker
-        self.peak = OUTPUT_PEAK
         self.start = 0
         self.began = began  # `time.perf_counter()` at the `stream_clone` call
         self.decoder_steps = 0
 
     def add(self, wav: np.ndarray, sentence: int) -> Iterator[AudioChunk]:
         if len(wav):
-            self.peak = max(self.peak, float(np.max(np.abs(wav))))
-            yield self._chunk(wav * (OUTPUT_PEAK / self.peak), sentence)
+            yield self._chunk(self.timeline.level(wav), sentence)
 
     def lead(self) -> Iterator[AudioChunk]:
         """The silence a script asked for before its first sentence."""
         if self.plan.lead:
-            yield self._chunk(np.zeros(int(round(self.plan.lead * SAMPLE_RATE))), 0)
+            yield self._chunk(self.timeline.lead(), 0)
 
     def end_of(self, sentence: int) -> Iterator[AudioChunk]:
-        gap = int(round(self.plan.gap_after(sentence) * SAMPLE_RATE))
-        if gap:
-            yield self._chunk(np.zeros(gap), sentence)
+        """The pause after a sentence, if any."""
+        pause = self.timeline.pause_after(sentence)
+        if len(pause):
+            yield self._chunk(pause, sentence)
 
     def sentence(self, wav: np.ndarray, sentence: int) -> Iterator[AudioChunk]:
         yield from self.add(wav, sentence)
@@ -316,7 +344,7 @@ class _Output:
         wav = np.asarray(wav, dtype=np.float32)
         if self.marker is not None:
             # The mark moves a few samples by up to a few hundredths: keep the promised peak.
-            wav = np.clip(self.marker.mark(wav), -OUTPUT_PEAK, OUTPUT_PEAK)
+            wav = np.clip(self.marker.mark(wav), -self.timeline.peak, self.timeline.peak)
         chunk = AudioChunk(wav, SAMPLE_RATE, self.start, sentence, time.perf_counter() - self.began,
                            self.decoder_steps)
         self.start += len(wav)

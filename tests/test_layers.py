@@ -44,7 +44,7 @@ EXCEPTIONS: dict[str, set[str]] = {
 # (UNASSIGNED) and fails test_every_module_has_a_layer until it is given one.
 PACKAGE_LAYERS: dict[str, str] = {
     "": "pipeline",  # the package itself: the public API (Pipeline, errors)
-    "pipeline": "pipeline",
+    "pipeline": "pipeline", "assembly": "pipeline",
     "download": "services", "watermark": "services", "script": "services", "perth_compat": "services",
     "streaming": "runners", "batch": "runners",
     "training": "training",

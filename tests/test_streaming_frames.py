@@ -283,6 +283,24 @@ def test_pieces_are_timed_from_the_call_and_a_stream_can_stop_early(pipe, monkey
     assert next(stream).at >= 0.3
     stream.close()
     assert next(stream, None) is None
+    with pytest.raises(RuntimeError, match="closed early"):
+        stream.result()  # what was played is not the clone
+
+
+def test_a_finished_stream_gives_the_clone_it_played(pipe):
+    """`CloneStream.result`: the pieces joined (lead, sentences, pauses), as a `CloneResult`."""
+    stream = stream_clone(pipe, DATA / "ref.wav", "[pause 0.25] Hello world. [pause 0.5] Bye now.", seed=5)
+    first = next(stream)
+    with pytest.raises(RuntimeError, match="not run out"):
+        stream.result()
+    chunks = [first, *stream]
+    result = stream.result()
+    np.testing.assert_array_equal(result.wav, np.concatenate([c.audio for c in chunks]))
+    assert result.wav.dtype == np.float32 and result.sample_rate == 16000
+    assert not np.any(result.wav[:4000]) and chunks[0].sentence == 0  # the lead: 0.25 s of silence
+    assert result.sentences == ["Hello world.", "Bye now."] and len(result.mels) == 2
+    assert result.vocoder == "wavernn" and result.embedding.shape == (256,)
+    assert result.seconds["streaming"] >= chunks[-1].at
 
 
 def test_playback_gaps_from_the_timestamps():

@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 
 from deepfake_audio_core.errors import RequestError
-from deepfake_audio.pipeline import (SAMPLE_RATE, SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline,
-                                     ProgressFn, check_pace, check_pitch, no_progress, normalize_peak)
+from deepfake_audio.assembly import normalize_peak
+from deepfake_audio.pipeline import (SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn,
+                                     check_pace, check_pitch, no_progress)
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio.libraries import Libraries, Library
 from deepfake_audio.studio.library import SavedVoice, record_result
@@ -119,16 +120,13 @@ class CloneService:
         start = time.perf_counter()
         request = self._plan(reference, voice, text, seed, vocoder, reporter, consent, owner, pace, clean, pitch)
         stream = self.stream(request.plan, reporter)
-        pieces: list[np.ndarray] = []
         first_audio = None
         for chunk in stream:
             if first_audio is None:
                 first_audio = time.perf_counter() - start
-            pieces.append(chunk.audio)
             yield chunk.audio
-        wav = normalize_peak(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
-        result = CloneResult(wav, SAMPLE_RATE, request.plan.embedding, stream.mels, list(request.plan.sentences),
-                             request.plan.vocoder, {"streaming": time.perf_counter() - start})
+        played = stream.result()
+        result = replace(played, wav=normalize_peak(played.wav), seconds={"streaming": time.perf_counter() - start})
         yield self._finish(result, request, text, reporter.report, export, first_audio=first_audio)
 
     def batch(self, batch_file: str | Path | None, voice: str | None, *, file_format: str = "wav", loudness=None,
