@@ -186,7 +186,15 @@ def _speaker_spec(spec: str) -> tuple[str, Path]:
     return name.strip(), Path(path.strip())
 
 
-def _load_embedding(path: Path):
+def _pitch_file(npy: Path) -> Path:
+    """Where `embed` keeps the pitch of the recording behind an .npy voice: me.npy -> me.pitch.json."""
+    return npy.with_suffix(".pitch.json")
+
+
+def _load_embedding(path: Path, pipe=None):
+    """The voice embedding (256,) in an .npy file; the pitch `embed` measured beside it, if any,
+    is handed to `pipe` so that the clone speaks at it."""
+    import json
     import numpy as np
     from deepfake_audio.pipeline import check_embedding
     try:
@@ -194,9 +202,17 @@ def _load_embedding(path: Path):
     except (OSError, ValueError) as exc:
         raise DeepfakeAudioError(f"Cannot read the embedding {path}: {exc}") from None
     try:
-        return check_embedding(embedding)
+        embedding = check_embedding(embedding)
     except DeepfakeAudioError:
         raise DeepfakeAudioError(f"{path} is not a voice embedding (256 finite values).") from None
+    pitch_file = _pitch_file(path)
+    if pipe is not None and pitch_file.is_file():
+        try:
+            pitch = json.loads(pitch_file.read_text(encoding="utf-8"))
+            pipe.remember_pitch(embedding, float(pitch["median_hz"]), pitch.get("log_f0_spread"))
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"note: {pitch_file.name} is unreadable; the pitch is guessed from the embedding", file=sys.stderr)
+    return embedding
 
 
 def cmd_clone(args) -> int:
@@ -217,10 +233,12 @@ def cmd_clone(args) -> int:
     if args.voice is None and args.embedding is None and not speakers:
         raise DeepfakeAudioError("Give the voice: --voice FILE, --embedding FILE.npy, or --speaker NAME=FILE for "
                                  "the [voice: NAME] lines of a script.")
-    embedding = _load_embedding(args.embedding) if args.embedding is not None else None
+    if args.embedding is not None:
+        _load_embedding(args.embedding)  # a bad file is refused before the models load
     pipe = _pipeline(args)
+    embedding = _load_embedding(args.embedding, pipe) if args.embedding is not None else None
     _say_which_models(pipe)
-    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
+    voices = {name: _load_embedding(path, pipe) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
               for name, path in speakers.items()}
     bars = _StageBars()
     try:
@@ -298,9 +316,9 @@ def cmd_clone_batch(args) -> int:
     check_batch(items, {name: None for name in speakers}, args.voice is not None or args.embedding is not None)
     pipe = _pipeline(args)
     _say_which_models(pipe)
-    embedding = _load_embedding(args.embedding) if args.embedding is not None else \
+    embedding = _load_embedding(args.embedding, pipe) if args.embedding is not None else \
         (pipe.embed(args.voice, clean=args.clean) if args.voice is not None else None)
-    voices = {name: _load_embedding(path) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
+    voices = {name: _load_embedding(path, pipe) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
               for name, path in speakers.items()}
     with tqdm(total=len(items), desc="clone-batch", unit="file") as bar:
         run_batch(pipe, items, args.out, embedding=embedding, voices=voices, seed=args.seed, pace=args.pace,
@@ -311,12 +329,20 @@ def cmd_clone_batch(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    import json
     import numpy as np
+    from deepfake_audio_core.pitch import pitch_stats
     from deepfake_audio.pipeline import SAMPLE_RATE
     _check_output(args.out, ".npy")
     embedding, wav = _pipeline(args, stages=("encoder",)).embed(args.voice, return_wav=True, clean=args.clean)
     _atomic_write(args.out, lambda tmp: np.save(tmp, embedding))
-    print(f"wrote {args.out} (256-d voice embedding of {len(wav) / SAMPLE_RATE:.1f} s of speech)")
+    stats = pitch_stats(wav, SAMPLE_RATE)
+    if stats is not None:  # the pitch-aware models speak a saved voice at its recording's pitch
+        pitch = {"median_hz": round(stats.median_hz, 2), "log_f0_spread": round(stats.log_f0_spread, 4),
+                 "voice": Path(args.voice).name}
+        _atomic_write(_pitch_file(args.out), lambda tmp: tmp.write_text(json.dumps(pitch), encoding="utf-8"))
+    print(f"wrote {args.out} (256-d voice embedding of {len(wav) / SAMPLE_RATE:.1f} s of speech"
+          + (f", its pitch beside it in {_pitch_file(args.out).name})" if stats is not None else ")"))
     return 0
 
 

@@ -33,7 +33,7 @@ from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
-from deepfake_audio_core.pitch import pitch_stats
+from deepfake_audio_core.pitch import PitchMemory, pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import MAX_PACE, MIN_PACE, PitchRequest, Synthesizer
@@ -277,6 +277,7 @@ class Pipeline:
         self.starter_vocoder_path = self._weights(STARTER_VOCODER_FILE, starter)
         self.starter_vocoder = self._load_if_present(StarterVocoder, self.starter_vocoder_path, None) \
             if "vocoder" in stages else None
+        self._heard_pitch = PitchMemory()  # pitch of the recordings behind the embeddings `embed` made
         # A saved voice's pitch, from its embedding, for the starter vocoder (no recording to measure).
         self.voice_pitch = self._load_if_present(VoicePitch, self._weights(VOICE_PITCH_FILE, starter), None) \
             if self.starter_vocoder is not None else None
@@ -357,6 +358,7 @@ class Pipeline:
         """
         wav = prepare_reference(audio, sample_rate, clean=clean)
         embedding = self.encoder.embed_utterance(wav)
+        self._heard_pitch.remember(embedding, wav)
         return (embedding, wav) if return_wav else embedding
 
     def embed_output(self, wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
@@ -463,7 +465,8 @@ class Pipeline:
         With either, a clone from a recording speaks around the recording's median F0
         (`core.pitch.pitch_stats` of the audio the encoder heard); one from an embedding (a
         saved voice) around `voice_pitch_hz` when the caller knows it (a saved voice's
-        recording), else around the F0 its embedding predicts (`encoder.voice_pitch`).
+        recording), else around its recording's when this pipeline made it (`embed`) or was told
+        (`remember_pitch`), else around the F0 its embedding predicts (`encoder.voice_pitch`).
         """
         use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
@@ -476,6 +479,8 @@ class Pipeline:
         pitch_hz = voice_pitch_hz if embedding is not None else None
         spread = None
         pitched = vocoder == "starter" or self._require_synthesizer().has_pitch
+        if pitched and embedding is not None and pitch_hz is None:
+            pitch_hz, spread = self._heard_pitch.recall(embedding)  # an embedding `embed` made: its recording's
         if embedding is not None:
             embedding = check_embedding(embedding)
         elif None in script.voices:  # some sentence is in the request's own voice
@@ -505,8 +510,18 @@ class Pipeline:
                          per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz, spread,
                          sentence_pitch)
 
+    def remember_pitch(self, embedding: np.ndarray, median_hz: float, spread: float | None = None) -> None:
+        """Speak the voice of `embedding` at `median_hz` (its recording's median F0, measured elsewhere:
+        a saved voice's) and log-F0 `spread`, instead of the pitch its embedding suggests."""
+        self._heard_pitch.store(check_embedding(embedding), median_hz, spread)
+
     def predicted_pitch(self, embedding: np.ndarray) -> float | None:
-        """Median F0 (Hz) that a voice's embedding predicts (`encoder.voice_pitch`), None without the model."""
+        """Median F0 (Hz) of a voice given by its embedding: measured, when this pipeline made the
+        embedding from a recording (`embed`); else what the embedding predicts (`encoder.voice_pitch`),
+        None without that model."""
+        measured, _ = self._heard_pitch.recall(embedding)
+        if measured is not None:
+            return measured
         return None if self.voice_pitch is None else self.voice_pitch(embedding)
 
     # Stages

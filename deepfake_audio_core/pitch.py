@@ -163,7 +163,7 @@ class PitchMemory:
 
     def __init__(self, size: int = 256):
         self.size = size
-        self._stats: dict[bytes, tuple[float, float]] = {}
+        self._stats: dict[bytes, tuple[float, float | None]] = {}
 
     @staticmethod
     def _key(embedding: np.ndarray) -> bytes:
@@ -173,11 +173,14 @@ class PitchMemory:
     def remember(self, embedding: np.ndarray, wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> None:
         """Measure `wav` (the audio the encoder heard) and keep its statistics for `embedding` (256,)."""
         stats = pitch_stats(wav, sample_rate)
-        if stats is None:
-            return
+        if stats is not None:
+            self.store(embedding, stats.median_hz, stats.log_f0_spread)
+
+    def store(self, embedding: np.ndarray, median_hz: float, spread: float | None) -> None:
+        """Keep a pitch measured elsewhere (a saved voice's) for `embedding`."""
         key = self._key(embedding)
         self._stats.pop(key, None)
-        self._stats[key] = (stats.median_hz, stats.log_f0_spread)
+        self._stats[key] = (float(median_hz), None if spread is None else float(spread))
         while len(self._stats) > self.size:
             self._stats.pop(next(iter(self._stats)))
 

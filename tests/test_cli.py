@@ -108,3 +108,31 @@ def test_clone_to_flac_at_a_loudness_target(quick_dir, tmp_path):
         assert f.copy_metadata()["comment"] == "AI-generated voice clone"
     assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--out", tmp_path / "o.wav",
                            "--models", quick_dir, "--loudness", "-3"), "--loudness must be from -40 to -9")
+
+
+def test_an_npy_voice_keeps_its_recording_pitch(tmp_path):
+    """`embed` writes the recording's pitch beside the .npy; `clone --embedding` on the pitch-aware
+    starter speaks at it (moved here to show that the clone follows the file, not a guess)."""
+    import json
+    from deepfake_audio_core.pitch import track_f0
+    empty = tmp_path / "models"  # a fresh install: the starter models
+    empty.mkdir()
+    npy = tmp_path / "voice.npy"
+    proc = run("embed", "--voice", DATA / "ref.wav", "--out", npy, "--models", empty)
+    assert proc.returncode == 0, proc.stderr
+    pitch = json.loads((tmp_path / "voice.pitch.json").read_text())
+    assert 60 < pitch["median_hz"] < 400 and pitch["voice"] == "ref.wav"
+    medians = []
+    for factor in (1.0, 1.5):
+        (tmp_path / "voice.pitch.json").write_text(json.dumps({**pitch, "median_hz": pitch["median_hz"] * factor}))
+        out = tmp_path / f"out{factor}.wav"
+        proc = run("clone", "--embedding", npy, "--text", "Speaking at the pitch of the recording.", "--out", out,
+                   "--seed", 1, "--models", empty)
+        assert proc.returncode == 0, proc.stderr
+        track = track_f0(sf.read(str(out), dtype="float32")[0])
+        medians.append(float(np.median(track.f0[track.voiced])))
+    assert medians[0] == pytest.approx(pitch["median_hz"], rel=0.15)
+    assert medians[1] / medians[0] == pytest.approx(1.5, rel=0.1)
+    (tmp_path / "voice.pitch.json").write_text("{broken")
+    proc = run("clone", "--embedding", npy, "--text", "Still fine.", "--out", tmp_path / "o.wav", "--models", empty)
+    assert proc.returncode == 0 and "unreadable" in proc.stderr
