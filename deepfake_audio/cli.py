@@ -278,7 +278,8 @@ def _clone_streaming(pipe, args, plan) -> int:
     from deepfake_audio.pipeline import SAMPLE_RATE
     from deepfake_audio.streaming import stream_clone
     from deepfake_audio.watermark import provenance_tags
-    chunks = stream_clone(pipe, plan=plan)  # input errors were raised by the plan, before the file exists
+    # input errors were raised by the plan, before the file exists; the pieces go to the file, not memory
+    chunks = stream_clone(pipe, plan=plan, keep_audio=False)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start, first, samples = time.perf_counter(), None, 0
     try:

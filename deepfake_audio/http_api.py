@@ -284,7 +284,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
 
 def _samples(studio, plan) -> Iterator[bytes]:
     """16-bit little-endian samples of the plan's stream, a chunk at a time."""
-    for chunk in studio.clones.stream(plan):
+    for chunk in studio.clones.stream(plan, keep_audio=False):  # relayed, never joined: hold one piece
         yield (np.clip(chunk.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 

@@ -109,8 +109,9 @@ class CloneStream:
     was played.
     """
 
-    def __init__(self, plan: ClonePlan, began: float | None = None):
+    def __init__(self, plan: ClonePlan, began: float | None = None, keep_audio: bool = True):
         self.plan = plan
+        self.keep_audio = keep_audio  # False: pieces are not kept (a server relaying them), no `result`
         self.mels: list[np.ndarray] = []
         self._chunks: Iterator[AudioChunk] = iter(())
         self._began = time.perf_counter() if began is None else began  # `time.perf_counter()` at the start
@@ -140,7 +141,8 @@ class CloneStream:
             if not self._closed and self._seconds is None:
                 self._seconds = time.perf_counter() - self._began
             raise
-        self._played.append(chunk.audio)
+        if self.keep_audio:
+            self._played.append(chunk.audio)
         return chunk
 
     def result(self) -> CloneResult:
@@ -148,6 +150,8 @@ class CloneStream:
         float32 (samples,) at 16 kHz, peak at most 0.97), the mels, and in `seconds` the time
         from the `stream_clone` call until the stream ran out ("streaming"). RuntimeError
         until the stream is exhausted, and for a stream stopped early."""
+        if not self.keep_audio:
+            raise RuntimeError("This stream was made with keep_audio=False: it kept no audio to join.")
         if self._closed or self._seconds is None:
             raise RuntimeError("The stream's result is known only once every piece has been read "
                                + ("(it was closed early)." if self._closed else "(it has not run out yet)."))
@@ -167,8 +171,11 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
                  progress: ProgressFn = no_progress, plan: ClonePlan | None = None, pace: float = 1.0,
-                 voices=None, pitch: float = 0.0) -> CloneStream:
+                 voices=None, pitch: float = 0.0, keep_audio: bool = True) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
+
+    `keep_audio` False: the pieces are not kept for `CloneStream.result` (a caller that only
+    relays them, such as a server, then holds no more than one piece of audio).
 
     Input errors (text, audio, weights) are raised before the first piece. Same seed,
     same inputs: same pieces. With the starter vocoder or Griffin-Lim each sentence is one piece. A `plan`
@@ -178,7 +185,7 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
                          mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
-    stream = CloneStream(plan, began)
+    stream = CloneStream(plan, began, keep_audio)
     stream._chunks = _stream(pipe, stream, head, progress, began)
     return stream
 

@@ -301,6 +301,13 @@ def test_a_finished_stream_gives_the_clone_it_played(pipe):
     assert result.sentences == ["Hello world.", "Bye now."] and len(result.mels) == 2
     assert result.vocoder == "wavernn" and result.embedding.shape == (256,)
     assert result.seconds["streaming"] >= chunks[-1].at
+    relayed = stream_clone(pipe, DATA / "ref.wav", "[pause 0.25] Hello world. [pause 0.5] Bye now.", seed=5,
+                           keep_audio=False)  # a server relaying pieces holds none of them
+    for chunk, again in zip(chunks, relayed, strict=True):
+        np.testing.assert_array_equal(chunk.audio, again.audio)
+    assert relayed._played == []
+    with pytest.raises(RuntimeError, match="keep_audio=False"):
+        relayed.result()
 
 
 def test_playback_gaps_from_the_timestamps():

@@ -164,10 +164,11 @@ class CloneService:
         """The whole clone of a plan."""
         return self.pipeline.run(plan)
 
-    def stream(self, plan: ClonePlan, progress: ProgressFn = no_progress) -> "CloneStream":
-        """The plan's clone as a stream of `AudioChunk`s (see `deepfake_audio.streaming.stream_clone`)."""
+    def stream(self, plan: ClonePlan, progress: ProgressFn = no_progress, keep_audio: bool = True) -> "CloneStream":
+        """The plan's clone as a stream of `AudioChunk`s (see `deepfake_audio.streaming.stream_clone`;
+        `keep_audio` False for a caller that only relays the pieces)."""
         from deepfake_audio.streaming import stream_clone
-        return stream_clone(self.pipeline, plan=plan, progress=progress)
+        return stream_clone(self.pipeline, plan=plan, progress=progress, keep_audio=keep_audio)
 
     def _plan(self, reference, voice, text: str, seed, vocoder, reporter: StageReporter, consent: bool,
               owner: str | None, pace: float = 1.0, clean: bool = False, pitch: float = 0.0) -> CloneRequest:
