@@ -15,6 +15,7 @@ from pathlib import Path
 from deepfake_audio_core.console import run_command
 from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio_core.modes import MODES
+from deepfake_audio_core.requests import MAX_LUFS, MIN_LUFS, VOCODER_CHOICES, check_loudness
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loudness target of the file (EBU R128), e.g. -16 for podcasts or -23 for broadcast "
                             "(default: a 0.97 peak)")
     clone.add_argument("--seed", type=int, default=None, help="random seed: same seed, same output")
-    clone.add_argument("--vocoder", choices=("auto", "wavernn", "starter", "griffinlim"), default="auto",
+    clone.add_argument("--vocoder", choices=VOCODER_CHOICES, default="auto",
                        help="WaveRNN (needs vocoder.pt), the starter vocoder (shipped: fast, follows the "
                             "voice's pitch), Griffin-Lim (no weights, lower quality), or auto (default: WaveRNN "
                             "when its weights are present, else the starter vocoder)")
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--pitch", type=float, default=0.0, metavar="SEMITONES",
                        help="move every file's pitch, -12 to 12 semitones (default 0)")
     batch.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
-    batch.add_argument("--vocoder", choices=("auto", "wavernn", "starter", "griffinlim"), default="auto",
+    batch.add_argument("--vocoder", choices=VOCODER_CHOICES, default="auto",
                        help="vocoder (default: WaveRNN when its weights are present)")
     _add_model_options(batch)
 
@@ -215,6 +216,13 @@ def _load_embedding(path: Path, pipe=None):
     return embedding
 
 
+def _check_loudness(loudness: float | None) -> None:
+    try:
+        check_loudness(loudness)
+    except DeepfakeAudioError:
+        raise DeepfakeAudioError(f"--loudness must be from {MIN_LUFS:g} to {MAX_LUFS:g} LUFS, got {loudness}.") from None
+
+
 def cmd_clone(args) -> int:
     from deepfake_audio_core.audio_io import normalize_loudness, write_audio
     from deepfake_audio.watermark import provenance_tags
@@ -222,10 +230,10 @@ def cmd_clone(args) -> int:
     _check_output(args.out, *(f".{name}" for name in OUTPUT_FORMATS))
     if args.stream and args.out.suffix.lower() != ".wav":
         raise DeepfakeAudioError("--stream writes a WAV file as it goes: give --out a .wav name.")
-    if args.loudness is not None and not -40 <= args.loudness <= -9:
-        raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
+    _check_loudness(args.loudness)
     text = _read_text(args)
-    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline, check_pace, check_pitch
+    from deepfake_audio.pipeline import VOCODER_LABELS, Pipeline
+    from deepfake_audio_core.requests import check_pace, check_pitch
     speakers = dict(_speaker_spec(spec) for spec in args.speaker)
     Pipeline.prepare_script(text, list(speakers))  # fail on bad text before loading models
     check_pace(args.pace)
@@ -306,10 +314,9 @@ def cmd_clone_batch(args) -> int:
     """`clone-batch`: every row or paragraph checked first, then cloned into the ZIP with a progress bar."""
     from tqdm import tqdm
     from deepfake_audio.batch import check_batch, read_batch, run_batch
-    from deepfake_audio.pipeline import check_pace, check_pitch
+    from deepfake_audio_core.requests import check_pace, check_pitch
     _check_output(args.out, ".zip")
-    if args.loudness is not None and not -40 <= args.loudness <= -9:
-        raise DeepfakeAudioError(f"--loudness must be from -40 to -9 LUFS, got {args.loudness}.")
+    _check_loudness(args.loudness)
     check_pace(args.pace)
     check_pitch(args.pitch)
     items = read_batch(args.input)

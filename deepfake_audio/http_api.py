@@ -43,7 +43,8 @@ from pydantic import BaseModel
 
 from deepfake_audio_core.audio_io import OUTPUT_FORMATS, encode_audio, output_format
 from deepfake_audio_core.errors import DeepfakeAudioError, RequestError, TextError
-from deepfake_audio.pipeline import MAX_PACE, MIN_PACE, SAMPLE_RATE, check_pitch
+from deepfake_audio.pipeline import SAMPLE_RATE
+from deepfake_audio_core.requests import MAX_PACE, MIN_PACE, check_pace, check_pitch
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.access import API_KEY_VARIABLE
 from deepfake_audio.studio.library import VoiceError
@@ -228,9 +229,11 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
         if fmt not in FORMATS:
             raise ApiError(422, f"Unsupported response_format {body.response_format!r}: choose "
                                 f"{', '.join(FORMATS)}.", param="response_format", code="unsupported_format")
-        if not MIN_PACE <= body.speed <= MAX_PACE:
+        try:
+            speed = check_pace(body.speed)
+        except RequestError:
             raise ApiError(422, f"speed must be from {MIN_PACE} to {MAX_PACE} (1 is the voice's own pace), "
-                                f"got {body.speed}.", param="speed", code="speed_out_of_range")
+                                f"got {body.speed}.", param="speed", code="speed_out_of_range") from None
         voices = library(x_owner_token).voices
         try:
             saved = voices.get(body.voice)
@@ -244,7 +247,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
         except RequestError as exc:
             raise ApiError(422, str(exc), param="pitch", code="pitch_out_of_range") from None
         try:
-            plan = studio.clones.plan_saved_voice(saved, body.input, pace=body.speed, voices=named, pitch=pitch)
+            plan = studio.clones.plan_saved_voice(saved, body.input, pace=speed, voices=named, pitch=pitch)
         except TextError as exc:
             raise ApiError(400, str(exc), param="input", code="invalid_input") from None
         except RequestError as exc:

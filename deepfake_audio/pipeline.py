@@ -33,10 +33,11 @@ from encoder.audio import preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
+from deepfake_audio_core.requests import check_pace, check_pitch, check_vocoder
 from deepfake_audio_core.pitch import PitchMemory, pitch_stats
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
-from synthesizer.inference import MAX_PACE, MIN_PACE, PitchRequest, Synthesizer
+from synthesizer.inference import PitchRequest, Synthesizer
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
@@ -51,11 +52,9 @@ VocoderName = Literal["auto", "wavernn", "starter", "griffinlim"]
 # 20.5 % with it against 21.7 % for the reference's 60 plain iterations (14.3 % on the
 # recordings themselves), in about half the time.
 FAST_GRIFFIN_LIM = {"momentum": 0.99, "iterations": 32}
-VOCODERS: tuple[str, ...] = ("wavernn", "starter", "griffinlim")
 VOCODER_LABELS = {"wavernn": "WaveRNN", "starter": "starter vocoder", "griffinlim": "Griffin-Lim"}
 # Vocoders that make each sentence on its own (the others vocode the joined mels in one pass).
 PER_SENTENCE_VOCODERS = ("starter", "griffinlim")
-MAX_PITCH_SEMITONES = 12.0
 SAMPLE_RATE = syn_hp.sample_rate
 HOP_SIZE = syn_hp.hop_size
 MAX_TEXT_CHARS = 5000
@@ -110,31 +109,6 @@ def cosine_similarity(a, b) -> float:
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(np.dot(a, b) / norm) if norm > 0 else 0.0
-
-
-def check_pace(pace) -> float:
-    """The speaking rate as a float in [0.5, 2.0]; `RequestError` otherwise."""
-    try:
-        value = float(pace)
-    except (TypeError, ValueError):
-        raise RequestError(f"The pace must be a number from {MIN_PACE} to {MAX_PACE}, got {pace!r}.") from None
-    if not MIN_PACE <= value <= MAX_PACE:  # also refuses NaN
-        raise RequestError(f"The pace must be from {MIN_PACE} to {MAX_PACE} (1 is the voice's own rate), "
-                           f"got {pace!r}.")
-    return value
-
-
-def check_pitch(pitch) -> float:
-    """A pitch shift in semitones as a float in [-12, 12]; `RequestError` otherwise."""
-    try:
-        value = float(pitch)
-    except (TypeError, ValueError):
-        raise RequestError(f"The pitch must be a number of semitones from -{MAX_PITCH_SEMITONES:g} to "
-                           f"{MAX_PITCH_SEMITONES:g}, got {pitch!r}.") from None
-    if not -MAX_PITCH_SEMITONES <= value <= MAX_PITCH_SEMITONES:  # also refuses NaN
-        raise RequestError(f"The pitch must be from -{MAX_PITCH_SEMITONES:g} to {MAX_PITCH_SEMITONES:g} semitones "
-                           f"(0 is the voice's own), got {pitch!r}.")
-    return value
 
 
 def check_embedding(embedding) -> np.ndarray:
@@ -427,11 +401,9 @@ class Pipeline:
         A vocoder without weights raises `MissingWeightsError`, or with `fallback` runs the
         best one loaded and says so in the note. An unknown name is a `RequestError`.
         """
-        name = (vocoder or "auto").strip().lower().replace("-", "").replace(" ", "").replace("_", "")
+        name = check_vocoder(vocoder)
         if name == "auto":
             return self.default_vocoder(), ""
-        if name not in VOCODERS:
-            raise RequestError(f"Unknown vocoder {vocoder!r}: choose {', '.join(VOCODERS)} or auto.")
         if name == "wavernn" and self.vocoder is None:
             if fallback:
                 stand_in = self.default_vocoder()

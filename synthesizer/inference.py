@@ -19,6 +19,7 @@ from typing import Callable, Generator, Iterator, Sequence
 import numpy as np
 import torch
 
+from deepfake_audio_core.requests import MAX_PACE, MIN_PACE
 from deepfake_audio_core.checkpoint import MissingMessage, check_state_dict, model_state_of, read_checkpoint
 from deepfake_audio_core.errors import TextError, WeightsError
 from deepfake_audio_core.hparams import with_overrides
@@ -35,7 +36,6 @@ from synthesizer.text import has_speakable_characters, text_to_sequence
 TACOTRON = "tacotron"
 FASTSPEECH = FastSpeech.architecture
 ARCHITECTURES = (TACOTRON, FASTSPEECH)
-MIN_PACE, MAX_PACE = 0.5, 2.0  # speaking rate: half to twice the model's own
 
 
 

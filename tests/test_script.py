@@ -6,7 +6,8 @@ import pytest
 
 from conftest import DATA
 from deepfake_audio_core.errors import AudioError, RequestError, TextError
-from deepfake_audio.pipeline import MAX_TEXT_CHARS, SENTENCE_PAUSE_SECONDS, Pipeline, check_pace
+from deepfake_audio.pipeline import MAX_TEXT_CHARS, SENTENCE_PAUSE_SECONDS, Pipeline
+from deepfake_audio_core.requests import check_pace
 from deepfake_audio.script import Part, parse_script, spoken_characters
 
 SR = 16000

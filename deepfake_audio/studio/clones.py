@@ -19,8 +19,8 @@ import numpy as np
 
 from deepfake_audio_core.errors import RequestError
 from deepfake_audio.assembly import normalize_peak
-from deepfake_audio.pipeline import (SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn,
-                                     check_pace, check_pitch, no_progress)
+from deepfake_audio.pipeline import SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn, no_progress
+from deepfake_audio_core.requests import check_pace, check_pitch
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio.libraries import Libraries, Library
 from deepfake_audio.studio.library import SavedVoice, record_result

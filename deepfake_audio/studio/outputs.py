@@ -15,11 +15,11 @@ from pathlib import Path
 
 from deepfake_audio_core.audio_io import OUTPUT_FORMATS, normalize_loudness, output_format, write_audio
 from deepfake_audio_core.errors import RequestError
+from deepfake_audio_core.requests import check_loudness
 from deepfake_audio.pipeline import CloneResult
 from deepfake_audio.watermark import provenance_tags
 
 OUTPUT_MAX_AGE_SECONDS = 3600
-MIN_LUFS, MAX_LUFS = -40.0, -9.0
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,7 @@ class Export:
         fmt = (file_format or "wav").strip().lower().lstrip(".")
         if fmt not in OUTPUT_FORMATS:
             raise RequestError(f"Unknown file format {file_format!r}: choose {', '.join(OUTPUT_FORMATS)}.")
-        if loudness is None or (isinstance(loudness, str) and not loudness.strip()):
-            return cls(fmt)
-        try:
-            target = float(loudness)
-        except (TypeError, ValueError):
-            raise RequestError(f"The loudness target must be a number of LUFS, such as -16, got {loudness!r}.") from None
-        if not MIN_LUFS <= target <= MAX_LUFS:
-            raise RequestError(f"The loudness target must be from {MIN_LUFS} to {MAX_LUFS} LUFS, got {loudness!r}.")
-        return cls(fmt, target)
+        return cls(fmt, check_loudness(loudness))
 
     @property
     def extension(self) -> str:

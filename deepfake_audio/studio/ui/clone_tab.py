@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from deepfake_audio.pipeline import MAX_PITCH_SEMITONES, MAX_TEXT_CHARS
+from deepfake_audio.pipeline import MAX_TEXT_CHARS
+from deepfake_audio_core.requests import MAX_PITCH_SEMITONES
 from deepfake_audio.studio.examples import example_voices
 from deepfake_audio.studio.service import MAX_SEED
 from deepfake_audio.studio.ui.handlers import (FILE_FORMAT_CHOICES, LOUDNESS_CHOICES, RECORDING_CHOICE, REMEMBERED,

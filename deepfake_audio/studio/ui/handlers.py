@@ -17,7 +17,8 @@ import gradio as gr
 import numpy as np
 
 from deepfake_audio_core.errors import AudioError, DeepfakeAudioError, RequestError
-from deepfake_audio.pipeline import MAX_PITCH_SEMITONES, SAMPLE_RATE
+from deepfake_audio.pipeline import SAMPLE_RATE
+from deepfake_audio_core.requests import MAX_PITCH_SEMITONES
 from deepfake_audio.studio import owners
 from deepfake_audio.studio.library import VoiceError
 from deepfake_audio.studio.service import MAX_SEED, Studio
