@@ -34,7 +34,7 @@ from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio_core.requests import check_pace, check_pitch, check_vocoder
-from deepfake_audio_core.pitch import PitchMemory, pitch_stats
+from deepfake_audio_core.pitch import PitchMemory
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import PitchRequest, Synthesizer
@@ -460,10 +460,9 @@ class Pipeline:
                 raise AudioError("No reference voice: upload or record a few seconds of speech, or choose a "
                                  "saved voice.")
             progress(ProgressEvent("encoding", 0, 1))
-            embedding, heard = self.embed(reference_audio, sample_rate, return_wav=True, clean=clean)
-            if pitched:
-                stats = pitch_stats(heard, encoder_hp.sampling_rate)
-                pitch_hz, spread = (stats.median_hz, stats.log_f0_spread) if stats is not None else (None, None)
+            embedding = self.embed(reference_audio, sample_rate, clean=clean)
+            if pitched:  # `embed` measured the pitch of the audio the encoder heard
+                pitch_hz, spread = self._heard_pitch.recall(embedding)
             progress(ProgressEvent("encoding", 1, 1))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         if embedding is None:
