@@ -16,6 +16,7 @@ from __future__ import annotations
 from deepfake_audio.pipeline import ClonePlan, CloneResult, Pipeline, ProgressEvent
 from deepfake_audio_core.errors import (AudioError, DeepfakeAudioError, MissingWeightsError, RequestError, TextError,
                                         WeightsError)
+from deepfake_audio_core.tuned import TunedVoice, load_tuned_voice
 
 __all__ = ["Pipeline", "CloneResult", "ClonePlan", "ProgressEvent", "DeepfakeAudioError", "AudioError", "TextError",
-           "WeightsError", "MissingWeightsError", "RequestError"]
+           "WeightsError", "MissingWeightsError", "RequestError", "TunedVoice", "load_tuned_voice"]

@@ -25,7 +25,8 @@ import numpy as np
 
 from deepfake_audio_core.audio_io import encode_audio, normalize_loudness, output_format
 from deepfake_audio_core.errors import DeepfakeAudioError, TextError
-from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE, Pipeline
+from deepfake_audio_core.tuned import TunedVoice
+from deepfake_audio.pipeline import MAX_TEXT_CHARS, SAMPLE_RATE, Pipeline, Voice
 from deepfake_audio.watermark import provenance_tags
 
 MAX_ITEMS = 500
@@ -138,13 +139,14 @@ def check_batch(items: Sequence[BatchItem], voices: Mapping[str, np.ndarray], ha
             raise BatchError(f"{where}: {exc}") from None
 
 
-def run_batch(pipe: Pipeline, items: Sequence[BatchItem], out: Path | str, *, embedding: np.ndarray | None = None,
-              voices: Mapping[str, np.ndarray] | None = None, seed: int | None = None, pace: float = 1.0,
+def run_batch(pipe: Pipeline, items: Sequence[BatchItem], out: Path | str, *, embedding: Voice | None = None,
+              voices: Mapping[str, Voice] | None = None, seed: int | None = None, pace: float = 1.0,
               vocoder: str = "auto", file_format: str = "wav", loudness: float | None = None,
               progress: Callable[[int, int], None] | None = None, pitch: float = 0.0) -> Path:
     """Clone every item into the ZIP `out`, with `manifest.csv`; `progress(done, total)` after each file.
 
-    `embedding` is the request's own voice; `voices` ({name: embedding}) the saved ones.
+    `embedding` is the request's own voice; `voices` ({name: embedding}) the saved ones; either may
+    be a tuned voice (`core.tuned`) instead of an embedding.
     `pace` and `pitch` (semitones) apply to every item. The ZIP is written next to `out` and renamed into place at the end.
     """
     voices = dict(voices or {})
@@ -162,8 +164,9 @@ def run_batch(pipe: Pipeline, items: Sequence[BatchItem], out: Path | str, *, em
             for k, item in enumerate(items):
                 voice = embedding if item.voice is None else by_name[item.voice.casefold()]
                 item_seed = None if seed is None else seed + k
-                result = pipe.clone(text=item.text, embedding=voice, seed=item_seed, vocoder=vocoder, pace=pace,
-                                    voices=voices, pitch=pitch)
+                tuned = voice if isinstance(voice, TunedVoice) else None
+                result = pipe.clone(text=item.text, embedding=None if tuned else voice, tuned=tuned, seed=item_seed,
+                                    vocoder=vocoder, pace=pace, voices=voices, pitch=pitch)
                 wav = result.wav if loudness is None else normalize_loudness(result.wav, SAMPLE_RATE, loudness)
                 archive.writestr(item.name + extension, encode_audio(wav, SAMPLE_RATE, file_format,
                                                                       provenance_tags()))

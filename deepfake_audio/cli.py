@@ -16,6 +16,7 @@ from deepfake_audio_core.console import run_command
 from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio_core.modes import MODES
 from deepfake_audio_core.requests import MAX_LUFS, MIN_LUFS, VOCODER_CHOICES, check_loudness
+from deepfake_audio_core.tuned import is_tuned_voice_file
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     clone = sub.add_parser("clone", help="speak text in the voice of a reference recording")
     voice = clone.add_mutually_exclusive_group()
-    voice.add_argument("--voice", type=Path, help="reference recording (wav, flac, ogg, mp3; any rate)")
+    voice.add_argument("--voice", type=Path, help="reference recording (wav, flac, ogg, mp3; any rate), or a tuned "
+                                                  "voice (NAME.tuned.pt, from sv2tts-finetune --tuned-voice)")
     voice.add_argument("--embedding", type=Path, help="saved voice from `embed` (.npy) instead of --voice")
     text = clone.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="what to say")
@@ -65,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="move the voice's pitch, -12 to 12 semitones (default 0: the voice's own); "
                             "with the starter vocoder or the pitch-aware starter synthesizer")
     clone.add_argument("--speaker", action="append", default=[], metavar="NAME=FILE",
-                       help="a voice that the text's [voice: NAME] lines use: a recording or a saved embedding "
-                            "(.npy); repeat for each speaker of a script (see the README's scripts section)")
+                       help="a voice that the text's [voice: NAME] lines use: a recording, a saved embedding "
+                            "(.npy) or a tuned voice (.tuned.pt); repeat for each speaker of a script (see the "
+                            "README's scripts section)")
     clone.add_argument("--clean", action="store_true", help="reduce noise in the recordings first (spectral gating and a 70-7600 Hz band-pass; for noisy microphone recordings)")
     _add_model_options(clone)
 
@@ -192,6 +195,18 @@ def _pitch_file(npy: Path) -> Path:
     return npy.with_suffix(".pitch.json")
 
 
+def _load_tuned(path: Path):
+    from deepfake_audio_core.tuned import load_tuned_voice
+    return load_tuned_voice(path)
+
+
+def _voice_file(path: Path, pipe, clean: bool):
+    """The voice in a file: a saved embedding (.npy), a tuned voice (.tuned.pt) or a recording (embedded)."""
+    if is_tuned_voice_file(path):
+        return _load_tuned(path)
+    return _load_embedding(path, pipe) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=clean)
+
+
 def _load_embedding(path: Path, pipe=None):
     """The voice embedding (256,) in an .npy file; the pitch `embed` measured beside it, if any,
     is handed to `pipe` so that the clone speaks at it."""
@@ -243,15 +258,16 @@ def cmd_clone(args) -> int:
                                  "the [voice: NAME] lines of a script.")
     if args.embedding is not None:
         _load_embedding(args.embedding)  # a bad file is refused before the models load
+    tuned = _load_tuned(args.voice) if args.voice is not None and is_tuned_voice_file(args.voice) else None
     pipe = _pipeline(args)
     embedding = _load_embedding(args.embedding, pipe) if args.embedding is not None else None
     _say_which_models(pipe)
-    voices = {name: _load_embedding(path, pipe) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
-              for name, path in speakers.items()}
+    voices = {name: _voice_file(path, pipe, args.clean) for name, path in speakers.items()}
     bars = _StageBars()
     try:
-        plan = pipe.plan(args.voice, text, args.seed, args.vocoder, embedding=embedding, mode=args.mode,
-                         progress=bars, pace=args.pace, voices=voices, clean=args.clean, pitch=args.pitch)
+        plan = pipe.plan(None if tuned else args.voice, text, args.seed, args.vocoder, embedding=embedding,
+                         mode=args.mode, progress=bars, pace=args.pace, voices=voices, clean=args.clean,
+                         pitch=args.pitch, tuned=tuned)
         if args.stream:
             return _clone_streaming(pipe, args, plan)
         result = pipe.run(plan, bars)
@@ -325,9 +341,8 @@ def cmd_clone_batch(args) -> int:
     pipe = _pipeline(args)
     _say_which_models(pipe)
     embedding = _load_embedding(args.embedding, pipe) if args.embedding is not None else \
-        (pipe.embed(args.voice, clean=args.clean) if args.voice is not None else None)
-    voices = {name: _load_embedding(path, pipe) if path.suffix.lower() == ".npy" else pipe.embed(path, clean=args.clean)
-              for name, path in speakers.items()}
+        (_voice_file(args.voice, pipe, args.clean) if args.voice is not None else None)
+    voices = {name: _voice_file(path, pipe, args.clean) for name, path in speakers.items()}
     with tqdm(total=len(items), desc="clone-batch", unit="file") as bar:
         run_batch(pipe, items, args.out, embedding=embedding, voices=voices, seed=args.seed, pace=args.pace,
                   vocoder=args.vocoder, file_format=args.format, loudness=args.loudness, pitch=args.pitch,

@@ -241,7 +241,7 @@ def speech_router(studio, concurrency: int = 1, max_waiting: int | None = None,
             names = ", ".join(voices.names()) or "none saved yet"
             raise ApiError(404, f"Unknown voice {body.voice!r}: saved voices are {names}.", param="voice",
                            code="voice_not_found") from None
-        named = {v.name: v.embedding for v in voices.list()}
+        named = studio.clones.saved_voices(library(x_owner_token))
         try:
             pitch = check_pitch(body.pitch)
         except RequestError as exc:

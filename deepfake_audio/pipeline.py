@@ -13,7 +13,9 @@ reported as `ProgressEvent`s (stage, done, total), never as text to be parsed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Mapping, Sequence
@@ -35,6 +37,7 @@ from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio_core.requests import check_pace, check_pitch, check_vocoder
 from deepfake_audio_core.pitch import PitchMemory
+from deepfake_audio_core.tuned import TunedVoice
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import PitchRequest, Synthesizer
@@ -62,6 +65,11 @@ SENTENCE_PAUSE_SECONDS = 0.15
 EMBEDDING_SIZE = 256
 # A result shorter than this after trimming is embedded untrimmed (see `embed_output`).
 MIN_OUTPUT_SPEECH_SECONDS = 0.5
+# Synthesizers with a tuned voice's weights kept ready (each a copy of the loaded one: 27 MB for
+# the starter, 124 MB for the Tacotron); a script rarely speaks more tuned voices than this.
+TUNED_SYNTHESIZERS_KEPT = 3
+# A saved voice: its embedding, or a tuned voice (which brings its own embedding and weights).
+Voice = np.ndarray | TunedVoice
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ class ClonePlan:
     pitch_hz: float | None = None  # median F0 of the request's voice, Hz (None: the mel's own pitch)
     pitch_spread: float | None = None  # spread of its log-F0 (`core.pitch.pitch_stats`) where measured
     sentence_pitch_hz: tuple[float | None, ...] = ()  # per sentence, when a script has several voices
+    tuned: TunedVoice | None = None  # the request's voice when it is a tuned voice (`core.tuned`)
+    sentence_tuned: tuple[TunedVoice | None, ...] = ()  # per sentence, when a script has several voices
 
     def groups(self) -> list[list[int]]:
         """Sentences synthesized together, in order. Parity mode: all in one batch, as the
@@ -180,6 +190,10 @@ class ClonePlan:
 
     def voice_of(self, k: int) -> np.ndarray:
         return self.sentence_embeddings[k] if self.sentence_embeddings else self.embedding
+
+    def tuned_of(self, k: int) -> TunedVoice | None:
+        """The tuned voice that speaks sentence k, None for the loaded synthesizer as it is."""
+        return self.sentence_tuned[k] if self.sentence_tuned else self.tuned
 
     def pitch_hz_of(self, k: int) -> float | None:
         return self.sentence_pitch_hz[k] if self.sentence_pitch_hz else self.pitch_hz
@@ -252,6 +266,8 @@ class Pipeline:
         self.starter_vocoder = self._load_if_present(StarterVocoder, self.starter_vocoder_path, None) \
             if "vocoder" in stages else None
         self._heard_pitch = PitchMemory()  # pitch of the recordings behind the embeddings `embed` made
+        self._tuned: OrderedDict[int, tuple[TunedVoice, Synthesizer]] = OrderedDict()  # most recent last
+        self._tuned_lock = threading.Lock()
         # A saved voice's pitch, from its embedding, for the starter vocoder (no recording to measure).
         self.voice_pitch = self._load_if_present(VoicePitch, self._weights(VOICE_PITCH_FILE, starter), None) \
             if self.starter_vocoder is not None else None
@@ -422,8 +438,8 @@ class Pipeline:
              seed: int | None = None, vocoder: VocoderName | str | None = "auto", *,
              embedding: np.ndarray | None = None, sample_rate: int | None = None, mode: str = "fast",
              fallback_vocoder: bool = False, progress: ProgressFn = no_progress, pace: float = 1.0,
-             voices: Mapping[str, np.ndarray] | None = None, clean: bool = False, pitch: float = 0.0,
-             voice_pitch_hz: float | None = None) -> ClonePlan:
+             voices: Mapping[str, Voice] | None = None, clean: bool = False, pitch: float = 0.0,
+             voice_pitch_hz: float | None = None, tuned: TunedVoice | None = None) -> ClonePlan:
         """Check a clone request once and turn it into a `ClonePlan`.
 
         Cheap checks come first (text, pace, mode, weights, vocoder), then the voice: the
@@ -439,6 +455,9 @@ class Pipeline:
         saved voice) around `voice_pitch_hz` when the caller knows it (a saved voice's
         recording), else around its recording's when this pipeline made it (`embed`) or was told
         (`remember_pitch`), else around the F0 its embedding predicts (`encoder.voice_pitch`).
+        `tuned` is a tuned voice (`core.tuned`, `load_tuned_voice`): its own weights speak it, at its
+        recordings' pitch; `voices` may name tuned voices too. One made for other weights than the
+        loaded synthesizer's is refused here (`WeightsError`).
         """
         use_user_threads()  # a server's worker thread may have been left with one (see core.threads)
         script = self.prepare_script(text, list(voices or ()))
@@ -447,9 +466,18 @@ class Pipeline:
         check_mode(mode)
         self._require_synthesizer()
         vocoder, note = self.resolve_vocoder(vocoder, fallback_vocoder)
-        named = {name: check_embedding(voices[name]) for name in set(script.voices) - {None}}
+        used = set(script.voices) - {None}
+        named_tuned = {name: voices[name] for name in used if isinstance(voices[name], TunedVoice)}
+        named = {name: check_embedding(named_tuned[name].embedding if name in named_tuned else voices[name])
+                 for name in used}
+        for voice in [tuned, *named_tuned.values()]:
+            if voice is not None:
+                self.tuned_synthesizer(voice)  # refused here if it was tuned on other weights
+        if tuned is not None:
+            embedding = tuned.embedding
+            voice_pitch_hz = tuned.pitch_hz if voice_pitch_hz is None else voice_pitch_hz
         pitch_hz = voice_pitch_hz if embedding is not None else None
-        spread = None
+        spread = tuned.pitch_spread if tuned is not None and voice_pitch_hz == tuned.pitch_hz else None
         pitched = vocoder == "starter" or self._require_synthesizer().has_pitch
         if pitched and embedding is not None and pitch_hz is None:
             pitch_hz, spread = self._heard_pitch.recall(embedding)  # an embedding `embed` made: its recording's
@@ -465,21 +493,27 @@ class Pipeline:
                 pitch_hz, spread = self._heard_pitch.recall(embedding)
             progress(ProgressEvent("encoding", 1, 1))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
+        tuned_per_sentence = tuple(named_tuned.get(v) if v is not None else tuned for v in script.voices)
         if embedding is None:
-            embedding = per_sentence[0]
+            embedding, tuned = per_sentence[0], tuned_per_sentence[0]
         many = len({id(e) for e in per_sentence}) > 1
         sentence_pitch: tuple[float | None, ...] = ()
         if pitch and not pitched:
             note = " ".join(filter(None, [note, "The pitch control needs the starter vocoder or the pitch-aware "
                                                 "starter synthesizer: this clone keeps the voice's own pitch."]))
         if pitched:
+            if pitch_hz is None and tuned is not None:
+                pitch_hz = tuned.pitch_hz
             if pitch_hz is None:
                 pitch_hz = self.predicted_pitch(embedding)
             if many:
-                sentence_pitch = tuple(pitch_hz if v is None else self.predicted_pitch(named[v]) for v in script.voices)
+                def named_pitch(name: str) -> float | None:
+                    known = named_tuned[name].pitch_hz if name in named_tuned else None
+                    return known if known is not None else self.predicted_pitch(named[name])
+                sentence_pitch = tuple(pitch_hz if v is None else named_pitch(v) for v in script.voices)
         return ClonePlan(script.sentences, script.ids, vocoder, seed, mode, embedding, note, pace,
                          per_sentence if many else (), script.gaps, script.lead, pitch, pitch_hz, spread,
-                         sentence_pitch)
+                         sentence_pitch, tuned, tuned_per_sentence if many else ())
 
     def remember_pitch(self, embedding: np.ndarray, median_hz: float, spread: float | None = None) -> None:
         """Speak the voice of `embedding` at `median_hz` (its recording's median F0, measured elsewhere:
@@ -519,16 +553,19 @@ class Pipeline:
         picked = list(range(len(plan.sentences)) if sentences is None else sentences)
         synthesizer = self._require_synthesizer()
         requests = [plan.pitch_request(k) for k in picked]
-        if synthesizer.has_pitch and len(set(requests)) > 1:  # voices at other pitches: one pass each
+        # Sentences at other pitches (a pitch-aware model), or spoken by other tuned voices: a pass each.
+        keys = [(id(plan.tuned_of(k)), r if synthesizer.has_pitch else None) for k, r in zip(picked, requests)]
+        if len(set(keys)) > 1:
             mels: dict[int, np.ndarray] = {}
-            for request in dict.fromkeys(requests):
-                group = [k for k, r in zip(picked, requests) if r == request]
-                for k, mel in zip(group, synthesizer.synthesize_ids(
-                        [list(plan.ids[k]) for k in group], [plan.voice_of(k) for k in group], pace=plan.pace,
-                        pitch=request)):
+            for key in dict.fromkeys(keys):
+                group = [k for k, other in zip(picked, keys) if other == key]
+                for k, mel in zip(group, self.synthesizer_for(plan, group[0]).synthesize_ids(
+                        [list(plan.ids[k]) for k in group], [plan.voice_of(k) for k in group], seed=plan.seed,
+                        generator=generator, mode=plan.mode, pace=plan.pace, pitch=plan.pitch_request(group[0]))):
                     mels[k] = mel
                 progress(ProgressEvent("synthesizing", len(mels), len(picked), "sentence"))
             return [mels[k] for k in picked]
+        synthesizer = self.synthesizer_for(plan, picked[0]) if picked else synthesizer
         return synthesizer.synthesize_ids(
             [list(plan.ids[k]) for k in picked], [plan.voice_of(k) for k in picked], seed=plan.seed,
             generator=generator, mode=plan.mode, progress=_sentence_reporter(progress), pace=plan.pace,
@@ -582,7 +619,8 @@ class Pipeline:
               seed: int | None = None, vocoder: VocoderName = "auto", *,
               embedding: np.ndarray | None = None, sample_rate: int | None = None,
               progress: ProgressFn = no_progress, mode: str = "fast", pace: float = 1.0,
-              voices: Mapping[str, np.ndarray] | None = None, rolling: bool = False, pitch: float = 0.0) -> CloneResult:
+              voices: Mapping[str, Voice] | None = None, rolling: bool = False, pitch: float = 0.0,
+              tuned: TunedVoice | None = None) -> CloneResult:
         """Speak `text` in the voice of `reference_audio` (or of a saved `embedding`).
 
         Long text is split into sentences, synthesized in batches and vocoded in one
@@ -592,14 +630,15 @@ class Pipeline:
         precision (`deepfake_audio_core.modes`); "parity" gives the reference's numbers.
         `pace` is the speaking rate (0.5 to 2.0), `pitch` a shift in semitones (-12 to 12,
         starter vocoder). The text may be a script with [pause S] and [voice: Name] tags, the
-        names looked up in `voices` ({name: embedding}); see `deepfake_audio.script`.
+        names looked up in `voices` ({name: embedding or tuned voice}); see `deepfake_audio.script`.
+        `tuned` speaks with a tuned voice (`load_tuned_voice`) instead of a reference.
         `deepfake_audio.streaming` streams the result. `rolling` (WaveRNN, fast modes) runs
         the folds a stream runs, and so gives a stream's audio for the same seed, sample for
         sample; the default lockstep folds are faster for a whole text at once.
         """
         start = time.perf_counter()
         plan = self.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
+                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch, tuned=tuned)
         return self.run(plan, progress, encoding_seconds=time.perf_counter() - start, rolling=rolling)
 
     def run(self, plan: ClonePlan, progress: ProgressFn = no_progress,
@@ -648,6 +687,27 @@ class Pipeline:
                 pieces.append(self.vocode_sentence(plan, k, mel))
                 progress(ProgressEvent("vocoding", k + 1, len(mels), "sentence"))
         return pieces
+
+    def synthesizer_for(self, plan: ClonePlan, k: int) -> Synthesizer:
+        """The synthesizer that speaks sentence k of `plan`: the loaded one, or a tuned voice's copy of it."""
+        voice = plan.tuned_of(k)
+        return self._require_synthesizer() if voice is None else self.tuned_synthesizer(voice)
+
+    def tuned_synthesizer(self, voice: TunedVoice) -> Synthesizer:
+        """The loaded synthesizer with `voice`'s tuned weights in place, made once and kept for the
+        `TUNED_SYNTHESIZERS_KEPT` voices used last. `WeightsError` where the voice was tuned on other
+        weights than the loaded synthesizer's."""
+        base = self._require_synthesizer()
+        with self._tuned_lock:
+            if id(voice) in self._tuned:
+                self._tuned.move_to_end(id(voice))
+                return self._tuned[id(voice)][1]
+        synthesizer = base.tuned(voice)  # outside the lock: a copy takes a moment; two threads may both make one
+        with self._tuned_lock:
+            self._tuned[id(voice)] = (voice, synthesizer)  # the voice is kept too, so that its id stays its own
+            while len(self._tuned) > TUNED_SYNTHESIZERS_KEPT:
+                self._tuned.popitem(last=False)
+        return synthesizer
 
     def _require_synthesizer(self) -> Synthesizer:
         if self.synthesizer is None:

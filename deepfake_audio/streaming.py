@@ -171,7 +171,7 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
                  seed: int | None = None, vocoder: str = "auto", *, embedding: np.ndarray | None = None,
                  sample_rate: int | None = None, mode: str = "fast", head: int = HEAD_SAMPLES,
                  progress: ProgressFn = no_progress, plan: ClonePlan | None = None, pace: float = 1.0,
-                 voices=None, pitch: float = 0.0, keep_audio: bool = True) -> CloneStream:
+                 voices=None, pitch: float = 0.0, keep_audio: bool = True, tuned=None) -> CloneStream:
     """`Pipeline.clone` as a stream of `AudioChunk`s (same arguments; `mode` is the WaveRNN mode).
 
     `keep_audio` False: the pieces are not kept for `CloneStream.result` (a caller that only
@@ -184,7 +184,7 @@ def stream_clone(pipe: Pipeline, reference_audio: str | Path | np.ndarray | None
     began = time.perf_counter()  # pieces are timed from here: the plan (embedding the voice) counts
     if plan is None:
         plan = pipe.plan(reference_audio, text, seed, vocoder, embedding=embedding, sample_rate=sample_rate,
-                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch)
+                         mode=mode, progress=progress, pace=pace, voices=voices, pitch=pitch, tuned=tuned)
     stream = CloneStream(plan, began, keep_audio)
     stream._chunks = _stream(pipe, stream, head, progress, began)
     return stream
@@ -213,8 +213,11 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
     def produce() -> Iterator[None]:
         """The synthesis in small steps (one decoder step each), appending frames as they are made."""
         generator = make_generator(plan.seed)
-        synthesizer = pipe.synthesizer
-        for group in plan.groups():
+        # a batch spoken by several tuned voices (a script) goes a sentence at a time: one model each
+        groups = [part for group in plan.groups() for part in
+                  ([group] if len({id(plan.tuned_of(k)) for k in group}) == 1 else [[k] for k in group])]
+        for group in groups:
+            synthesizer = pipe.synthesizer_for(plan, group[0])
             if len(group) == 1:  # frame by frame, tagged with the decoder steps so far
                 k, pieces = group[0], []
                 for piece, steps in synthesizer.stream_ids(plan.ids[k], plan.voice_of(k), generator, plan.mode,

@@ -10,6 +10,7 @@ the pipeline on top of it.
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
 from synthesizer.model import LSTMCells, Tacotron
 from synthesizer.postnet_blocks import PostnetBlocks, PostnetLane
 from synthesizer.text import has_speakable_characters, text_to_sequence
+from synthesizer.tuning import fingerprint, is_tunable
 
 TACOTRON = "tacotron"
 FASTSPEECH = FastSpeech.architecture
@@ -86,6 +88,39 @@ class Synthesizer:
         self.model.to(self.device).eval()
         self._fast: dict[str, fast.LSTMCells] = {}
         self._fast_lock = threading.Lock()
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the weights a voice's fine-tuning leaves frozen (`synthesizer.tuning`), made once."""
+        with self._fast_lock:
+            if self._fingerprint is None:
+                self._fingerprint = fingerprint(self.model, self.architecture)
+            return self._fingerprint
+
+    def tuned(self, voice) -> "Synthesizer":
+        """A copy of this synthesizer with a tuned voice's weights (`core.tuned.TunedVoice`) in place.
+
+        Raises `WeightsError` when the voice was tuned on another synthesizer: its weights only
+        make sense beside the frozen ones they were trained with."""
+        if voice.architecture != self.architecture or voice.base != self.fingerprint:
+            where = f" ({voice.path})" if voice.path else ""
+            raise WeightsError(
+                f"The tuned voice {voice.name!r}{where} was made for another synthesizer ({voice.architecture} "
+                f"{voice.base[:8]}) than the one loaded ({self.architecture} {self.fingerprint[:8]}, {self.weights}): "
+                "use the models it was tuned with, or tune the voice again on these.")
+        state = self.model.state_dict()
+        wrong = [k for k, v in voice.weights.items()
+                 if not is_tunable(k, self.architecture) or k not in state or state[k].shape != v.shape]
+        if wrong:
+            raise WeightsError(f"The tuned voice {voice.name!r} does not fit the loaded synthesizer "
+                               f"(parameter {wrong[0]}): tune the voice again.")
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.model.load_state_dict({k: v.to(state[k].dtype) for k, v in voice.weights.items()}, strict=False)
+        twin.model.eval()
+        twin._fast, twin._fast_lock = {}, threading.Lock()  # reduced-precision cells of the new weights
+        return twin
 
     @property
     def step(self) -> int:

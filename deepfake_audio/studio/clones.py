@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 import numpy as np
 
 from deepfake_audio_core.errors import RequestError
+from deepfake_audio_core.tuned import TunedVoice, load_tuned_voice
 from deepfake_audio.assembly import normalize_peak
-from deepfake_audio.pipeline import SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn, no_progress
+from deepfake_audio.pipeline import (SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn, Voice,
+                                     no_progress)
 from deepfake_audio_core.requests import check_pace, check_pitch
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio.libraries import Libraries, Library
@@ -85,6 +87,31 @@ class CloneService:
         self.libraries = libraries
         self.outputs = outputs
         self.mode = mode  # the pipeline's mode for every studio request (`deepfake_audio_core.modes`)
+        self._tuned: dict[tuple[str, int], TunedVoice] = {}  # loaded tuned voices by (file, mtime)
+
+    def voice_of(self, saved: SavedVoice) -> Voice:
+        """What speaks a saved voice: its tuned voice where it was trained (loaded once per file), else
+        its embedding."""
+        if saved.tuned is None:
+            return saved.embedding
+        key = (str(saved.tuned), saved.tuned.stat().st_mtime_ns)
+        if key not in self._tuned:
+            voice = load_tuned_voice(saved.tuned)
+            voice.name = saved.name
+            self._tuned = {k: v for k, v in self._tuned.items() if k[0] != key[0]}  # an older file of it
+            self._tuned[key] = voice
+        return self._tuned[key]
+
+    def saved_voices(self, library: Library) -> dict[str, Voice]:
+        """{name: what speaks it} of every voice in `library`, for scripts' [voice: Name] lines."""
+        return {v.name: self.voice_of(v) for v in library.voices.list()}
+
+    def _saved_plan_args(self, saved: SavedVoice) -> dict:
+        """The plan's voice arguments of a saved voice: a tuned voice, or an embedding at its preview's pitch."""
+        voice = self.voice_of(saved)
+        if isinstance(voice, TunedVoice):
+            return {"tuned": voice}
+        return {"embedding": voice, "voice_pitch_hz": saved_voice_pitch(saved.preview)}
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
@@ -142,8 +169,8 @@ class CloneService:
             raise RequestError("Upload a .txt or .csv file to clone in a batch.")
         export = Export.of(file_format, loudness)
         library = self.libraries.of(owner)
-        voices = {v.name: v.embedding for v in library.voices.list()}
-        default = library.voices.get(voice).embedding if (voice or "").strip() else None
+        voices = self.saved_voices(library)
+        default = self.voice_of(library.voices.get(voice)) if (voice or "").strip() else None
         items = read_batch(batch_file)
         report = report or (lambda fraction, desc: None)
         report(0.0, f"Checked {len(items)} items")
@@ -155,10 +182,10 @@ class CloneService:
     # The HTTP API's clones: a saved voice, planned once, then run whole or streamed.
 
     def plan_saved_voice(self, saved: SavedVoice, text: str, *, pace: float = 1.0,
-                         voices: Mapping[str, np.ndarray] | None = None, pitch: float = 0.0) -> ClonePlan:
+                         voices: Mapping[str, Voice] | None = None, pitch: float = 0.0) -> ClonePlan:
         """The plan of `text` spoken by a saved voice (cheap: no recording to encode), random seed."""
-        return self.pipeline.plan(None, text, None, "auto", embedding=saved.embedding, pace=pace, voices=voices,
-                                  pitch=pitch, voice_pitch_hz=saved_voice_pitch(saved.preview), mode=self.mode)
+        return self.pipeline.plan(None, text, None, "auto", pace=pace, voices=voices, pitch=pitch, mode=self.mode,
+                                  **self._saved_plan_args(saved))
 
     def run(self, plan: ClonePlan) -> CloneResult:
         """The whole clone of a plan."""
@@ -177,20 +204,19 @@ class CloneService:
         seed = check_seed(seed)
         library = self.libraries.of(owner)
         voice = (voice or "").strip()
-        embedding, pitch_hz = None, None
+        saved_args: dict = {}
         if voice:
             saved = library.voices.get(voice)
-            embedding, voice = saved.embedding, saved.name
-            pitch_hz = saved_voice_pitch(saved.preview)
+            saved_args, voice = self._saved_plan_args(saved), saved.name
         elif reference is not None and str(reference).strip():
             check_consent(consent)
         else:
             reference = None  # fine for a script spoken only by saved voices; else the pipeline says so
-        saved_voices = {v.name: v.embedding for v in library.voices.list()} if has_markup(text) else None
+        saved_voices = self.saved_voices(library) if has_markup(text) else None
         start = time.perf_counter()
-        plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, embedding=embedding,
-                                  fallback_vocoder=True, progress=reporter, pace=pace, voices=saved_voices,
-                                  clean=clean, mode=self.mode, voice_pitch_hz=pitch_hz, pitch=pitch)
+        plan = self.pipeline.plan(None if voice else reference, text, seed, vocoder, fallback_vocoder=True,
+                                  progress=reporter, pace=pace, voices=saved_voices, clean=clean, mode=self.mode,
+                                  pitch=pitch, **saved_args)
         reporter.vocoder = plan.vocoder
         cleaned = reference if clean and not voice and reference is not None else None
         return CloneRequest(plan, voice, seed, time.perf_counter() - start, library, cleaned)

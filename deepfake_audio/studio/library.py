@@ -45,11 +45,13 @@ import numpy as np
 
 from deepfake_audio_core.audio_io import write_wav
 from deepfake_audio_core.errors import DeepfakeAudioError
+from deepfake_audio_core.tuned import MAX_BYTES as TUNED_MAX_BYTES
 from deepfake_audio.pipeline import check_embedding
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_SECONDS = 8.0
+TUNED_FILE = "tuned.pt"  # a trained voice's tuned model, in its folder (`core.tuned`)
 MAX_CLIPS = 10
 MAX_NAME_CHARS = 40
 MAX_VOICES = 500
@@ -114,10 +116,18 @@ class SavedVoice:
     preview: Path  # 16-bit 16 kHz WAV
     consent: float | None = None  # unix seconds when the user confirmed the speaker's permission
     clips: np.ndarray | None = None  # (clips, 256): each recording's embedding; None: made from one
+    tuned: Path | None = None  # its tuned voice (`core.tuned`, TUNED_FILE) when it was trained; None: zero-shot
 
     @property
     def clip_embeddings(self) -> np.ndarray:
         return self.clips if self.clips is not None else self.embedding[None]
+
+
+def _check_tuned_size(path: Path) -> None:
+    size = Path(path).stat().st_size
+    if size > TUNED_MAX_BYTES:
+        raise VoiceError(f"The tuned model {Path(path).name} is {size / 2**20:.1f} MB; a voice keeps at most "
+                         f"{TUNED_MAX_BYTES / 2**20:.0f} MB.")
 
 
 def mean_embedding(clips: np.ndarray) -> np.ndarray:
@@ -159,12 +169,13 @@ class VoiceLibrary:
                          "Pick another voice or save this one again.")
 
     def save(self, name: str, embedding, reference: np.ndarray, sample_rate: int,
-             consent: float | None = None, clips=None) -> SavedVoice:
+             consent: float | None = None, clips=None, tuned: Path | None = None) -> SavedVoice:
         """Save a new voice: its embedding and the first seconds of `reference` (float, [-1, 1]).
 
         `clips` (clips, 256) are the embeddings of the recordings it was made from (1 to 10;
         `embedding` should be their normalised mean); without them the voice has one clip.
         `consent` records when the user confirmed they have the speaker's permission.
+        `tuned` is a tuned voice file (`core.tuned`) to keep with it (copied in).
         Raises `VoiceError` for a bad or already used name, a bad embedding or a full library.
         """
         name = clean_name(name)
@@ -186,6 +197,9 @@ class VoiceLibrary:
                 np.save(staging / "embedding.npy", embedding)
                 np.save(staging / "clips.npy", clips.astype(np.float32))
                 write_wav(staging / "preview.wav", reference[:int(PREVIEW_SECONDS * sample_rate)], sample_rate)
+                if tuned is not None:
+                    _check_tuned_size(tuned)
+                    shutil.copyfile(tuned, staging / TUNED_FILE)
                 meta = {"name": name, "created": time.time(), "seconds": round(len(reference) / sample_rate, 2),
                         "consent": consent}
                 (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -218,8 +232,23 @@ class VoiceLibrary:
                 raise VoiceError(f"Could not add the recording to {voice.name!r}: {exc.strerror or exc}.") from None
             return self.get(name)
 
+    def set_tuned(self, name: str, tuned: Path) -> SavedVoice:
+        """Keep the tuned voice file `tuned` with the voice `name` (replacing an earlier one)."""
+        _check_tuned_size(tuned)
+        with self._lock:
+            voice = self.get(name)
+            folder = self.root / voice.id
+            staged = folder / f".{TUNED_FILE}.{uuid.uuid4().hex[:6]}.npy"  # repair() removes it after a crash
+            try:
+                shutil.copyfile(tuned, staged)
+                os.replace(staged, folder / TUNED_FILE)
+            except OSError as exc:
+                staged.unlink(missing_ok=True)
+                raise VoiceError(f"Could not keep the tuned model of {voice.name!r}: {exc.strerror or exc}.") from None
+            return self.get(name)
+
     def delete(self, name: str) -> SavedVoice:
-        """Delete the voice called `name`; returns it. `VoiceError` when there is none."""
+        """Delete the voice called `name` (with its tuned model); returns it. `VoiceError` when there is none."""
         with self._lock:
             voice = self.get(name)
             trash = self.root / f".deleted-{voice.id}-{uuid.uuid4().hex[:6]}"
@@ -257,9 +286,11 @@ class VoiceLibrary:
             if (folder / "clips.npy").is_file():
                 clips = np.load(folder / "clips.npy", allow_pickle=False)
                 clips = np.stack([check_embedding(c) for c in clips.reshape(-1, embedding.size)])
+            tuned = folder / TUNED_FILE
             return SavedVoice(folder.name, clean_name(meta["name"]), float(meta.get("created", 0.0)),
                               float(meta.get("seconds", 0.0)), embedding, preview,
-                              None if consent is None else float(consent), clips)
+                              None if consent is None else float(consent), clips,
+                              tuned if tuned.is_file() else None)
         except (OSError, ValueError, KeyError, TypeError, DeepfakeAudioError) as exc:
             logger.warning("Skipping the unreadable saved voice in %s: %s", folder, exc)
             return None

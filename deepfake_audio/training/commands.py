@@ -102,6 +102,12 @@ def add_common_train_options(parser: argparse.ArgumentParser, save_every: int, s
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop cleanly (checkpoint written) once this much wall-clock time has passed: "
                              "for time-boxed or preemptible machines; resume later with the same command")
+    parser.add_argument("--train-only", nargs="+", default=None, metavar="PREFIX",
+                        help="train only the parameters whose names start with one of these prefixes; the "
+                             "others stay as they are (what a voice's fine-tuning does: synthesizer.tuning)")
+    parser.add_argument("--progress-file", type=Path, default=None, metavar="JSON",
+                        help="also keep the step and the losses so far in this JSON file as training goes "
+                             "(for a job runner to show; continued across resumes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 

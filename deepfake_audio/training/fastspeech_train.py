@@ -28,7 +28,7 @@ from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
 from deepfake_audio.training.distributed import Distributed
-from deepfake_audio.training.loop import TrainSummary, batch_loader, optimise, run_loop, warmup_cosine
+from deepfake_audio.training.loop import TrainSummary, batch_loader, freeze_except, optimise, run_loop, warmup_cosine
 from deepfake_audio.training.run_logger import plot_matrix, plot_mels
 from deepfake_audio.training.sampling import LengthBuckets, step_seed
 from deepfake_audio.training.synthesizer_train import SynthesizerData, _Collate, collate
@@ -166,6 +166,7 @@ def train(args, dist: Distributed) -> TrainSummary:
         args.init = run.checkpoint
     _add_pitch_weights(run, model)
     restore(run, args, model, optimizer, "synthesizer")
+    freeze_except(model, args.train_only)
     if run.resume is None and not weights_only:
         model.step.zero_()  # --init starts a new run from other weights
     start_step = int(model.step.item())

@@ -10,6 +10,15 @@ load as they are:
     python -m deepfake_audio clone --models saved_models/my_voice --voice my_voice/a.wav --text "Hello."
 
 Running the same command again resumes an interrupted fine-tuning.
+
+With `--tuned-voice FILE` only the share of the synthesizer that draws the mel from the
+speaker is trained (`synthesizer.tuning`), within a time budget (`--minutes`), and the
+result is one small tuned voice file (a few MB) that speaks with the models it was tuned
+on, wherever a voice is asked for (`clone --voice me.tuned.pt`, the studio, the HTTP API):
+
+    sv2tts-finetune my_voice/ --out work/me --tuned-voice me.tuned.pt --minutes 10
+
+The studio's "Train a voice" runs exactly this command (`training.voice_tuning`).
 """
 from __future__ import annotations
 
@@ -41,10 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", type=Path, default=None, metavar="CKPT",
                         help="speaker encoder for the embeddings (default: the official encoder); must be "
                              "the one the synthesizer was trained with")
-    parser.add_argument("--steps", type=int, default=1000, help="synthesizer fine-tuning steps (default 1000)")
-    parser.add_argument("--lr", type=float, default=3e-5, help="synthesizer learning rate (default 3e-5)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
-                        help="utterances per step and process (default 8)")
+    parser.add_argument("--tuned-voice", type=Path, default=None, metavar="FILE",
+                        help="write one small tuned voice file (NAME.tuned.pt) instead of a models folder: only "
+                             "the speaker's share of the synthesizer trains, within --minutes; --out is then "
+                             "the work folder (data, run, samples, progress.json)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="with --tuned-voice: the time budget of the whole job in minutes of wall time, "
+                             "counted across restarts (default 10)")
+    parser.add_argument("--name", default=None, help="with --tuned-voice: the voice's name (default: the file's)")
+    parser.add_argument("--sample-text", default=None, metavar="TEXT",
+                        help="with --tuned-voice: the sentence spoken with the voice every few minutes "
+                             "(<out>/samples/)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="synthesizer fine-tuning steps (default 1000; with --tuned-voice: as many as "
+                             "the budget allows)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="synthesizer learning rate (default 3e-5; with --tuned-voice 2e-4 for the "
+                             "starter, 1e-4 for a Tacotron)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="utterances per step and process (default 8; with --tuned-voice 16)")
     parser.add_argument("--guided-attention", type=float, default=0.0, metavar="WEIGHT",
                         help="weight of the guided-attention loss (default 0: off)")
     parser.add_argument("--finetune-vocoder", action="store_true",
@@ -78,7 +102,14 @@ def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     out = args.out
     models = models_folder()
-    synth_ckpt = args.synthesizer or models / "synthesizer.pt"
+    synth_ckpt = args.synthesizer or _in_use(models)
+    if args.tuned_voice is not None:
+        return _tune(args, synth_ckpt, models)
+    if args.minutes is not None:
+        raise TrainingError("--minutes is the budget of --tuned-voice; a models folder trains for --steps.")
+    args.steps = 1000 if args.steps is None else args.steps
+    args.lr = 3e-5 if args.lr is None else args.lr
+    args.batch_size = 8 if args.batch_size is None else args.batch_size
     vocoder_ckpt = args.vocoder or models / "vocoder.pt"
     common = ["--workers", str(args.workers), "--seed", str(args.seed)] + (["--quiet"] if args.quiet else []) \
         + (["--device", args.device] if args.device else [])
@@ -127,6 +158,33 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"fine-tuned models in {out}: python -m deepfake_audio clone --models {out} --voice <wav> "
               "--text <text> --out speech.wav")
     return out
+
+
+def _in_use(models: Path) -> Path:
+    """The synthesizer a clone uses: the folder's, else the shipped starter."""
+    from deepfake_audio.download import STARTER_MODELS_DIR
+    own = models / "synthesizer.pt"
+    return own if own.is_file() else STARTER_MODELS_DIR / "synthesizer.pt"
+
+
+def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
+    """--tuned-voice: one small tuned voice within the time budget (`training.voice_tuning`)."""
+    from deepfake_audio_core.tuned import SUFFIX
+    from deepfake_audio.training.voice_tuning import SAMPLE_TEXT, TuningJob, tune_voice
+    if args.finetune_vocoder:
+        raise TrainingError("--finetune-vocoder makes a models folder; a tuned voice holds the synthesizer's share "
+                            "only.")
+    minutes = 10.0 if args.minutes is None else args.minutes
+    if not 0 < minutes <= 24 * 60:
+        raise TrainingError(f"--minutes must be above 0 and at most a day (1440), got {minutes:g}.")
+    name = args.name or args.tuned_voice.name.removesuffix(SUFFIX).removesuffix(".pt")
+    job = TuningJob(Path(args.voice), args.out, args.tuned_voice, synthesizer, name, minutes * 60, encoder=args.encoder, models=models,
+                    lr=args.lr, batch_size=args.batch_size or 16, steps=args.steps,
+                    sample_text=args.sample_text or SAMPLE_TEXT, seed=args.seed, quiet=args.quiet)
+    path = tune_voice(job)
+    if not args.quiet:
+        print(f"tuned voice in {path}: python -m deepfake_audio clone --voice {path} --text <text> --out speech.wav")
+    return path
 
 
 cli = console_entry(main)

@@ -42,6 +42,45 @@ def optimise(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: tor
     return float(grad_norm)
 
 
+def freeze_except(model: torch.nn.Module, prefixes: list[str] | None) -> int:
+    """Leave only the parameters whose names start with one of `prefixes` trainable (all when None).
+    Returns how many values train. A frozen parameter gets no gradient, so the optimizer skips it."""
+    if not prefixes:
+        return sum(p.numel() for p in model.parameters())
+    trained = 0
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(tuple(prefixes)))
+        trained += parameter.numel() if parameter.requires_grad else 0
+    if not trained:
+        from deepfake_audio.training import TrainingError
+        raise TrainingError(f"--train-only {' '.join(prefixes)} matches none of the model's parameters.")
+    return trained
+
+
+class ProgressFile:
+    """The step and losses of a run as JSON (`--progress-file`), for a job runner to show while it trains.
+
+    {"step": int, "end_step": int | None, "losses": [[step, loss], ...] (at most `KEEP`, thinned
+    evenly), "updated": unix time}. Losses of earlier pieces of a resumed run are kept."""
+
+    KEEP = 400
+
+    def __init__(self, path: Path, end_step: int | None):
+        self.path, self.end_step = Path(path), end_step
+        try:
+            self.losses = [list(p) for p in json.loads(self.path.read_text(encoding="utf-8"))["losses"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.losses = []
+
+    def write(self, step: int, loss: float) -> None:
+        self.losses = [p for p in self.losses if p[0] < step] + [[step, round(loss, 5)]]
+        if len(self.losses) > self.KEEP:  # every other point of the older half
+            half = len(self.losses) // 2
+            self.losses = self.losses[:half:2] + self.losses[half:]
+        data = {"step": step, "end_step": self.end_step, "losses": self.losses, "updated": time.time()}
+        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(data)))
+
+
 def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Callable[[int], None],
         sample: Callable[[object, int], None] | None, start_step: int, args, logger: RunLogger,
         dist: Distributed, stage: str) -> list[float]:
@@ -52,6 +91,8 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     """
     step = start_step
     losses: list[float] = []
+    progress_file = getattr(args, "progress_file", None)
+    progress = ProgressFile(progress_file, getattr(args, "steps", None)) if progress_file and dist.is_main else None
     deadline = None if getattr(args, "time_limit", None) is None else time.monotonic() + args.time_limit
     try:
         for batch in batches:
@@ -65,6 +106,8 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
             logger.advance()
             if step % args.log_every == 0 or step == start_step + 1:
                 logger.scalars(step, {f"{stage}/{k}": dist.all_mean(float(v)) for k, v in values.items()})
+                if progress is not None:
+                    progress.write(step, float(values["loss"]))
             if sample is not None and args.sample_every and step % args.sample_every == 0 and dist.is_main:
                 sample(batch, step)
             if args.save_every and step % args.save_every == 0 and dist.is_main:

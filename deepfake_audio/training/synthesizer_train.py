@@ -26,7 +26,7 @@ from deepfake_audio.training.checkpoints import record_run, restore, save_checkp
 from deepfake_audio.training.commands import TrainCommand, start_run, train_parser
 from deepfake_audio.training.distributed import Distributed
 from deepfake_audio.training.files import read_metadata
-from deepfake_audio.training.loop import TrainSummary, finite, batch_loader, run_loop
+from deepfake_audio.training.loop import TrainSummary, batch_loader, finite, freeze_except, run_loop
 from deepfake_audio.training.run_logger import plot_matrix, plot_mels
 from deepfake_audio.training.sampling import SampleStream, StepBatchSampler, step_seed
 from synthesizer.hparams import SynthesizerHParams, hparams as default_hparams
@@ -174,6 +174,7 @@ def train(args, dist: Distributed) -> TrainSummary:
     model.to(dist.device)
     optimizer = torch.optim.Adam(model.parameters())
     restore(run, args, model, optimizer, "synthesizer")
+    freeze_except(model, args.train_only)
     if run.resume is None:
         model.step.zero_()
     start_step = int(model.step.item())

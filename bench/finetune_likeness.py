@@ -1,0 +1,207 @@
+"""How much a voice's fine-tuning (a tuned voice) brings over zero-shot cloning, on held-out voices.
+
+    python bench/finetune_likeness.py --corpus artifacts/corpus --out runs/finetune_bench \
+        --voices "flite_rms low" "flite_awb high" --recorded 5 2 --minutes 10
+
+For each held-out voice (a corpus voice the models never heard, moved in pitch and vocal-tract
+length by sox as `training.evaluate` does: "low" is about 80 Hz, "high" about 290 Hz):
+
+1. takes: sentences the corpus never used, spoken by the voice, `--recorded` minutes of them
+   (the first takes of the longest set, so 2 minutes are the first part of the 5);
+2. a tuned voice per amount of recordings: `sv2tts-finetune --tuned-voice --minutes M`, the
+   command the studio runs, on all the cores there are; a snapshot after every piece;
+3. clones of `--texts` held-out sentences, zero-shot (from one held-out recording, as the studio
+   does with an uploaded clip) and with each snapshot, judged against held-out recordings:
+   similarity (mean cosine to each held-out recording's embedding), identification among the
+   voice 3 semitones up and down and the other voices of `training.evaluate`, F0 (pyin) within
+   10 % of the voice's own median, WER (pocketsphinx).
+
+Writes `<out>/report.json` and prints a table. Minutes of training are wall time on this
+machine, so they depend on the CPU and on what else runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepfake_audio.training.corpus import VOICES, load_sentences, synthesize  # noqa: E402
+from deepfake_audio.training.evaluate import (OTHER_VOICES, TWIN_SEMITONES, VOICE_TRANSFORMS, Recogniser,  # noqa: E402
+                                              _prepared_array, _sox, word_error_rate)
+
+SAMPLE_RATE = 16000
+
+
+def make_takes(voice: str, corpus: Path, folder: Path, minutes: float) -> list[Path]:
+    """`minutes` of takes of `voice` ("flite_rms low") on sentences the corpus never used."""
+    import tempfile
+    base, _, suffix = voice.partition(" ")
+    effects = dict(VOICE_TRANSFORMS)[f" {suffix}" if suffix else ""]
+    used = {p.read_text(encoding="utf-8").strip() for p in corpus.rglob("*.txt")}
+    sentences = [s for s in load_sentences() if s not in used]
+    rng = np.random.default_rng(7)
+    rng.shuffle(sentences)
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = next(v for v in VOICES if v.speaker == base)
+    takes, total = sorted(folder.glob("*.wav")), 0.0
+    total = sum(sf.info(p).duration for p in takes)
+    for k, text in enumerate(sentences[len(takes):], start=len(takes)):
+        if total >= minutes * 60:
+            break
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "raw.wav"
+            synthesize(engine, text, raw)
+            wav, sr = sf.read(raw, dtype="float32")
+            if sr != SAMPLE_RATE:
+                import librosa
+                wav = librosa.resample(wav, orig_sr=sr, target_sr=SAMPLE_RATE)
+        wav = _sox(wav, effects)
+        path = folder / f"take_{k:04d}.wav"
+        sf.write(path, wav, SAMPLE_RATE)
+        path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+        takes.append(path)
+        total += len(wav) / SAMPLE_RATE
+    return takes
+
+
+def subset(takes: list[Path], folder: Path, minutes: float) -> Path:
+    """A folder with the first takes of `takes` that add up to `minutes`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0.0
+    for path in takes:
+        if total >= minutes * 60:
+            break
+        for src in (path, path.with_suffix(".txt")):
+            dst = folder / src.name
+            if not dst.exists():
+                dst.write_bytes(src.read_bytes())
+        total += sf.info(path).duration
+    return folder
+
+
+class Judge:
+    """Scores clones of one held-out voice against its held-out recordings."""
+
+    def __init__(self, pipe, voice: str, corpus: Path, n_texts: int):
+        base, _, suffix = voice.partition(" ")
+        effects = dict(VOICE_TRANSFORMS)[f" {suffix}" if suffix else ""]
+        read = lambda p: sf.read(p, dtype="float32")[0]  # noqa: E731
+        items = sorted((corpus / "eval" / base).glob("*.wav"))
+        self.references = [_sox(read(p), effects) for p in sorted((corpus / "eval_ref" / base).glob("*.wav"))]
+        held = items[:8]  # the voice's held-out recordings (other sentences than the clones')
+        self.recordings = [_sox(read(p), effects) for p in held]
+        self.texts = [p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in items[8:8 + n_texts]]
+        self.pipe = pipe
+        embed = lambda w: pipe.encoder.embed_utterance(_prepared_array(w))  # noqa: E731
+        self.own = np.stack([embed(w) for w in self.recordings])
+        centroid = lambda e: e.mean(0) / np.linalg.norm(e.mean(0))  # noqa: E731
+        candidates = [centroid(self.own)]
+        for semitones in TWIN_SEMITONES:
+            candidates.append(centroid(np.stack([embed(_sox(w, ("pitch", str(100 * semitones))))
+                                                 for w in self.recordings[:4]])))
+        for name, other_effects in OTHER_VOICES:
+            clips = sorted((corpus / "train" / name.split(" ")[0]).glob("*.wav"))[:3]
+            if clips:
+                candidates.append(centroid(np.stack([embed(_sox(read(p), other_effects)) for p in clips])))
+        self.candidates = np.stack(candidates)
+        from deepfake_audio.training.measures import pitch_of
+        self.f0 = pitch_of(np.concatenate(self.recordings)).median_hz
+        self.recognise = Recogniser()
+
+    def score(self, **clone_args) -> dict:
+        from deepfake_audio.training.measures import pitch_of
+        sims, hits, f0_ok, hyps = [], 0, 0, []
+        for k, text in enumerate(self.texts):
+            wav = self.pipe.clone(text=text, seed=k, **clone_args).wav
+            embed = self.pipe.encoder.embed_utterance(_prepared_array(wav))
+            sims.append(float(np.mean(self.own @ embed)))
+            hits += int(np.argmax(self.candidates @ embed) == 0)
+            pitch = pitch_of(wav)
+            f0_ok += int(np.isfinite(pitch.median_hz) and abs(pitch.median_hz / self.f0 - 1) <= 0.10)
+            hyps.append(self.recognise(wav))
+        n = len(self.texts)
+        return {"similarity": round(float(np.mean(sims)), 4), "identified": hits / n, "f0_within_10": f0_ok / n,
+                "wer": round(word_error_rate(self.texts, hyps), 4), "clones": n}
+
+
+def judged_snapshots(folder: Path, minutes: tuple[float, ...] = (1, 2, 5, 10)) -> list[Path]:
+    """The snapshots nearest to `minutes` of the job (and the last one), in order."""
+    snaps = sorted(folder.glob("*.tuned.pt"))
+    spent = [int(p.name.split("_")[2].removesuffix("s.tuned.pt")) / 60 for p in snaps]
+    picked = {int(np.argmin([abs(s - m) for s in spent])) for m in minutes if spent} | ({len(snaps) - 1} if snaps else set())
+    return [snaps[i] for i in sorted(picked)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--voices", nargs="+", default=["flite_rms low", "flite_awb high"])
+    parser.add_argument("--recorded", nargs="+", type=float, default=[5.0, 2.0], help="minutes of takes")
+    parser.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget, minutes of wall time")
+    parser.add_argument("--piece", type=float, default=60.0, help="seconds between snapshots")
+    parser.add_argument("--texts", type=int, default=8, help="clones per condition")
+    parser.add_argument("--vocoder", default="starter")
+    args = parser.parse_args(argv)
+    from deepfake_audio.download import STARTER_MODELS_DIR, models_folder
+    from deepfake_audio.pipeline import Pipeline
+    from deepfake_audio.training.voice_tuning import TuningJob, tune_voice
+    from deepfake_audio_core.tuned import load_tuned_voice
+    report_path = args.out / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    models = models_folder()
+    synthesizer = models / "synthesizer.pt"
+    synthesizer = synthesizer if synthesizer.is_file() else STARTER_MODELS_DIR / "synthesizer.pt"
+    pipe = Pipeline(device="cpu")
+    for voice in args.voices:
+        slug = voice.replace(" ", "_")
+        judge = Judge(pipe, voice, args.corpus, args.texts)
+        entry = report.setdefault(voice, {"reference_f0": round(judge.f0, 1)})
+        if "zero_shot" not in entry:
+            entry["zero_shot"] = judge.score(reference_audio=judge.references[0], sample_rate=SAMPLE_RATE,
+                                             vocoder=args.vocoder)
+            print(voice, "zero-shot", entry["zero_shot"], flush=True)
+        takes = make_takes(voice, args.corpus, args.out / slug / "takes", max(args.recorded))
+        for minutes in args.recorded:
+            key = f"recorded_{minutes:g}min"
+            if key in entry and entry[key].get("complete"):
+                continue
+            folder = subset(takes, args.out / slug / f"takes_{minutes:g}min", minutes)
+            work = args.out / slug / f"work_{minutes:g}min"
+            began = time.time()
+            tune_voice(TuningJob(folder, work, work / f"{slug}.tuned.pt", synthesizer, slug, args.minutes * 60,
+                                 models=models, piece=args.piece, quiet=True, snapshots=True))
+            curve = []
+            for snap in judged_snapshots(work / "snapshots"):
+                step, spent = snap.name.split("_")[1], snap.name.split("_")[2].removesuffix("s.tuned.pt")
+                tuned = load_tuned_voice(snap)
+                row = {"step": int(step), "minutes": round(int(spent) / 60, 2),
+                       **judge.score(tuned=tuned, vocoder=args.vocoder)}
+                curve.append(row)
+                print(voice, key, row, flush=True)
+            entry[key] = {"curve": curve, "final": curve[-1] if curve else None, "complete": True,
+                          "job_seconds": round(time.time() - began, 1)}
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report, indent=1))
+        report_path.write_text(json.dumps(report, indent=1))
+    for voice, entry in report.items():
+        zero = entry["zero_shot"]
+        for key, value in entry.items():
+            if key.startswith("recorded_") and value.get("final"):
+                final = value["final"]
+                print(f"{voice} {key}: similarity {zero['similarity']:.3f} -> {final['similarity']:.3f} "
+                      f"(+{final['similarity'] - zero['similarity']:.3f}), identified {zero['identified']:.0%} -> "
+                      f"{final['identified']:.0%}, F0 within 10 % {zero['f0_within_10']:.0%} -> "
+                      f"{final['f0_within_10']:.0%}, WER {zero['wer']:.1%} -> {final['wer']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Which of a synthesizer's parameters a voice's fine-tuning changes, and the base's fingerprint.
+
+Fine-tuning one voice trains only the parameters that turn the text's encoding and the
+speaker into a mel; the text encoder (and the FastSpeech aligner, used in training only)
+stay as they are. The subset is what a tuned voice file stores (`core.tuned`), so it is
+kept under `core.tuned.MAX_BYTES` in fp16:
+
+- FastSpeech starter (6.8 M parameters): the speaker projection, the duration and pitch
+  predictors and the pitch inputs, the mel decoder and its projection: 3.3 M, 6.6 MB.
+- Tacotron (30.9 M): the decoder's prenet, attention RNN, its input projection, the mel
+  and stop projections, the speaker projection and the postnet's last layers: 3.0 M, 6 MB.
+  Its two 8.4 M residual LSTMs stay frozen (each alone would be 17 MB).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+TUNABLE_PREFIXES: dict[str, tuple[str, ...]] = {
+    "fastspeech": ("speaker_proj.", "duration.", "pitch.", "pitch_embed.", "pitch_stats_proj.",
+                   "pitch_from_speaker.", "decoder.", "decoder_norm.", "mel_proj."),
+    "tacotron": ("decoder.prenet.", "decoder.attn_net.", "decoder.attn_rnn.", "decoder.rnn_input.",
+                 "decoder.mel_proj.", "decoder.stop_proj.", "encoder_proj.", "postnet.conv_project2.",
+                 "post_proj."),
+}
+_COUNTERS = ("step", "decoder.r", "stop_threshold")  # buffers that are settings, not weights
+
+
+def is_tunable(name: str, architecture: str) -> bool:
+    """Whether fine-tuning a voice changes the parameter (or buffer) `name` of `architecture`."""
+    return name.startswith(TUNABLE_PREFIXES[architecture]) and name not in _COUNTERS
+
+
+def tunable_state(model: torch.nn.Module, architecture: str) -> dict[str, torch.Tensor]:
+    """The tuned subset of a model's weights (parameters and buffers), detached on the CPU."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if is_tunable(k, architecture)}
+
+
+def fingerprint(model: torch.nn.Module, architecture: str) -> str:
+    """Hex digest of the parameters fine-tuning leaves frozen: a tuned voice fits a base with the same.
+
+    Computed on the weights as loaded (fp32), rounded to fp16 so that a base exported in fp16
+    and the same base in fp32 agree."""
+    digest = hashlib.sha256(architecture.encode())
+    for name, value in sorted(model.state_dict().items()):
+        if is_tunable(name, architecture) or name in _COUNTERS:
+            continue
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float16).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]

@@ -1,0 +1,137 @@
+"""Tuned voices: `sv2tts-finetune --tuned-voice` on the starter and on a Tacotron, the small file it
+writes, and the voice speaking wherever a voice is asked for (Python, CLI, scripts, batches)."""
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_audio.batch import BatchItem, run_batch
+from deepfake_audio.download import STARTER_MODELS_DIR
+from deepfake_audio.pipeline import Pipeline
+from deepfake_audio.training import finetune
+from deepfake_audio.training.voice_tuning import read_progress
+from deepfake_audio_core.errors import WeightsError
+from deepfake_audio_core.tuned import MAX_BYTES, load_tuned_voice
+from synthesizer.tuning import TUNABLE_PREFIXES, is_tunable
+from training_fixtures import one_thread, speech_corpus, trained_synthesizer  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+QUICK = ["--workers", "0", "--quiet", "--batch-size", "2"]
+TEXT = "The canoe slid over the calm water."
+
+
+@pytest.fixture(scope="module")
+def starter_voice(tmp_path_factory):
+    """A voice tuned on the shipped starter for 2 steps, then resumed to 3 (work folder, file)."""
+    voice = speech_corpus(tmp_path_factory) / "flite_slt"
+    root = tmp_path_factory.mktemp("tuned")
+    out = root / "slt.tuned.pt"
+    args = [str(voice), "--out", str(root / "work"), "--tuned-voice", str(out), "--minutes", "3", *QUICK]
+    finetune.main(args + ["--steps", "2"])
+    first = read_progress(root / "work")
+    finetune.main(args + ["--steps", "3"])  # the same command again continues the run
+    return root / "work", out, first
+
+
+def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
+    work, out, first = starter_voice
+    assert out.stat().st_size <= MAX_BYTES
+    voice = load_tuned_voice(out)
+    assert voice.name == "slt" and voice.architecture == "fastspeech"
+    assert voice.training["steps"] == 3 and voice.training["takes"] >= 3
+    assert set(voice.weights) and all(is_tunable(k, "fastspeech") for k in voice.weights)
+    assert {k.split(".")[0] for k in voice.weights} >= {"decoder", "mel_proj", "speaker_proj"}
+    assert all(v.dtype == torch.float16 for v in voice.weights.values())
+    assert abs(float(np.linalg.norm(voice.embedding)) - 1) < 1e-4
+    assert voice.pitch_hz is not None and 120 < voice.pitch_hz < 300  # slt, a female voice
+
+    progress = read_progress(work)
+    assert first["state"] == "done" and first["step"] == 2
+    assert progress["state"] == "done" and progress["step"] == 3 and progress["spent_s"] > first["spent_s"]
+    assert progress["tuned_voice"] == str(out) and progress["losses"]
+    samples = progress["samples"]
+    assert [s["step"] for s in samples] == [2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
+
+
+def test_the_tuned_voice_speaks_with_its_own_weights(starter_voice):
+    _, out, _ = starter_voice
+    voice = load_tuned_voice(out)
+    pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
+    tuned = pipe.clone(text=TEXT, tuned=voice, seed=1, vocoder="griffinlim")
+    plain = pipe.clone(text=TEXT, embedding=voice.embedding, seed=1, vocoder="griffinlim")
+    assert tuned.mels[0].shape[0] == 80 and np.all(np.isfinite(tuned.wav))
+    assert not np.array_equal(tuned.mels[0], plain.mels[0])  # the tuned weights drew it
+    again = pipe.clone(text=TEXT, tuned=voice, seed=1, vocoder="griffinlim")
+    assert np.array_equal(tuned.mels[0], again.mels[0])
+    # the loaded synthesizer itself is untouched by the tuned copy
+    assert np.array_equal(plain.mels[0], pipe.clone(text=TEXT, embedding=voice.embedding, seed=1,
+                                                    vocoder="griffinlim").mels[0])
+    # a script: a sentence in the tuned voice and one in a plain embedding, each drawn by its own model
+    script = pipe.clone(text=f"{TEXT}\n[voice: Plain] {TEXT}", tuned=voice, seed=1, vocoder="griffinlim",
+                        voices={"Plain": voice.embedding})
+    assert np.array_equal(script.mels[0], tuned.mels[0]) and np.array_equal(script.mels[1], plain.mels[0])
+
+
+def test_a_voice_tuned_on_other_weights_is_refused_clearly(starter_voice, tmp_path):
+    _, out, _ = starter_voice
+    voice = load_tuned_voice(out)
+    voice.base = "0" * 32
+    pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
+    with pytest.raises(WeightsError, match="made for another synthesizer"):
+        pipe.plan(text=TEXT, tuned=voice)
+    broken = tmp_path / "broken.tuned.pt"
+    broken.write_bytes(out.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="truncated"):
+        load_tuned_voice(broken)
+    other = tmp_path / "other.tuned.pt"
+    torch.save({"format": "something else"}, other)
+    with pytest.raises(WeightsError, match="not a tuned voice"):
+        load_tuned_voice(other)
+
+
+def test_the_cli_and_batches_take_a_tuned_voice(starter_voice, tmp_path):
+    _, out, _ = starter_voice
+    script = tmp_path / "script.txt"
+    script.write_text(f"{TEXT}\n[voice: B] And a second voice.\n", encoding="utf-8")
+    wav = tmp_path / "out.wav"
+    done = subprocess.run([sys.executable, "-m", "deepfake_audio", "clone", "--voice", str(out), "--text-file",
+                           str(script), "--speaker", f"B={out}", "--out", str(wav), "--seed", "1",
+                           "--vocoder", "griffinlim"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert wav.stat().st_size > 10_000
+    pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
+    voice = load_tuned_voice(out)
+    zipped = run_batch(pipe, [BatchItem(TEXT, None, "one", "row 1")], tmp_path / "batch.zip", embedding=voice,
+                       vocoder="griffinlim", seed=1)
+    assert "one.wav" in zipfile.ZipFile(zipped).namelist()
+
+
+def test_finetune_refuses_budget_mistakes(tmp_path):
+    from deepfake_audio.training import TrainingError
+    with pytest.raises(TrainingError, match="--minutes"):
+        finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--tuned-voice", str(tmp_path / "v.tuned.pt"),
+                       "--minutes", "0"])
+    with pytest.raises(TrainingError, match="budget of --tuned-voice"):
+        finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--minutes", "5"])
+
+
+def test_a_tacotron_voice_tunes_its_share_only(tmp_path, tmp_path_factory, seed1_dir):
+    encoder = seed1_dir / "encoder.pt"
+    synth = trained_synthesizer(tmp_path_factory, encoder)
+    voice = speech_corpus(tmp_path_factory) / "espeak_m3"
+    out = tmp_path / "m3.tuned.pt"
+    finetune.main([str(voice), "--out", str(tmp_path / "work"), "--tuned-voice", str(out), "--synthesizer",
+                   str(synth), "--encoder", str(encoder), "--steps", "2", "--minutes", "3", *QUICK])
+    tuned = load_tuned_voice(out)
+    assert tuned.architecture == "tacotron" and tuned.training["steps"] == 2
+    assert {k.split(".")[0] for k in tuned.weights} == {"decoder", "encoder_proj", "postnet", "post_proj"}
+    assert all(k.startswith(TUNABLE_PREFIXES["tacotron"]) for k in tuned.weights)
+    assert not any(".res_rnn" in k for k in tuned.weights)  # the big LSTMs stay frozen
+    pipe = Pipeline(synthesizer=synth, encoder=encoder, device="cpu")
+    result = pipe.clone(text="The canoe.", tuned=tuned, seed=2, vocoder="griffinlim")
+    assert len(result.wav) > 0 and np.all(np.isfinite(result.wav))
+    assert json.loads((tmp_path / "work" / "progress.json").read_text())["state"] == "done"
