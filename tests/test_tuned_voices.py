@@ -103,6 +103,13 @@ def test_the_cli_and_batches_take_a_tuned_voice(starter_voice, tmp_path):
                            "--vocoder", "griffinlim"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert wav.stat().st_size > 10_000
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{TEXT}\n\nA second paragraph.\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "deepfake_audio", "clone-batch", "--input", str(lines), "--voice",
+                           str(out), "--out", str(tmp_path / "cli.zip"), "--vocoder", "griffinlim"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len([n for n in zipfile.ZipFile(tmp_path / "cli.zip").namelist() if n.endswith(".wav")]) == 2
     pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
     voice = load_tuned_voice(out)
     zipped = run_batch(pipe, [BatchItem(TEXT, None, "one", "row 1")], tmp_path / "batch.zip", embedding=voice,
