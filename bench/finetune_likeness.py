@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piece", type=float, default=60.0, help="seconds between snapshots")
     parser.add_argument("--texts", type=int, default=8, help="clones per condition")
     parser.add_argument("--vocoder", default="starter")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the command's)")
+    parser.add_argument("--consistency", type=float, default=None, help="speaker-consistency loss weight")
     args = parser.parse_args(argv)
     from deepfake_audio.download import STARTER_MODELS_DIR, models_folder
     from deepfake_audio.pipeline import Pipeline
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             work = args.out / slug / f"work_{minutes:g}min"
             began = time.time()
             tune_voice(TuningJob(folder, work, work / f"{slug}.tuned.pt", synthesizer, slug, args.minutes * 60,
-                                 models=models, piece=args.piece, quiet=True, snapshots=True))
+                                 models=models, piece=args.piece, quiet=True, snapshots=True, lr=args.lr,
+                                 **({} if args.consistency is None else {"consistency": args.consistency})))
             curve = []
             for snap in judged_snapshots(work / "snapshots"):
                 step, spent = snap.name.split("_")[1], snap.name.split("_")[2].removesuffix("s.tuned.pt")

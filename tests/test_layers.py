@@ -38,14 +38,8 @@ ALLOWED: dict[str, set[str]] = {
 # Imports that break the layers on purpose: module -> exactly the modules it may import besides ALLOWED.
 # For now streaming drives the synthesizer's post-net lane and the vocoder's rolling window itself,
 # beside the pipeline; it is being reworked to go through the pipeline, and these go with it.
-# The studio's "Train a voice" checks takes, reads prompts, cuts long recordings and reads a job's
-# progress with training's own code (the job itself runs the training command in its own process).
 EXCEPTIONS: dict[str, set[str]] = {
     "deepfake_audio.streaming": {"synthesizer.postnet_blocks", "vocoder.hparams", "vocoder.rolling"},
-    "deepfake_audio.studio.takes": {"deepfake_audio.training.takes"},
-    "deepfake_audio.studio.voice_training": {"deepfake_audio.training.long_recording",
-                                             "deepfake_audio.training.prompts", "deepfake_audio.training.takes"},
-    "deepfake_audio.studio.tuning_jobs": {"deepfake_audio.training.voice_tuning"},
 }
 
 # deepfake_audio's modules and subpackages -> their layer. A module missing here has no layer

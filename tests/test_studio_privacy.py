@@ -43,6 +43,22 @@ def test_owner_identities_and_folders(tmp_path):
     assert owners.valid_token(owners.new_token()) and owners.new_token() != owners.new_token()
 
 
+def test_the_page_reads_its_visitors_tokens_after_a_restart(private_studio, monkeypatch):
+    """The key the browser's owner token is encrypted with is kept in the data folder (owner-only), so a
+    restarted studio still knows its visitors; it is never in the folder the page serves."""
+    from deepfake_audio.studio.ui.blocks import build_ui
+    monkeypatch.delenv("DEEPFAKE_AUDIO_BROWSER_SECRET", raising=False)
+    data = private_studio.data_dir
+    keys = [next(c for c in build_ui(private_studio).blocks.values()
+                 if getattr(c, "storage_key", None) == "deepfake-audio-owner").secret for _ in range(2)]
+    assert keys[0] == keys[1] == owners.browser_secret(data) and len(keys[0]) >= 32
+    assert oct((data / owners.BROWSER_SECRET_FILE).stat().st_mode & 0o777) == "0o600"
+    assert data / owners.BROWSER_SECRET_FILE not in private_studio.output_dir.rglob("*")
+    assert not (data / owners.BROWSER_SECRET_FILE).is_relative_to(private_studio.output_dir)
+    monkeypatch.setenv("DEEPFAKE_AUDIO_BROWSER_SECRET", "given-by-the-operator")
+    assert owners.browser_secret(data) == "given-by-the-operator"
+
+
 def test_each_owner_sees_only_their_voices(private_studio, voice_wav):
     a, b = owners.owner_id(TOKEN_A), owners.owner_id(TOKEN_B)
     assert private_studio.save_voice("Alice", voice_wav, consent=True, owner=a) == "Alice"

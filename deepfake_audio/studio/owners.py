@@ -31,6 +31,39 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+BROWSER_SECRET_FILE = ".browser_secret"
+
+
+def browser_secret(data_dir: Path) -> str:
+    """The key the page's stored owner token is encrypted with, the same across restarts.
+
+    `gr.BrowserState` draws a new random key at each start unless given one; the token a
+    browser kept could then no longer be read after a restart, and its visitor would lose
+    their library. The key is made once and kept (owner-only permissions) in the data folder;
+    $DEEPFAKE_AUDIO_BROWSER_SECRET overrides it (for servers whose data folder is not kept)."""
+    given = os.environ.get("DEEPFAKE_AUDIO_BROWSER_SECRET", "").strip()
+    if given:
+        return given
+    path = Path(data_dir) / BROWSER_SECRET_FILE
+    try:
+        return path.read_text(encoding="ascii").strip() or _new_secret(path)
+    except (OSError, ValueError):
+        return _new_secret(path)
+
+
+def _new_secret(path: Path) -> str:
+    secret = secrets.token_urlsafe(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secret)
+        os.replace(path.with_suffix(".tmp"), path)
+    except OSError:  # a read-only data folder: this run's key only (tokens last until a restart)
+        pass
+    return secret
+
+
 def valid_token(token) -> bool:
     return isinstance(token, str) and TOKEN_RE.fullmatch(token) is not None
 

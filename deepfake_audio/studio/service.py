@@ -6,6 +6,8 @@
 - `voices.VoiceService` (`studio.saved_voices`): save, extend, preview and delete voices;
 - `maps.VoiceMaps` (`studio.maps`): the voice map of a library;
 - `libraries.Libraries` (`studio.libraries`): whose library a request sees, crash repair;
+- `voice_training.VoiceTraining` (`studio.training`): takes for training a voice, and the
+  queue of jobs that tune one (`tuning_jobs`);
 - `notices` and `outputs.Outputs` (`studio.outputs`): the words about weights and runs,
   and the served output files (pruned after an hour).
 
@@ -32,6 +34,7 @@ from deepfake_audio.studio.libraries import Libraries, Library
 from deepfake_audio.studio.library import HistoryEntry
 from deepfake_audio.studio.maps import VoiceMaps
 from deepfake_audio.studio.outputs import Outputs
+from deepfake_audio.studio.voice_training import VoiceTraining
 from deepfake_audio.studio.voices import VoiceService, saved_voice_pitch
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class Studio:
         self.clones = CloneService(self.pipeline, self.libraries, self.outputs, self.mode)
         self.saved_voices = VoiceService(self.pipeline, self.libraries, self.outputs)
         self.maps = VoiceMaps(self.libraries)
+        self.training = VoiceTraining(self.pipeline, self.libraries, self.outputs, self.data_dir)
         self.repaired = self.libraries.repair()
         if warm_up:
             threading.Thread(target=self._warm_up, name="studio-warm-up", daemon=True).start()
@@ -154,6 +158,10 @@ class Studio:
     voice_preview = _Forward("saved_voices")
     voice_map = _Forward("maps")
     copy_for_page = _Forward("outputs", "copy")
+    add_take = _Forward("training")
+    start_training = _Forward("training", "start")
+    training_status = _Forward("training", "status")
+    cancel_training = _Forward("training", "cancel")
 
     def recent(self, owner: str | None = None) -> list[HistoryEntry]:
         """The owner's recent results, newest first."""

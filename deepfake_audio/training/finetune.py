@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                "<out>/data and <out>/runs.")
     parser.add_argument("voice", help="folder of the speaker's recordings with transcripts")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="models folder to write")
+    parser.add_argument("--models", type=Path, default=None, metavar="DIR",
+                        help="models folder of the synthesizer, vocoder and encoder in use (default: "
+                             "saved_models/default or $DEEPFAKE_AUDIO_MODELS, the starter where it has none); "
+                             "a tuned voice's samples are spoken with it")
     parser.add_argument("--synthesizer", type=Path, default=None, metavar="CKPT",
                         help="synthesizer to start from, a Tacotron or the FastSpeech starter (default: "
                              "synthesizer.pt of saved_models/default or $DEEPFAKE_AUDIO_MODELS)")
@@ -65,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="synthesizer fine-tuning steps (default 1000; with --tuned-voice: as many as "
                              "the budget allows)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="synthesizer learning rate (default 3e-5; with --tuned-voice 2e-4 for the "
-                             "starter, 1e-4 for a Tacotron)")
+                        help="synthesizer learning rate (default 3e-5; with --tuned-voice 1e-4)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="utterances per step and process (default 8; with --tuned-voice 16)")
     parser.add_argument("--guided-attention", type=float, default=0.0, metavar="WEIGHT",
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> Path:
     from deepfake_audio.training import synthesizer_preprocess as syn_pre, synthesizer_train as syn_train
     args = build_parser().parse_args(argv)
     out = args.out
-    models = models_folder()
+    models = models_folder(args.models)
     synth_ckpt = args.synthesizer or _in_use(models)
     if args.tuned_voice is not None:
         return _tune(args, synth_ckpt, models)

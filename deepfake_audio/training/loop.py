@@ -97,7 +97,7 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     try:
         for batch in batches:
             if deadline is not None and _out_of_time(deadline, dist):
-                if dist.is_main:
+                if dist.is_main and not getattr(args, "quiet", False):
                     print(f"\ntime limit reached at step {step}", file=sys.stderr)
                 break
             values = train_step(batch, step)

@@ -33,9 +33,13 @@ TRAINING = "training.json"
 SAMPLE_TEXT = "This is my own voice, tuned on a few minutes of my recordings."
 PIECE_SECONDS = 150.0  # a sample clone every this much training: "every few minutes"
 MIN_PIECE_SECONDS = 20.0  # a remainder shorter than this is not worth a restart of the model
-# Constant learning rates of the tuned parameters (Adam): measured on held-out voices (bench/RESULTS.md).
-LEARNING_RATES = {"fastspeech": 2e-4, "tacotron": 1e-4}
+# Constant learning rates of the tuned parameters (Adam). The starter's: 5e-5 and 2e-4 reached the same
+# similarity after 4.5 minutes on a held-out voice (bench/RESULTS.md); the Tacotron's is not measured.
+LEARNING_RATES = {"fastspeech": 1e-4, "tacotron": 1e-4}
 BATCH_SIZE = 16
+# The starter's speaker-consistency loss (the frozen speaker encoder's verdict on the output mels, as
+# in its own training) towards the voice's recordings; measured with and without (bench/RESULTS.md).
+CONSISTENCY = 1.0
 
 
 @dataclass
@@ -58,6 +62,7 @@ class TuningJob:
     seed: int = 1234
     quiet: bool = False
     snapshots: bool = False  # keep each piece's tuned voice in <work>/snapshots/ (to measure a curve)
+    consistency: float = CONSISTENCY  # weight of the speaker-consistency loss (starter only)
 
 
 class _Progress:
@@ -75,27 +80,40 @@ class _Progress:
         self.data.setdefault("step", 0)
         self.started = time.monotonic()
         self.spent_before = float(self.data["spent_s"])
+        # A job stopped in the middle of a piece (a killed process, a restarted server) trained
+        # until training.json's last write: that time counts against the budget too.
+        trained_until = _read_json(work / TRAINING).get("updated")
+        if isinstance(trained_until, (int, float)) and trained_until > self.data.get("updated", trained_until):
+            self.spent_before += trained_until - float(self.data["updated"])
 
     @property
     def spent(self) -> float:
         return self.spent_before + time.monotonic() - self.started
 
     def update(self, **values) -> None:
-        self.data.update(values, spent_s=round(self.spent, 1))
+        self.data.update(values, spent_s=round(self.spent, 1), updated=time.time())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(self.data, indent=1)))
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_progress(work: Path | str) -> dict:
-    """A job's progress.json merged with its training.json ("losses"); {} before it starts."""
+    """A job's progress.json merged with its training.json: "losses", and "step" as training logs it
+    (progress.json's own is written between pieces only); {} before it starts."""
     work = Path(work)
-    out: dict = {}
-    for name in (PROGRESS, TRAINING):
-        try:
-            data = json.loads((work / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        out.update({"losses": data.get("losses", [])} if name == TRAINING else data)
+    out = _read_json(work / PROGRESS)
+    training = _read_json(work / TRAINING)
+    if training:
+        out["losses"] = training.get("losses", [])
+        if isinstance(training.get("step"), int) and training["step"] > int(out.get("step") or 0):
+            out["step"] = training["step"]
     return out
 
 
@@ -176,7 +194,8 @@ def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float) 
         from deepfake_audio.training import fastspeech_train
         summary = fastspeech_train.main(args + ["--hparams", f"learning_rate={lr!r}", "warmup_steps=1",
                                                 f"total_steps={10 ** 9}", f"batch_size={job.batch_size}",
-                                                "binarization_start=0"])
+                                                "binarization_start=0", f"consistency_loss_weight={job.consistency!r}",
+                                                "consistency_bank_weight=0.0"])
     else:
         from deepfake_audio.training import synthesizer_train
         from deepfake_audio_core.checkpoint import read_checkpoint

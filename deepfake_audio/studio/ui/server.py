@@ -77,6 +77,8 @@ def create_app(studio: Studio, *, clone_concurrency: int | None = None, queue_si
     app.include_router(speech)
     app.state.speech_slots = speech.slots
 
+    # A training job the last server left running resumes, and the queue goes on (studio.tuning_jobs).
+    studio.training.jobs.resume()
     demo = build_ui(studio, clone_concurrency)
     demo.queue(max_size=queue_size, default_concurrency_limit=max(2, clone_concurrency))
     app.state.blocks = demo

@@ -1,0 +1,244 @@
+"""Train a voice in the studio: takes checked and kept as they come, imports, and the job queue that
+tunes a voice beside the studio (runs, queues, cancels, resumes after a restart), owner by owner.
+
+Takes are real speech: prompts read by flite (one speaker) and espeak-ng (another); the jobs
+run the real fine-tuning command on the shipped starter synthesizer, capped at a few steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepfake_audio_core.errors import AudioError, RequestError
+from deepfake_audio.download import STARTER_MODELS_DIR
+from deepfake_audio.studio import Studio, owners, takes as takes_module
+from deepfake_audio.studio.library import VoiceError
+from deepfake_audio.training.prompts import load_prompts
+from training_corpus import tools_missing
+
+A, B = owners.owner_id("a" * 24 + "-trainer"), owners.owner_id("b" * 24 + "-someone-else")
+JOB_TIMEOUT = 240  # seconds; a 2-step job takes about 15 s on two busy cores
+
+pytestmark = pytest.mark.skipif(bool(tools_missing()), reason="needs flite, espeak-ng and sox: scripts/setup.sh --dev")
+
+
+def speak(path: Path, text: str, voice: str = "slt") -> Path:
+    """`text` spoken by flite (`voice`) or espeak-ng ("espeak"), 16-bit 16 kHz mono at a 0.5 peak."""
+    raw = path.with_suffix(".raw.wav")
+    command = (["espeak-ng", "-v", "en-us+m3", "-w", str(raw), text] if voice == "espeak"
+               else ["flite", "-voice", voice, "-t", text, "-o", str(raw)])
+    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path), "norm", "-6"], check=True,
+                   capture_output=True)
+    raw.unlink()
+    return path
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("takes-audio")
+    prompts = load_prompts()
+    out: dict = {k: speak(folder / f"take{k}.wav", prompts[k]) for k in range(6)}
+    out["other"] = speak(folder / "other.wav", prompts[5], "espeak")
+    sf.write(str(folder / "silent.wav"), np.zeros(32000), 16000, subtype="PCM_16")
+    out["silent"] = folder / "silent.wav"
+    wav, rate = sf.read(str(out[0]))
+    sf.write(str(folder / "long.wav"), np.tile(wav, 12)[:int(40 * rate)], rate, subtype="PCM_16")
+    out["too long"] = folder / "long.wav"
+    return out
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    studio = Studio(STARTER_MODELS_DIR, tmp_path_factory.mktemp("training-data"), private=True)
+    yield studio
+    studio.training.jobs.close()
+
+
+def record(studio: Studio, audio: dict, name: str, owner: str, prompts=range(5)) -> None:
+    for k in prompts:
+        studio.training.add_take(name, audio[k], k, owner=owner)
+
+
+def wait_for(studio: Studio, job_id: str, owner: str, until, timeout: float = JOB_TIMEOUT) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = studio.training_status(job_id, owner)
+        if until(status):
+            return status
+        time.sleep(0.5)
+    log = studio.data_dir / job_record(studio, job_id)["folder"] / "log.txt"
+    raise AssertionError(f"job {job_id} stayed {status['state']}: {status}\n{log.read_text()[-2000:]}")
+
+
+def job_record(studio: Studio, job_id: str) -> dict:
+    """The queue file's record of a job (its process id, folder)."""
+    return next(j for j in json.loads((studio.data_dir / "tuning" / "jobs.json").read_text()) if j["id"] == job_id)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def test_takes_are_checked_redone_skipped_and_kept(studio, audio, monkeypatch):
+    training = studio.training
+    first = training.add_take("Checks", audio[0], 0, owner=A)
+    assert first.used and not first.flagged and first.prompt == 0 and first.note.startswith("Good take")
+    silent = training.add_take("Checks", audio["silent"], 1, owner=A)
+    assert silent.problems[0] == "silent" and not silent.used and "No speech" in silent.note
+    assert training.keep_take("Checks", 1, owner=A).used  # kept anyway
+    redone = training.add_take("Checks", audio[1], 1, owner=A)  # a second take of a prompt replaces the first
+    assert redone.number == silent.number and redone.used and not redone.kept and not redone.problems
+    training.add_take("Checks", audio[2], 2, owner=A)
+    training.redo_take("Checks", 2, owner=A)
+    training.skip_prompt("Checks", 3, owner=A)
+    takes, progress = training.takes("Checks", A)
+    assert [t.prompt for t in takes] == [0, 1] and progress.next_prompt == 2 and progress.used == 2
+    training.add_take("Checks", audio[2], 2, owner=A)
+    assert training.takes("Checks", A)[1].next_prompt == 4  # 3 was skipped
+
+    training.add_take("Checks", audio[4], 4, owner=A)
+    odd = training.add_take("Checks", audio["other"], 5, owner=A)  # another speaker among four takes of one
+    takes, progress = training.takes("Checks", A)
+    outliers = [t.prompt for t in takes if t.outlier]
+    assert outliers == [5] and not odd.problems and progress.used == 4 and progress.left_out == 1
+    assert abs(progress.seconds - sum(t.seconds for t in takes if t.used)) < 0.01 and 0.1 < progress.minutes < 1
+
+    # kept in the library as they come: a fresh studio on the same folder sees them; another owner does not
+    again = Studio(STARTER_MODELS_DIR, studio.data_dir, private=True, pipeline=studio.pipeline)
+    assert [t.number for t in again.training.takes("Checks", A)[0]] == [t.number for t in takes]
+    assert training.takes("Checks", B)[0] == []
+    with pytest.raises(AudioError, match="at most 30 s"):
+        training.add_take("Checks", audio["too long"], 6, owner=A)
+    monkeypatch.setattr(takes_module, "MAX_TAKES", 5)
+    with pytest.raises(VoiceError, match="already has 5 takes"):
+        training.add_take("Checks", audio[0], 7, owner=A)
+    with pytest.raises(RequestError, match="no prompt 9999"):
+        training.add_take("Checks", audio[0], 9999, owner=A)
+    assert training.keep_take_number("Checks", odd.number, A).used  # kept anyway, from the takes table
+    assert training.remove_take("Checks", odd.number, A).prompt == 5
+    assert training.takes("Checks", A)[1].next_prompt == 5  # its prompt is offered again
+
+
+def test_takes_from_a_zip_and_from_one_long_recording(studio, audio, tmp_path):
+    prompts = load_prompts()
+    archive = tmp_path / "takes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for k in range(3):
+            z.write(audio[k], f"session/take{k}.wav")
+            z.writestr(f"session/take{k}.txt", prompts[k] + "\n")
+        z.write(audio[3], "session/no_transcript.wav")
+    taken, skipped = studio.training.import_zip("Imported", archive, A)
+    assert sorted(t.text for t in taken) == sorted(prompts[:3]) and all(t.source == "zip" for t in taken)
+    assert len(skipped) == 1 and "no_transcript" in skipped[0]
+    (tmp_path / "not.zip").write_text("hello")
+    with pytest.raises(AudioError, match="not a ZIP"):
+        studio.training.import_zip("Imported", tmp_path / "not.zip", A)
+
+    pause = np.zeros(16000)
+    pieces = [sf.read(str(audio[k]))[0] for k in range(3, 6)]
+    long = tmp_path / "reading.wav"
+    sf.write(str(long), np.concatenate([np.concatenate([p, pause]) for p in pieces]), 16000, subtype="PCM_16")
+    taken, skipped = studio.training.import_long("Imported", long, " ".join(prompts[3:6]), A)
+    assert [t.text for t in taken] == prompts[3:6]  # cut at the pauses, each with its own sentence
+    assert skipped == [] and all(t.source == "long recording" and t.used for t in taken)
+    with pytest.raises(RequestError, match="transcript"):
+        studio.training.import_long("Imported", long, "  ", A)
+    assert studio.training.takes("Imported", A)[1].used == 3 + len(taken)
+    studio.training.discard_takes("Imported", A)
+    assert studio.training.takes("Imported", A)[0] == [] and not studio.training.take_set("Imported", A).folder.exists()
+
+
+@pytest.fixture(scope="module")
+def trained(studio, audio) -> dict:
+    """Alice, trained for 2 steps on five takes by owner A: the finished job's status."""
+    record(studio, audio, "Alice", A)
+    with pytest.raises(RequestError, match="speaker's permission"):
+        studio.start_training("Alice", False, 10, A)
+    job = studio.training.start("Alice", True, 1, A, steps=2)
+    assert job["state"] == "queued" and job["takes"] == 5
+    return wait_for(studio, job["id"], A, lambda s: s["state"] not in ("queued", "running"))
+
+
+def test_a_job_tunes_a_voice_that_clones(studio, trained):
+    assert trained["state"] == "done", trained
+    assert trained["voice"] == "Alice" and trained["step"] == 2 and trained["losses"] and trained["samples"] >= 1
+    saved = studio.library(A).voices.get("Alice")
+    assert saved.tuned is not None and saved.consent is not None and abs(saved.consent - time.time()) < 600
+    out = studio.clone(None, "Alice", "My own voice, tuned in the studio.", 1, "griffinlim", owner=A)
+    assert out.voice == "Alice" and out.result.duration > 0.3 and np.all(np.isfinite(out.result.wav))
+    served = studio.training.sample_for_page(trained)
+    assert served.parent.parent == studio.output_dir and sf.info(str(served)).duration > 0.3
+    folder = studio.data_dir / job_record(studio, trained["id"])["folder"]
+    assert not (folder / "work" / "run").exists() and not (folder / "work" / "data").exists()  # the big files went
+    assert (folder / "work" / "progress.json").is_file() and list((folder / "work" / "samples").glob("*.wav"))
+
+
+def test_another_owner_cannot_see_use_cancel_or_delete_it(studio, trained):
+    assert studio.training.latest(B) is None and studio.training.jobs.jobs(
+        studio.training.take_set("x", B).library_folder) == []
+    with pytest.raises(VoiceError, match="no training job"):
+        studio.training_status(trained["id"], B)
+    with pytest.raises(VoiceError, match="no training job"):
+        studio.cancel_training(trained["id"], B)
+    assert "Alice" not in studio.voice_names(B)
+    with pytest.raises(VoiceError, match="no saved voice called 'Alice'"):
+        studio.clone(None, "Alice", "Hello.", 1, "griffinlim", owner=B)
+    with pytest.raises(VoiceError, match="no saved voice called 'Alice'"):
+        studio.delete_voice("Alice", owner=B)
+    assert studio.library(A).voices.get("Alice").tuned is not None
+
+
+def test_one_job_runs_the_next_waits_and_both_cancel(studio, audio, trained):
+    running = studio.training.start("Alice", True, 10, A, steps=10_000)  # trains Alice again: her voice is updated
+    record(studio, audio, "Bob", B, prompts=range(3))
+    waiting = studio.training.start("Bob", True, 10, B)
+    assert waiting["state"] == "queued" and waiting["place"] == 1 and waiting["wait_s"] >= 600
+    with pytest.raises(RequestError, match="already being trained"):
+        studio.training.start("Alice", True, 10, A)
+    first = wait_for(studio, running["id"], A, lambda s: s["state"] == "running")
+    assert first["place"] == 0
+    pid = job_record(studio, running["id"])["pid"]
+    assert alive(pid) and os.getpriority(os.PRIO_PROCESS, pid) == 19  # the lowest CPU priority
+    with pytest.raises(VoiceError, match="no training job"):
+        studio.cancel_training(running["id"], B)
+    assert studio.cancel_training(running["id"], A)["state"] == "cancelled"
+    assert not alive(pid)
+    second = wait_for(studio, waiting["id"], B, lambda s: s["state"] == "running")
+    assert second["place"] == 0
+    assert studio.cancel_training(waiting["id"], B)["state"] == "cancelled"
+    assert studio.training_status(running["id"], A)["state"] == "cancelled"
+    assert studio.library(A).voices.get("Alice").tuned is not None  # the trained voice stays as it was
+
+
+def test_a_restarted_studio_resumes_the_running_job(studio, trained):
+    tuned_before = studio.library(A).voices.get("Alice").tuned.stat().st_mtime_ns
+    job = studio.training.start("Alice", True, 5, A, steps=12)
+    wait_for(studio, job["id"], A, lambda s: s["phase"] == "training")
+    record_before = job_record(studio, job["id"])
+    studio.training.jobs.close(stop_job=False)  # the studio stops: its job's process goes with it
+    deadline = time.monotonic() + 10
+    while alive(record_before["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(record_before["pid"]) and studio.training_status(job["id"], A)["state"] == "running"
+
+    restarted = Studio(STARTER_MODELS_DIR, studio.data_dir, private=True, pipeline=studio.pipeline)
+    try:
+        assert restarted.training.jobs.resume()
+        done = wait_for(restarted, job["id"], A, lambda s: s["state"] not in ("queued", "running"))
+    finally:
+        restarted.training.jobs.close()
+    assert done["state"] == "done" and done["step"] == 12 and done["started"] == record_before["started"], done
+    assert restarted.library(A).voices.names() == ["Alice"]  # updated, not duplicated
+    assert restarted.library(A).voices.get("Alice").tuned.stat().st_mtime_ns > tuned_before
