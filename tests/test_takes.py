@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_audio.training.long_recording import (BoundaryAligner, split_long_recording, unpack_takes_zip,
-                                                    write_segments)
+from deepfake_audio.training.long_recording import BoundaryAligner, split_long_recording, write_segments
+from deepfake_audio.training.takes_zip import unpack_takes_zip
 from deepfake_audio.training.prompts import (PROMPTS_FILE, coverage_share, greedy_order, load_prompts, words)
 from deepfake_audio.training.takes import PROBLEMS, check_take, speaker_outliers
 from deepfake_audio_core.audio_io import read_audio, write_wav
@@ -305,18 +305,18 @@ def test_zip_traversal_and_bad_archives_are_refused(take_file, tmp_path):
 
 @needs_flite
 def test_zip_limits(take_file, tmp_path, monkeypatch):
-    import deepfake_audio.training.long_recording as long_recording
+    import deepfake_audio.training.takes_zip as takes_zip
     audio = take_file.read_bytes()
     archive = _zip(tmp_path / "takes.zip", {"a.wav": audio, "a.txt": b"Hello there.", "b.wav": audio,
                                             "b.txt": b"Hello again."})
-    monkeypatch.setattr(long_recording, "ZIP_MAX_BYTES", len(audio))
+    monkeypatch.setattr(takes_zip, "ZIP_MAX_BYTES", len(audio))
     with pytest.raises(AudioError, match="unpacks to"):
         unpack_takes_zip(archive, tmp_path / "voice")
-    monkeypatch.setattr(long_recording, "ZIP_MAX_BYTES", 10 * len(audio))
-    monkeypatch.setattr(long_recording, "ZIP_MAX_FILES", 3)
+    monkeypatch.setattr(takes_zip, "ZIP_MAX_BYTES", 10 * len(audio))
+    monkeypatch.setattr(takes_zip, "ZIP_MAX_FILES", 3)
     with pytest.raises(AudioError, match="4 entries; at most 3"):
         unpack_takes_zip(archive, tmp_path / "voice")
-    monkeypatch.setattr(long_recording, "ZIP_MAX_FILES", 4)
+    monkeypatch.setattr(takes_zip, "ZIP_MAX_FILES", 4)
     corrupt = _zip(tmp_path / "corrupt.zip", {"a.wav": b"RIFF not really audio", "a.txt": b"Hello."})
     messages: list[str] = []
     with pytest.raises(AudioError, match="no usable take"):

@@ -29,7 +29,8 @@ from deepfake_audio.studio.outputs import Outputs
 from deepfake_audio.studio.takes import MIN_TAKES, Take, TakeProgress, TakeSet
 from deepfake_audio.studio.tuning_jobs import MAX_MINUTES, TuningJob, TuningJobs
 from deepfake_audio.studio.voices import check_consent
-from deepfake_audio.training.long_recording import BoundaryAligner, split_long_recording, unpack_takes_zip
+from deepfake_audio.training.long_recording import BoundaryAligner, split_long_recording
+from deepfake_audio.training.takes_zip import unpack_takes_zip
 from deepfake_audio.training.prompts import load_prompts
 from deepfake_audio.training.takes import check_take
 from deepfake_audio.watermark import provenance_tags

@@ -262,3 +262,8 @@ def speaker_outliers(embeddings: np.ndarray, threshold: float = OUTLIER_SIMILARI
     others /= np.maximum(np.linalg.norm(others, axis=1, keepdims=True), 1e-12)
     similarity = np.sum(e * others, axis=1)
     return [int(k) for k in np.flatnonzero(similarity < threshold)]
+
+
+def safe_name(name: str) -> str:
+    """`name` as a file name of letters, digits, '_', '.' and '-' only (never empty, never hidden)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "take"
