@@ -41,10 +41,12 @@ from deepfake_audio_core.tuned import TunedVoice
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
 from synthesizer.inference import PitchRequest, Synthesizer
+from synthesizer.postnet_blocks import PostnetLane
 from synthesizer.sentences import split_sentences
 from synthesizer.text import has_speakable_characters, text_to_sequence
 from vocoder.hparams import hparams as vocoder_hp
 from vocoder.inference import Vocoder
+from vocoder.rolling import MelTimeline, StreamStats
 from vocoder.starter import STARTER_VOCODER_FILE, StarterVocoder
 
 logger = logging.getLogger(__name__)
@@ -230,6 +232,18 @@ class CloneResult:
     def real_time_factor(self) -> float:
         """Compute time divided by audio duration (below 1 is faster than real time)."""
         return sum(self.seconds.values()) / max(self.duration, 1e-9)
+
+
+@dataclass
+class RollingParts:
+    """What a stream of a plan with rolling WaveRNN folds (`ClonePlan.rolling`) runs beside the pipeline's
+    models: the mel frames shared by synthesizer and vocoder as they are made, the vocoder's account of
+    the frames it needed, the post-net blocks done beside the decoder, and the mels' scale for the vocoder."""
+
+    timeline: MelTimeline
+    stats: StreamStats
+    lane: PostnetLane  # later post-net blocks beside the decoder (int8), done before each chunk of vocoding
+    scale: float  # the vocoder reads mels scaled to [-1, 1]: multiply the synthesizer's by this
 
 
 class Pipeline:
@@ -604,6 +618,11 @@ class Pipeline:
         """Sentence k's audio by a vocoder that goes a sentence at a time (`PER_SENTENCE_VOCODERS`)."""
         return self.vocode(mel, plan.vocoder, plan.sentence_seed(k), mode=plan.mode, pitch=plan.pitch,
                            pitch_hz=plan.pitch_hz_of(k))
+
+    @staticmethod
+    def rolling_parts() -> RollingParts:
+        """Fresh `RollingParts` for one stream (`deepfake_audio.streaming`)."""
+        return RollingParts(MelTimeline(), StreamStats(), PostnetLane(), 1.0 / vocoder_hp.max_abs_value)
 
     def stream_vocode(self, mel: np.ndarray, plan: ClonePlan, generator: torch.Generator, head: int,
                       first_samples: int, min_samples: int, ending: bool,

@@ -45,9 +45,6 @@ from deepfake_audio_core.modes import arithmetic
 from deepfake_audio_core.rng import make_generator
 from deepfake_audio.assembly import Timeline
 from deepfake_audio.watermark import StreamWatermarker
-from synthesizer.postnet_blocks import PostnetLane
-from vocoder.hparams import hparams as vocoder_hp
-from vocoder.rolling import MelTimeline, StreamStats
 from deepfake_audio.pipeline import (HOP_SIZE, PER_SENTENCE_VOCODERS, SAMPLE_RATE, ClonePlan, CloneResult, Pipeline,
                                      ProgressEvent, ProgressFn, no_progress)
 
@@ -205,10 +202,9 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
     """WaveRNN in a fast mode: rolling folds here over the mel frames of a synthesizer that they drive."""
     plan = stream.plan
     n = len(plan.sentences)
-    timeline = MelTimeline()
+    parts = pipe.rolling_parts()
+    timeline, lane, scale = parts.timeline, parts.lane, parts.scale
     lengths: list[int] = []  # frames of each finished sentence, in order (the producer appends)
-    scale = 1.0 / vocoder_hp.max_abs_value  # the vocoder reads mels scaled to [-1, 1]
-    lane = PostnetLane()  # later post-net blocks beside the decoder (int8), done before each chunk of vocoding
 
     def produce() -> Iterator[None]:
         """The synthesis in small steps (one decoder step each), appending frames as they are made."""
@@ -253,7 +249,7 @@ def _stream_frames(pipe: Pipeline, stream: CloneStream, out: "_Output", progress
     timeline.drain = lane.drain
     timeline.lookahead = PRODUCER_LOOKAHEAD_FRAMES
     progress(ProgressEvent("synthesizing", 0, n, "sentence"))
-    stats = StreamStats()
+    stats = parts.stats
     pieces = pipe.vocoder.rolling_waveform(timeline, make_generator(plan.seed, pipe.device), mode=plan.mode,
                                            first_samples=first_samples, min_samples=ROLLING_MIN_SAMPLES,
                                            stats=stats)

@@ -36,11 +36,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # Imports that break the layers on purpose: module -> exactly the modules it may import besides ALLOWED.
-# For now streaming drives the synthesizer's post-net lane and the vocoder's rolling window itself,
-# beside the pipeline; it is being reworked to go through the pipeline, and these go with it.
-EXCEPTIONS: dict[str, set[str]] = {
-    "deepfake_audio.streaming": {"synthesizer.postnet_blocks", "vocoder.hparams", "vocoder.rolling"},
-}
+# None now: streaming gets its rolling parts from the pipeline (`Pipeline.rolling_parts`).
+EXCEPTIONS: dict[str, set[str]] = {}
 
 # deepfake_audio's modules and subpackages -> their layer. A module missing here has no layer
 # (UNASSIGNED) and fails test_every_module_has_a_layer until it is given one.
@@ -156,7 +153,7 @@ def test_a_module_left_out_of_the_list_has_no_layer(tmp_path, monkeypatch):
 
 
 def test_every_exception_is_still_needed():
-    # Once streaming no longer imports one of them, it comes out of EXCEPTIONS and the layer holds again.
+    # An exception a module no longer uses comes out of EXCEPTIONS, so the layer holds for it again.
     modules = project_modules()
     for module, allowed in EXCEPTIONS.items():
         used = {target for _, target in imports_of(module, modules[module])}
