@@ -98,3 +98,17 @@ def test_the_python_api_example(models, workdir, monkeypatch):
     assert (workdir / "slow.mp3").is_file() and (workdir / "lines.zip").is_file()
     assert len(done["chunks"]) == len(done["played"]) > 0
     assert done["wav"].ndim == 1 and len(done["talk"].sentences) == 2
+
+
+def test_every_endpoint_the_readme_names_is_called_by_a_test():
+    """A Gradio endpoint the README documents (`/name` or api_name="/name") is called by some test as
+    api_name="/name", so renaming or breaking one cannot go unnoticed."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`/([a-z_]+)`", readme)) | set(re.findall(r'api_name="/([a-z_]+)"', readme))
+    ui = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "deepfake_audio" / "studio" / "ui").glob("*.py"))
+    registered = set(re.findall(r'api_name="([a-z_]+)"', ui))
+    documented = named & registered
+    assert {"clone", "save_voice", "batch", "train_start", "train_status"} <= documented
+    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    called = set(re.findall(r'api_name="/([a-z_]+)"', tests))
+    assert sorted(documented - called) == []

@@ -242,3 +242,56 @@ def test_a_restarted_studio_resumes_the_running_job(studio, trained):
     assert done["state"] == "done" and done["step"] == 12 and done["started"] == record_before["started"], done
     assert restarted.library(A).voices.names() == ["Alice"]  # updated, not duplicated
     assert restarted.library(A).voices.get("Alice").tuned.stat().st_mtime_ns > tuned_before
+
+
+def test_every_train_endpoint_from_a_script(audio, tmp_path, tmp_path_factory, monkeypatch):
+    """The README's /train_* endpoints, called by gradio_client as a script would: takes in, kept, redone,
+    skipped, imported, removed; a job started, followed to its saved voice; another cancelled; takes discarded."""
+    from gradio_client import Client, handle_file
+    from test_studio_api import start_studio
+    monkeypatch.setenv("DEEPFAKE_AUDIO_TUNE_STEPS", "2")
+    prompts = load_prompts()
+    studio, server = start_studio(STARTER_MODELS_DIR, tmp_path_factory.mktemp("train-api-data"))
+    with server:
+        client = Client(server.url, verbose=False)
+        prompt, number, progress, _ = client.predict("Scripted", api_name="/train_takes")
+        assert number == 0 and prompts[0] in prompt and "0 takes" in progress
+        for k in range(3):
+            note, *_ = client.predict("Scripted", handle_file(str(audio[k])), k, api_name="/train_add_take")
+        client.predict("Scripted", 0, api_name="/train_keep")
+        client.predict("Scripted", 2, api_name="/train_redo")
+        client.predict("Scripted", handle_file(str(audio[2])), 2, api_name="/train_add_take")
+        client.predict("Scripted", 3, api_name="/train_skip")
+        archive = tmp_path / "more.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            z.write(audio[4], "take4.wav")
+            z.writestr("take4.txt", prompts[4] + "\n")
+        imported, *_ = client.predict("Scripted", handle_file(str(archive)), None, "", api_name="/train_import")
+        assert "1" in imported
+        takes, _ = studio.training.takes("Scripted", None)
+        assert len(takes) == 4 and [t.prompt for t in takes[:3]] == [0, 1, 2]
+        client.predict("Scripted", takes[-1].number, api_name="/train_keep_take")
+        client.predict("Scripted", takes[-1].number, api_name="/train_remove_take")
+        assert len(studio.training.takes("Scripted", None)[0]) == 3
+
+        text, job = client.predict("Scripted", True, 10, api_name="/train_start")
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while True:
+            text, losses, sample, details = client.predict(job, api_name="/train_status")
+            if details["state"] not in ("queued", "running") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert details["state"] == "done", (text, details)
+        assert sample and Path(sample).is_file()
+        assert "Scripted" in client.predict(api_name="/voices")
+        assert studio.libraries.of(None).voices.get("Scripted").tuned is not None
+
+        for k in range(3):
+            client.predict("Other", handle_file(str(audio[k])), k, api_name="/train_add_take")
+        monkeypatch.setenv("DEEPFAKE_AUDIO_TUNE_STEPS", "100000")
+        _, other = client.predict("Other", True, 10, api_name="/train_start")
+        cancelled = client.predict(other, api_name="/train_cancel")
+        assert "ancel" in cancelled
+        client.predict("Other", api_name="/train_discard")
+        assert studio.training.takes("Other", None)[0] == []
+    studio.training.jobs.close()
