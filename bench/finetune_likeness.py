@@ -139,6 +139,35 @@ def judged_snapshots(folder: Path, minutes: tuple[float, ...] = (1, 2, 5, 10)) -
     return [snaps[i] for i in sorted(picked)]
 
 
+def plot(report: dict, path: Path) -> Path:
+    """Similarity against minutes of training (each amount of recordings) and against minutes recorded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for voice, entry in report.items():
+        zero = entry["zero_shot"]["similarity"]
+        runs = sorted((float(k.split("_")[1].removesuffix("min")), v) for k, v in entry.items()
+                      if k.startswith("recorded_") and v.get("curve"))
+        for recorded, run in runs:
+            xs = [0.0] + [row["minutes"] for row in run["curve"]]
+            ys = [zero] + [row["similarity"] for row in run["curve"]]
+            left.plot(xs, ys, marker="o", label=f"{voice}, {recorded:g} min recorded")
+        if runs:
+            right.plot([0.0] + [r for r, _ in runs], [zero] + [run["final"]["similarity"] for _, run in runs],
+                       marker="o", label=voice)
+    left.set(xlabel="minutes of fine-tuning (wall time, 2 busy cores)", ylabel="similarity to held-out recordings",
+             title="against training time (0: zero-shot)")
+    right.set(xlabel="minutes of recordings", ylabel="similarity after the whole budget",
+              title="against recordings (0: zero-shot)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
@@ -149,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piece", type=float, default=60.0, help="seconds between snapshots")
     parser.add_argument("--texts", type=int, default=8, help="clones per condition")
     parser.add_argument("--vocoder", default="starter")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw the curves into this PNG")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the command's)")
     parser.add_argument("--consistency", type=float, default=None, help="speaker-consistency loss weight")
     args = parser.parse_args(argv)
@@ -203,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"(+{final['similarity'] - zero['similarity']:.3f}), identified {zero['identified']:.0%} -> "
                       f"{final['identified']:.0%}, F0 within 10 % {zero['f0_within_10']:.0%} -> "
                       f"{final['f0_within_10']:.0%}, WER {zero['wer']:.1%} -> {final['wer']:.1%}")
+    if args.plot:
+        print(f"plot: {plot(report, args.plot)}")
     return 0
 
 
