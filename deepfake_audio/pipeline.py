@@ -510,7 +510,9 @@ class Pipeline:
         tuned_per_sentence = tuple(named_tuned.get(v) if v is not None else tuned for v in script.voices)
         if embedding is None:
             embedding, tuned = per_sentence[0], tuned_per_sentence[0]
-        many = len({id(e) for e in per_sentence}) > 1
+        # per-sentence voices whenever any sentence is not the plan's own voice (also when every
+        # sentence is one other named voice: the plan's own then speaks none of them)
+        many = any(e is not embedding for e in per_sentence) or any(t is not tuned for t in tuned_per_sentence)
         sentence_pitch: tuple[float | None, ...] = ()
         if pitch and not pitched:
             note = " ".join(filter(None, [note, "The pitch control needs the starter vocoder or the pitch-aware "

@@ -48,3 +48,15 @@ def test_the_check_counts_from_def_to_the_last_line(tmp_path):
     short_one.write_text("class Page:\n    @staticmethod\n    def build():\n" + "".join(body[:79]))
     assert long_functions(long_one) == ["long.py:3 build (81 lines)"]
     assert long_functions(short_one) == []
+
+
+def test_api_clients_need_no_heartbeat(tmp_path):
+    """No gr.State (or unload/stream event) on the page: with one, every gradio_client holds a heartbeat
+    connection open, and a studio being stopped waits for those clients forever."""
+    from gradio import utils
+    from deepfake_audio.download import STARTER_MODELS_DIR
+    from deepfake_audio.studio import Studio
+    from deepfake_audio.studio.ui.blocks import build_ui
+    demo = build_ui(Studio(STARTER_MODELS_DIR, tmp_path / "data"))
+    config = demo.get_config_file()
+    assert utils.connect_heartbeat(config, demo.blocks.values(), demo.fns.values()) is False

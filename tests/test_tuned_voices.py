@@ -142,3 +142,30 @@ def test_a_tacotron_voice_tunes_its_share_only(tmp_path, tmp_path_factory, seed1
     result = pipe.clone(text="The canoe.", tuned=tuned, seed=2, vocoder="griffinlim")
     assert len(result.wav) > 0 and np.all(np.isfinite(result.wav))
     assert json.loads((tmp_path / "work" / "progress.json").read_text())["state"] == "done"
+
+
+def test_a_resumed_tuning_on_another_base_is_refused(starter_voice, tmp_path, tmp_path_factory, seed1_dir):
+    """The frozen weights of a resumed run are its first base's: another --synthesizer would get a voice
+    that does not fit it, so the command says so instead."""
+    from deepfake_audio.training import TrainingError
+    import shutil
+    work = shutil.copytree(starter_voice[0], tmp_path / "work")  # the fixture's run stays as it is
+    encoder = seed1_dir / "encoder.pt"
+    other = trained_synthesizer(tmp_path_factory, encoder)
+    voice = speech_corpus(tmp_path_factory) / "flite_slt"
+    with pytest.raises(TrainingError, match="started on another synthesizer"):
+        finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(tmp_path / "x.tuned.pt"),
+                       "--synthesizer", str(other), "--encoder", str(encoder), "--steps", "4", *QUICK])
+
+
+def test_a_script_spoken_only_by_another_voice_uses_that_voice(starter_voice):
+    """Every sentence given to another saved voice: none is spoken by the request's own voice or weights."""
+    _, out, _ = starter_voice
+    voice = load_tuned_voice(out)
+    pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
+    other = np.roll(voice.embedding, 7)
+    other /= np.linalg.norm(other)
+    plan = pipe.plan(text=f"[voice: Bob] {TEXT}", tuned=voice, voices={"Bob": other})
+    assert plan.tuned_of(0) is None and np.array_equal(plan.voice_of(0), other)
+    plan = pipe.plan(text=f"[voice: Me] {TEXT}", embedding=other, voices={"Me": voice})
+    assert plan.tuned_of(0) is voice

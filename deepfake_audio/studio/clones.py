@@ -8,16 +8,19 @@ figures. The HTTP API plans, runs and streams through it too. Raises a
 """
 from __future__ import annotations
 
+import logging
 import math
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 
-from deepfake_audio_core.errors import RequestError
+from deepfake_audio_core.errors import DeepfakeAudioError, RequestError
 from deepfake_audio_core.tuned import TunedVoice, load_tuned_voice
 from deepfake_audio.assembly import normalize_peak
 from deepfake_audio.pipeline import (SENTENCE_PAUSE_SECONDS, ClonePlan, CloneResult, Pipeline, ProgressFn, Voice,
@@ -25,7 +28,7 @@ from deepfake_audio.pipeline import (SENTENCE_PAUSE_SECONDS, ClonePlan, CloneRes
 from deepfake_audio_core.requests import check_pace, check_pitch
 from deepfake_audio.script import has_markup
 from deepfake_audio.studio.libraries import Libraries, Library
-from deepfake_audio.studio.library import SavedVoice, record_result
+from deepfake_audio.studio.library import SavedVoice, VoiceError, record_result
 from deepfake_audio.studio.notices import Report, StageReporter, clone_status
 from deepfake_audio.studio.outputs import Export, Outputs
 from deepfake_audio.studio.plots import embeddings_figure, mel_figure
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from deepfake_audio.streaming import CloneStream
 
 MAX_SEED = 2**31 - 1
+TUNED_VOICES_KEPT = 16  # tuned voices kept loaded by a studio (about 7 MB each)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,24 +92,44 @@ class CloneService:
         self.libraries = libraries
         self.outputs = outputs
         self.mode = mode  # the pipeline's mode for every studio request (`deepfake_audio_core.modes`)
-        self._tuned: dict[tuple[str, int], TunedVoice] = {}  # loaded tuned voices by (file, mtime)
+        # loaded tuned voices by (file, mtime), most recent last (a few MB each)
+        self._tuned: OrderedDict[tuple[str, int], TunedVoice] = OrderedDict()
+        self._tuned_lock = threading.Lock()
 
     def voice_of(self, saved: SavedVoice) -> Voice:
         """What speaks a saved voice: its tuned voice where it was trained (loaded once per file), else
-        its embedding."""
+        its embedding. Raises `VoiceError` or `WeightsError` when its tuned model is gone or damaged."""
         if saved.tuned is None:
             return saved.embedding
-        key = (str(saved.tuned), saved.tuned.stat().st_mtime_ns)
-        if key not in self._tuned:
-            voice = load_tuned_voice(saved.tuned)
-            voice.name = saved.name
-            self._tuned = {k: v for k, v in self._tuned.items() if k[0] != key[0]}  # an older file of it
+        try:
+            key = (str(saved.tuned), saved.tuned.stat().st_mtime_ns)
+        except OSError:
+            raise VoiceError(f"The tuned model of {saved.name!r} is gone (the voice was deleted or is being "
+                             "trained again): pick the voice again.") from None
+        with self._tuned_lock:
+            if key in self._tuned:
+                self._tuned.move_to_end(key)
+                return self._tuned[key]
+        voice = load_tuned_voice(saved.tuned)
+        voice.name = saved.name
+        with self._tuned_lock:
+            for old in [k for k in self._tuned if k[0] == key[0]]:  # an older file of the same voice
+                del self._tuned[old]
             self._tuned[key] = voice
-        return self._tuned[key]
+            while len(self._tuned) > TUNED_VOICES_KEPT:
+                self._tuned.popitem(last=False)
+        return voice
 
     def saved_voices(self, library: Library) -> dict[str, Voice]:
-        """{name: what speaks it} of every voice in `library`, for scripts' [voice: Name] lines."""
-        return {v.name: self.voice_of(v) for v in library.voices.list()}
+        """{name: what speaks it} of every voice in `library`, for scripts' [voice: Name] lines. A voice
+        whose tuned model cannot be read is left out (a script naming it is then told it is unknown)."""
+        voices = {}
+        for saved in library.voices.list():
+            try:
+                voices[saved.name] = self.voice_of(saved)
+            except DeepfakeAudioError as exc:
+                logger.warning("saved voice %r left out of scripts: %s", saved.name, exc)
+        return voices
 
     def _saved_plan_args(self, saved: SavedVoice) -> dict:
         """The plan's voice arguments of a saved voice: a tuned voice, or an embedding at its preview's pitch."""

@@ -273,7 +273,11 @@ class VoiceTraining:
         """A finished job's voice in its library: new, or the tuned model of the trained voice of that name."""
         voices = Library.in_folder(self.data_dir / job.library).voices
         existing = next((v for v in voices.list() if v.name.casefold() == job.name.casefold()), None)
+        load_tuned_voice(tuned)  # a damaged file never replaces a working one
         if existing is not None:
+            if existing.tuned is None:  # saved from a recording while this voice trained: not this speaker's
+                raise VoiceError(f"A voice called {existing.name!r} was saved from a recording while this one "
+                                 "trained; rename or delete it, then train again.")
             return voices.set_tuned(existing.name, tuned).name
         preview_file = self.data_dir / job.folder / "takes" / job.preview
         try:

@@ -125,6 +125,12 @@ def tune_voice(job: TuningJob) -> Path:
         base = Synthesizer(job.synthesizer)
         architecture, fingerprint = base.architecture, base.fingerprint
         del base
+        # A resumed run keeps the frozen weights it started beside; its share fits only that base.
+        started_on = progress.data.get("base")
+        if started_on not in (None, fingerprint) and (job.work / "run" / "synthesizer.pt").is_file():
+            raise TrainingError(f"{job.work} holds a tuning started on another synthesizer than {job.synthesizer}: "
+                                "use a new work folder (--out), or delete its run/ folder to start over.")
+        progress.update(base=fingerprint)
         progress.update(state="preparing")
         data = _prepare(job)
         records = read_metadata(data, ("mel", "embed", "text"))

@@ -85,7 +85,9 @@ class TrainTab:
                                interactive=False, elem_id="train-sample")
         self.details = gr.JSON(visible=False)
         self.job_id = gr.Textbox(visible=False, elem_id="train-job")
-        self.shown_sample = gr.State(None)
+        # the sample on show, to send only a new one; not a gr.State: any State makes every API client hold
+        # a heartbeat connection open, and a server being stopped then waits for them forever
+        self.shown_sample = gr.Textbox(visible=False, elem_id="train-shown-sample")
         self.timer = gr.Timer(POLL_SECONDS, active=False)
 
     def wire(self, owner_token: gr.BrowserState, voice_picker: gr.Dropdown) -> None:
