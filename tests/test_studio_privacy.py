@@ -59,6 +59,18 @@ def test_the_page_reads_its_visitors_tokens_after_a_restart(private_studio, monk
     assert owners.browser_secret(data) == "given-by-the-operator"
 
 
+def test_replicas_starting_at_once_share_one_browser_key(tmp_path, monkeypatch):
+    """Several studio processes started together on one empty data folder agree on the key."""
+    monkeypatch.delenv("DEEPFAKE_AUDIO_BROWSER_SECRET", raising=False)
+    code = ("import importlib.util as u, sys; s = u.spec_from_file_location('owners', sys.argv[2]); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.browser_secret(sys.argv[1]))")
+    starts = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), owners.__file__], stdout=subprocess.PIPE,
+                               text=True) for _ in range(6)]  # the module alone: the processes start together
+    keys = {p.communicate(timeout=120)[0].strip() for p in starts}
+    assert keys == {owners.browser_secret(tmp_path)} and len(keys.pop()) >= 32
+    assert [p.name for p in tmp_path.iterdir()] == [owners.BROWSER_SECRET_FILE]  # nothing staged left behind
+
+
 def test_each_owner_sees_only_their_voices(private_studio, voice_wav):
     a, b = owners.owner_id(TOKEN_A), owners.owner_id(TOKEN_B)
     assert private_studio.save_voice("Alice", voice_wav, consent=True, owner=a) == "Alice"
@@ -166,6 +178,10 @@ def test_two_server_processes_share_one_data_folder(quick_dir, tmp_path, voice_w
         folder = owners.owner_folder(data, owners.owner_id(TOKEN_A)) / "voices"
         assert len([p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]) == len(expected)
         assert not [p for p in folder.iterdir() if p.name.startswith((".new-", ".deleted-"))]
+    except BaseException:  # the servers' side of a failure, in the report
+        for log in logs:
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+        raise
     finally:
         for server in servers:
             server.terminate()

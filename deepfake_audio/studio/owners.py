@@ -52,15 +52,30 @@ def browser_secret(data_dir: Path) -> str:
 
 
 def _new_secret(path: Path) -> str:
+    """Make the key, unless another process (a replica on the same folder) made it first: then theirs.
+
+    The key is written to a file of this process's own and linked into place, which fails when
+    the key exists, so every process that starts at once ends up with the same key."""
     secret = secrets.token_urlsafe(32)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(secret)
-        os.replace(path.with_suffix(".tmp"), path)
+        try:
+            os.link(staged, path)
+        except FileExistsError:  # made meanwhile by another process (or an empty one left behind)
+            existing = path.read_text(encoding="ascii").strip()
+            if existing:
+                return existing
+            os.replace(staged, path)
+        except OSError:  # a file system without hard links
+            os.replace(staged, path)
     except OSError:  # a read-only data folder: this run's key only (tokens last until a restart)
         pass
+    finally:
+        staged.unlink(missing_ok=True)
     return secret
 
 

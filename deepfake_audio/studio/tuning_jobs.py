@@ -23,7 +23,6 @@ Owners are isolated: a job is found only through the library it belongs to.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -60,9 +59,7 @@ ACTIVE = ("queued", "running")
 STEPS_VARIABLE = "DEEPFAKE_AUDIO_TUNE_STEPS"  # a cap on every job's steps (tests, quick trials)
 THREADS_VARIABLE = "DEEPFAKE_AUDIO_TUNE_THREADS"
 STOP_WAIT_SECONDS = 10.0
-_PR_SET_PDEATHSIG = 1
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the deepfake_audio package
-_LIBC = None
 
 
 @dataclass
@@ -98,24 +95,6 @@ def tune_threads() -> int:
     if os.environ.get(THREADS_VARIABLE):
         return max(1, int(os.environ[THREADS_VARIABLE]))
     return max(1, (os.cpu_count() or 2) // 2)
-
-
-def _libc():
-    """Linux's C library (for prctl), loaded before a fork: nothing may be imported between fork and exec."""
-    global _LIBC
-    if _LIBC is None and sys.platform.startswith("linux"):
-        try:
-            _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError:
-            _LIBC = False
-    return _LIBC
-
-
-def _low_priority() -> None:
-    """In the job's process before it runs: the lowest CPU priority, and to die with the studio (Linux)."""
-    os.nice(19)
-    if _LIBC:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class TuningJobs:
@@ -324,11 +303,13 @@ class TuningJobs:
         path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": path}
-        _libc()
+        # No preexec_fn: the job lowers its own priority (see `low_priority`), since Python code run
+        # between fork and exec in this multi-threaded server can deadlock the child and the queue.
+        command = self.command(job)
+        command[1:3] = ["-m", "deepfake_audio.studio.low_priority", str(os.getpid()), command[2]]
         with open(folder / "log.txt", "ab") as log:
-            self._process = subprocess.Popen(self.command(job), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, env=env,
-                                             preexec_fn=_low_priority, start_new_session=True)
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self._running_id = job.id
         job.state, job.pid = "running", self._process.pid
         job.started = job.started or time.time()
