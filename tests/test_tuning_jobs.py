@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import soundfile as sf
 
 from deepfake_audio_core.errors import AudioError, RequestError
 from deepfake_audio.download import STARTER_MODELS_DIR
-from deepfake_audio.studio import Studio, owners, takes as takes_module
+from deepfake_audio.studio import Studio, owners, takes as takes_module, tuning_jobs
 from deepfake_audio.studio.library import VoiceError
 from deepfake_audio.training.prompts import load_prompts
 from training_corpus import tools_missing
@@ -245,6 +246,33 @@ def test_a_restarted_studio_resumes_the_running_job(studio, trained):
     assert done["state"] == "done" and done["step"] == 12 and done["started"] == record_before["started"], done
     assert restarted.library(A).voices.names() == ["Alice"]  # updated, not duplicated
     assert restarted.library(A).voices.get("Alice").tuned.stat().st_mtime_ns > tuned_before
+
+
+def test_a_hung_job_is_stopped_and_fails_with_a_reason(tmp_path, monkeypatch):
+    """A job whose process stops making progress, or runs far past its budget, is stopped; the queue goes on."""
+    monkeypatch.setattr(tuning_jobs.TuningJobs, "command",  # a process that hangs, silent
+                        lambda self, job: [sys.executable, "-m", "timeit", "-n", "1", "import time; time.sleep(300)"])
+    jobs = tuning_jobs.TuningJobs(tmp_path, None, lambda job, tuned: job.name, poll_seconds=0.1)
+    library = tmp_path / "owners" / "someone"
+    try:
+        for name, setting in (("Stalled", "STALL_SECONDS"), ("Overrun", "OVERRUN_SECONDS")):
+            monkeypatch.setattr(tuning_jobs, setting, 2.0)
+            folder = jobs.new_folder(library)
+            (folder / "takes").mkdir()
+            job = jobs.submit(library, name, folder / "takes", minutes=0.001, consent=time.time(), takes=1,
+                              recorded_s=1.0, preview="")
+            deadline, pid = time.monotonic() + 60, None
+            while jobs.status(library, job["id"])["state"] in ("queued", "running") and time.monotonic() < deadline:
+                rows = json.loads((tmp_path / "tuning" / "jobs.json").read_text())
+                pid = next(j for j in rows if j["id"] == job["id"])["pid"] or pid  # seen while it ran
+                time.sleep(0.1)
+            status = jobs.status(library, job["id"])
+            assert status["state"] == "failed" and ("stopped making progress" if name == "Stalled" else
+                                                    "past its 0.001-minute budget") in status["error"], status
+            assert pid and not alive(pid)
+            monkeypatch.setattr(tuning_jobs, setting, 3600.0)
+    finally:
+        jobs.close()
 
 
 def test_every_train_endpoint_from_a_script(audio, tmp_path, tmp_path_factory, monkeypatch):

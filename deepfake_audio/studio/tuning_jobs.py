@@ -59,6 +59,10 @@ ACTIVE = ("queued", "running")
 STEPS_VARIABLE = "DEEPFAKE_AUDIO_TUNE_STEPS"  # a cap on every job's steps (tests, quick trials)
 THREADS_VARIABLE = "DEEPFAKE_AUDIO_TUNE_THREADS"
 STOP_WAIT_SECONDS = 10.0
+# A job whose files show no sign of life for this long is taken for hung and stopped; so is one that
+# runs far past its budget (the command keeps its own budget: this only catches what went wrong).
+STALL_SECONDS = 20 * 60.0
+OVERRUN_FACTOR, OVERRUN_SECONDS = 2.0, 15 * 60.0
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the deepfake_audio package
 
 
@@ -111,6 +115,7 @@ class TuningJobs:
         self._runner = None  # the open runner.lock while this process runs jobs
         self._process: subprocess.Popen | None = None
         self._running_id: str | None = None
+        self._launched = 0.0  # time.time() when this process started the running job's process
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -252,12 +257,32 @@ class TuningJobs:
                 return True
             code = self._process.poll()
             if code is None:
-                return True
-            self._process = self._running_id = None
-            self._finish(job, code)
+                hung = self._hung(job)
+                if hung is None:
+                    return True
+                self._stop_process()
+                job.state, job.finished, job.pid, job.error = "failed", time.time(), None, hung
+                logger.warning("training %s (job %s): %s", job.name, job.id, hung)
+            else:
+                self._process = self._running_id = None
+                self._finish(job, code)
             self._save(jobs)
         self._clean(job)
         return True
+
+    def _hung(self, job: TuningJob) -> str | None:
+        """Why the running job is taken for hung (its process is then stopped), or None while it is well:
+        no file of its work folder or log changed for STALL_SECONDS, or it ran far past its budget."""
+        folder = self.data_dir / job.folder
+        now = time.time()
+        alive = max([self._launched] + [_mtime(p, 0.0) for p in (folder / "log.txt", folder / "work" / "progress.json",
+                                                                  folder / "work" / "training.json")])
+        if now - alive > STALL_SECONDS:
+            return (f"The training stopped making progress (nothing for {(now - alive) / 60:.0f} minutes) and was "
+                    "stopped: start it again.")
+        if now - self._launched > OVERRUN_FACTOR * job.minutes * 60 + OVERRUN_SECONDS:
+            return (f"The training ran far past its {job.minutes:g}-minute budget and was stopped: start it again.")
+        return None
 
     def _hold_runner(self) -> bool:
         """Whether this process runs the jobs: it holds runner.lock (taken when free, kept until `close`)."""
@@ -311,6 +336,7 @@ class TuningJobs:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                              stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self._running_id = job.id
+        self._launched = time.time()
         job.state, job.pid = "running", self._process.pid
         job.started = job.started or time.time()
         logger.info("training %s (job %s, process %d)", job.name, job.id, job.pid)
@@ -411,11 +437,12 @@ def _env_steps() -> int | None:
     return max(1, int(value)) if value else None
 
 
-def _mtime(path: Path) -> float:
+def _mtime(path: Path, missing: float | None = None) -> float:
+    """`path`'s modification time; `missing` (default: now) when it cannot be read."""
     try:
         return path.stat().st_mtime
     except OSError:
-        return time.time()
+        return time.time() if missing is None else missing
 
 
 def _runs_in(pid: int, folder: Path) -> bool:
