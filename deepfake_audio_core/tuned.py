@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from deepfake_audio_core.checkpoint import read_checkpoint
-from deepfake_audio_core.errors import WeightsError
+from deepfake_audio_core.errors import MissingWeightsError, WeightsError
 
 FORMAT = "deepfake-audio tuned voice"
 VERSION = 1
@@ -80,7 +80,14 @@ def is_tuned_voice_file(path: Path | str) -> bool:
 def load_tuned_voice(path: Path | str) -> TunedVoice:
     """Read and check a tuned voice file. Raises `WeightsError` saying what is wrong."""
     path = Path(path)
-    data = read_checkpoint(path, lambda p: f"Tuned voice {p} is missing.")
+    try:
+        data = read_checkpoint(path, lambda p: f"Tuned voice {p} is missing.")
+    except MissingWeightsError:
+        raise
+    except WeightsError as exc:  # empty, truncated, not a checkpoint: said of a tuned voice, not of downloads
+        reason = str(exc).split(": ")[0].removeprefix(f"{path} ").removeprefix("is ").rstrip(".")
+        raise WeightsError(f"{path} is not a usable tuned voice ({reason}): copy it again, or tune the voice "
+                           "again.") from None
     if data.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a tuned voice (made by `sv2tts-finetune --tuned-voice` or the studio's "
                            "Train a voice).")

@@ -71,3 +71,14 @@ def test_finetune_the_shipped_starter(tmp_path, tmp_path_factory):
     assert after["architecture"] == "fastspeech"
     result = Pipeline(out, device="cpu").clone(voice / "utt0.wav", "The canoe.", seed=2)
     assert result.vocoder == "starter" and len(result.wav) > 0 and np.all(np.isfinite(result.wav))
+
+
+def test_a_missing_or_empty_voice_folder_is_named_as_such(tmp_path):
+    from deepfake_audio.training import TrainingError
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    (tmp_path / "empty" / "notes" / "readme.txt").write_text("transcripts without audio")
+    for folder, message in (("missing", "Voice folder not found"), ("empty", "No recordings in .*<name>.wav")):
+        with pytest.raises(TrainingError, match=message):
+            finetune.main([str(tmp_path / folder), "--out", str(tmp_path / "out"), "--tuned-voice",
+                           str(tmp_path / "me.tuned.pt"), "--minutes", "1"])
+    assert not (tmp_path / "out").exists()  # refused before anything was made

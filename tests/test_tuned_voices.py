@@ -85,7 +85,10 @@ def test_a_voice_tuned_on_other_weights_is_refused_clearly(starter_voice, tmp_pa
         pipe.plan(text=TEXT, tuned=voice)
     broken = tmp_path / "broken.tuned.pt"
     broken.write_bytes(out.read_bytes()[:1000])
-    with pytest.raises(WeightsError, match="truncated"):
+    with pytest.raises(WeightsError, match="not a usable tuned voice .truncated.*copy it again, or tune the voice"):
+        load_tuned_voice(broken)
+    broken.write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"not a usable tuned voice \(empty\)"):
         load_tuned_voice(broken)
     other = tmp_path / "other.tuned.pt"
     torch.save({"format": "something else"}, other)
@@ -119,6 +122,7 @@ def test_the_cli_and_batches_take_a_tuned_voice(starter_voice, tmp_path):
 
 def test_finetune_refuses_budget_mistakes(tmp_path):
     from deepfake_audio.training import TrainingError
+    (tmp_path / "a.wav").write_bytes(b"")  # a voice folder with a recording: the options are what is wrong
     with pytest.raises(TrainingError, match="--minutes"):
         finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--tuned-voice", str(tmp_path / "v.tuned.pt"),
                        "--minutes", "0"])
