@@ -1,4 +1,5 @@
 """The command line as a user runs it: real processes, real files, one-line errors."""
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -70,13 +71,16 @@ def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(32000, np.float32), 16000)
     common = ["--models", quick_dir, "--out", tmp_path / "o.wav"]
-    assert_clean_error(run("clone", "--voice", tmp_path / "nope.wav", "--text", "Hi.", *common), "not found")
-    assert_clean_error(run("clone", "--voice", silent, "--text", "Hi.", *common), "silent")
-    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "  ", *common), "empty")
-    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common),
-                       "Text file not found")
-    assert_clean_error(run("clone", "--voice", DATA / "ref.wav", "--text", "Hi.", "--models", quick_dir,
-                           "--out", tmp_path / "o.aac"), "must end in .wav or .flac or .mp3")
+    cases = [(("--voice", tmp_path / "nope.wav", "--text", "Hi.", *common), "not found"),
+             (("--voice", silent, "--text", "Hi.", *common), "silent"),
+             (("--voice", DATA / "ref.wav", "--text", "  ", *common), "empty"),
+             (("--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common), "Text file not found"),
+             (("--voice", DATA / "ref.wav", "--text", "Hi.", "--models", quick_dir, "--out", tmp_path / "o.aac"),
+              "must end in .wav or .flac or .mp3")]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:  # independent commands: their start-ups overlap
+        procs = list(pool.map(lambda case: run("clone", *case[0]), cases))
+    for proc, (_, fragment) in zip(procs, cases):
+        assert_clean_error(proc, fragment)
     assert not (tmp_path / "o.aac").exists()
 
 
