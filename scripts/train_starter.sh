@@ -49,6 +49,7 @@ PSEUDO_PER_SPEAKER="${PSEUDO_PER_SPEAKER:-24}"
 VOCODER_RUN="${VOCODER_RUN:-runs/starter_vocoder}"
 VOCODER_STEPS="${VOCODER_STEPS:-20000}"
 EVAL_LIMIT="${EVAL_LIMIT:-}"         # held-out sentences per voice to evaluate (default: all 50)
+EVAL_ARGS="${EVAL_ARGS:-}"           # more options of the evaluation (e.g. --no-transforms: the voices as recorded)
 SYNTH_HPARAMS="${SYNTH_HPARAMS:-}"   # extra --hparams of the synthesizer (e.g. a tiny model)
 VOCODER_HPARAMS="${VOCODER_HPARAMS:-}"
 SYNTH_PITCH="${SYNTH_PITCH:-1}"      # 1: the pitch-aware synthesizer, trained with the pseudo-speakers; 0: plain
@@ -139,7 +140,7 @@ if want voice_pitch; then
 fi
 if want evaluate; then
     timed evaluate "$PY" -m deepfake_audio.training.evaluate --corpus "$WORK/corpus" --models "$STARTER" \
-        --vocoder starter --compare griffinlim ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"} --out "$STARTER/evaluation.json"
+        --vocoder starter --compare griffinlim ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"} $EVAL_ARGS --out "$STARTER/evaluation.json"
 fi
 if want card; then
     "$PY" -m deepfake_audio.training.model_card --corpus "$WORK/corpus" --run "$RUN" --models "$STARTER" \

@@ -110,3 +110,23 @@ def test_the_browser_remembers_the_options_and_open_sections(browser, server):
     context, page = load(browser, server, LAPTOP)  # another browser profile starts from the defaults
     assert not page.is_visible("#seed")
     context.close()
+
+
+def test_the_train_tab_is_reachable_and_fits_a_phone(browser, server):
+    """On a phone the Train a voice tab can be opened (tabs that do not fit go into Gradio's overflow
+    menu), nothing on it is wider than the screen, and the prompt, the recorder and Keep come in order."""
+    context, page = load(browser, server, PHONE)
+    tab = page.get_by_role("tab", name="Train a voice")
+    if tab.is_visible():
+        tab.click()
+    else:  # as a phone's visitor does: the "..." menu, then the tab's entry in it
+        page.locator(".overflow-menu").first.click()
+        page.locator(".overflow-dropdown").get_by_text("Train a voice", exact=True).click()
+    page.wait_for_function("() => (document.querySelector('#train-prompt')?.innerText || '').trim().length > 20")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"] + 1
+    order = [box(page, s) for s in ("#train-name", "#train-prompt", "#train-take", "#train-keep")]
+    assert all(b is not None and b["width"] <= PHONE["viewport"]["width"] for b in order), order
+    assert [b["y"] for b in order] == sorted(b["y"] for b in order)
+    assert order[-1]["y"] <= 2 * PHONE["viewport"]["height"]  # Keep within two screens of the top
+    docs_screenshot(page, "studio-train-phone.png")
+    context.close()

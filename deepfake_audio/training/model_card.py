@@ -223,9 +223,14 @@ def _quality_lines(report: dict) -> list[str]:
     if report.get("dnsmos") is None:
         return []
     rows = [(report["vocoder"], report), *report.get("others", {}).items()]
-    lines = ["", f"Measures the losses cannot game (references from about 80 to 290 Hz: the held-out voices, "
-             f"4 semitones lower and 14 higher; identification among {report.get('candidates')} candidates: "
-             "the voices, each 3 semitones up and down, voices of the other sex, a child-like voice):", "",
+    if report.get("candidates") is None:  # evaluated with --no-transforms
+        intro = ("Measures the losses cannot game (the held-out voices as recorded only: no lower or higher "
+                 "versions; identification among the held-out voices alone):")
+    else:
+        intro = (f"Measures the losses cannot game (references from about 80 to 290 Hz: the held-out voices, "
+                 f"4 semitones lower and 14 higher; identification among {report['candidates']} candidates: "
+                 "the voices, each 3 semitones up and down, voices of the other sex, a child-like voice):")
+    lines = ["", intro, "",
              "| vocoder | WER | identified among the hard candidates | clone F0 within 15 % of the reference's "
              "| voiced fraction | DNSMOS OVRL |", "|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['wer']:.1%} | {r['identified_hard']:.0%} | {r['f0_within_15']:.0%} | "
