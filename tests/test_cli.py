@@ -53,16 +53,19 @@ def test_embed_then_clone_from_embedding(quick_dir, tmp_path):
     text_file = tmp_path / "text.txt"
     text_file.write_text("Read from a file.\n", encoding="utf-8")
     out = tmp_path / "out.wav"
-    proc = run("clone", "--embedding", npy, "--text-file", text_file, "--out", out, "--vocoder", "griffinlim",
-               "--models", quick_dir)
+    cleaned = tmp_path / "cleaned.npy"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # independent commands: their start-ups overlap
+        cleaning = pool.submit(run, "embed", "--voice", DATA / "ref.wav", "--out", cleaned, "--clean", "--models",
+                               quick_dir)
+        proc = run("clone", "--embedding", npy, "--text-file", text_file, "--out", out, "--vocoder", "griffinlim",
+                   "--models", quick_dir)
+        cleaning = cleaning.result()
     assert proc.returncode == 0, proc.stderr
     info = sf.info(str(out))  # a complete 16 kHz WAV of the sentence (plus nothing else) was written
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16") and info.frames > 200
     assert "wrote" in proc.stdout and str(out) in proc.stdout
     # --clean: the same voice heard after the clean-up (a different, still close, embedding)
-    cleaned = tmp_path / "cleaned.npy"
-    proc = run("embed", "--voice", DATA / "ref.wav", "--out", cleaned, "--clean", "--models", quick_dir)
-    assert proc.returncode == 0, proc.stderr
+    assert cleaning.returncode == 0, cleaning.stderr
     similarity = float(np.dot(np.load(cleaned), embedding))
     assert 0.8 < similarity < 0.99999
 
@@ -126,17 +129,25 @@ def test_an_npy_voice_keeps_its_recording_pitch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     pitch = json.loads((tmp_path / "voice.pitch.json").read_text())
     assert 60 < pitch["median_hz"] < 400 and pitch["voice"] == "ref.wav"
+    # The same voice with its pitch file as written, moved up by half, and broken: three .npy voices side by side
+    pitches = {"1.0": json.dumps(pitch), "1.5": json.dumps({**pitch, "median_hz": pitch["median_hz"] * 1.5}),
+               "broken": "{broken"}
+    for name, content in pitches.items():
+        (tmp_path / f"voice{name}.npy").write_bytes(npy.read_bytes())
+        (tmp_path / f"voice{name}.pitch.json").write_text(content)
+
+    def clone(name: str):
+        return run("clone", "--embedding", tmp_path / f"voice{name}.npy", "--text",
+                   "Speaking at the pitch of the recording.", "--out", tmp_path / f"out{name}.wav", "--seed", 1,
+                   "--models", empty)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:  # independent commands: their start-ups overlap
+        procs = dict(zip(pitches, pool.map(clone, pitches)))
     medians = []
-    for factor in (1.0, 1.5):
-        (tmp_path / "voice.pitch.json").write_text(json.dumps({**pitch, "median_hz": pitch["median_hz"] * factor}))
-        out = tmp_path / f"out{factor}.wav"
-        proc = run("clone", "--embedding", npy, "--text", "Speaking at the pitch of the recording.", "--out", out,
-                   "--seed", 1, "--models", empty)
-        assert proc.returncode == 0, proc.stderr
-        track = track_f0(sf.read(str(out), dtype="float32")[0])
+    for factor in ("1.0", "1.5"):
+        assert procs[factor].returncode == 0, procs[factor].stderr
+        track = track_f0(sf.read(str(tmp_path / f"out{factor}.wav"), dtype="float32")[0])
         medians.append(float(np.median(track.f0[track.voiced])))
     assert medians[0] == pytest.approx(pitch["median_hz"], rel=0.15)
     assert medians[1] / medians[0] == pytest.approx(1.5, rel=0.1)
-    (tmp_path / "voice.pitch.json").write_text("{broken")
-    proc = run("clone", "--embedding", npy, "--text", "Still fine.", "--out", tmp_path / "o.wav", "--models", empty)
-    assert proc.returncode == 0 and "unreadable" in proc.stderr
+    assert procs["broken"].returncode == 0 and "unreadable" in procs["broken"].stderr
