@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from deepfake_audio.download import STARTER_MODELS_DIR
 from test_studio_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
@@ -31,13 +33,13 @@ JOB_TIMEOUT_MS = 300_000
 
 @pytest.fixture
 def microphone(tmp_path):
-    """A prompt read by flite at 48 kHz with silence around it (the fake device loops it), at a 0.1 peak:
-    the page's recording comes out about five times louder (Chromium's automatic gain), so a file at a
-    0.5 peak would be recorded clipped."""
+    """A prompt read by flite at 48 kHz with silence around it (the fake device loops it), at a 0.5 peak.
+    The page asks for the microphone without automatic gain (Chromium's made this file five times louder,
+    clipped), so the takes keep about that peak."""
     raw, out = tmp_path / "raw.wav", tmp_path / "microphone.wav"
     text = "The museum's new exhibition shows ninety paintings from three different centuries."
     subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(raw)], check=True, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "norm", "-20", "pad", "0.3", "0.7"],
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "norm", "-6", "pad", "0.3", "0.7"],
                    check=True, capture_output=True)
     return out
 
@@ -103,6 +105,8 @@ def test_record_train_restart_and_clone(microphone, tmp_path, request):
                 page.get_by_role("tab", name="Train a voice").click()
                 notes = record_takes(page, TAKES)
                 assert any(note.startswith("Good take") for note in notes), notes  # heard as speech, not clipped
+                peaks = [float(np.abs(sf.read(str(p))[0]).max()) for p in data.rglob("takes/*.wav")]
+                assert len(peaks) == TAKES and all(0.25 < p < 0.85 for p in peaks), peaks  # no automatic gain
                 page.check("#train-consent input")
                 page.get_by_label("10 minutes").check()
                 page.click("#train-start")

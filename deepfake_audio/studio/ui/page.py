@@ -18,6 +18,19 @@ HEAD = f"""
       document.querySelector("#synthesize")?.click();
     }}
   }});
+  // The microphone records the voice as it is: the browser's automatic gain, noise suppression and
+  // echo cancellation change its level and timbre from take to take (and a tuned voice would learn them).
+  if (navigator.mediaDevices?.getUserMedia) {{
+    const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = (constraints) => {{
+      if (constraints?.audio) {{
+        const asked = constraints.audio === true ? {{}} : constraints.audio;
+        constraints = {{ ...constraints, audio: {{ autoGainControl: false, noiseSuppression: false,
+                                                 echoCancellation: false, ...asked }} }};
+      }}
+      return getUserMedia(constraints);
+    }};
+  }}
   if ("serviceWorker" in navigator) {{
     navigator.serviceWorker.register("/sw.js", {{ scope: "/" }})
       .catch((error) => console.warn("The studio works without its service worker:", error));
