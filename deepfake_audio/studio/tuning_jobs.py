@@ -275,8 +275,12 @@ class TuningJobs:
         no file of its work folder or log changed for STALL_SECONDS, or it ran far past its budget."""
         folder = self.data_dir / job.folder
         now = time.time()
-        alive = max([self._launched] + [_mtime(p, 0.0) for p in (folder / "log.txt", folder / "work" / "progress.json",
-                                                                  folder / "work" / "training.json")])
+        signs = [folder / "log.txt", folder / "work" / "progress.json", folder / "work" / "training.json"]
+        try:  # while it prepares the takes, its data folder fills (journal, mels, audio...)
+            signs += list((folder / "work" / "data").iterdir())
+        except OSError:
+            pass
+        alive = max([self._launched] + [_mtime(p, 0.0) for p in signs])
         if now - alive > STALL_SECONDS:
             return (f"The training stopped making progress (nothing for {(now - alive) / 60:.0f} minutes) and was "
                     "stopped: start it again.")
