@@ -14,6 +14,9 @@ sys.path.insert(0, str(TESTS.parent))
 
 import weights  # noqa: E402  (tests/weights.py)
 
+pytest_plugins = ["hang_guard_plugin"]  # a test that outlives pytest-timeout ends the run (tests/hang_guard.py)
+
+
 DATA = TESTS / "data"
 torch.set_num_threads(2)
 
