@@ -85,7 +85,7 @@ def load_tuned_voice(path: Path | str) -> TunedVoice:
     except MissingWeightsError:
         raise
     except WeightsError as exc:  # empty, truncated, not a checkpoint: said of a tuned voice, not of downloads
-        reason = str(exc).split(": ")[0].removeprefix(f"{path} ").removeprefix("is ").rstrip(".")
+        reason = str(exc).removeprefix(f"{path} ").removeprefix("is ").split(": download")[0].rstrip(".")
         raise WeightsError(f"{path} is not a usable tuned voice ({reason}): copy it again, or tune the voice "
                            "again.") from None
     if data.get("format") != FORMAT:

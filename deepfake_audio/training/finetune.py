@@ -99,19 +99,17 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
-
-
 def _check_voice_folder(spec: str) -> None:
     """A plain voice folder (not FORMAT:PATH) must exist and hold recordings: say so in the voice's
     own terms before the corpus reader speaks of speakers and layouts."""
     from deepfake_audio.training.datasets import parse_corpus_spec
+    from deepfake_audio_core.audio_io import SUPPORTED_EXTENSIONS
     fmt, path = parse_corpus_spec(spec)
     if fmt != "auto":
         return
     if not path.is_dir():
         raise TrainingError(f"Voice folder not found: {path}")
-    if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in path.rglob("*") if p.is_file()):
+    if not any(p.suffix.lower() in SUPPORTED_EXTENSIONS for p in path.rglob("*") if p.is_file()):
         raise TrainingError(f"No recordings in {path}: a voice folder holds the speaker's recordings as "
                             "<name>.wav, each with its transcript in <name>.txt beside it.")
 
