@@ -5,7 +5,9 @@ in pitch and vocal-tract length by sox, vocoded from their own (true) mels.
 
 For every vocoder named (a starter vocoder checkpoint, or `griffinlim`), and every clip:
 DNSMOS OVRL of the result, its median F0 (pyin) over the recording's, its voiced fraction,
-pocketsphinx's word error rate, and the same measures of the recordings themselves. The
+pocketsphinx's word error rate, how much of the speaker it keeps (the GE2E encoder's cosine
+between the result and the recording cut to the same length, so that the encoder's framing
+of the audio cannot differ), and the same measures of the recordings themselves. The
 held-out voices are the corpus's (`eval/`), never in any training transform.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ClipScore:
     voiced_fraction: float
     recording_voiced_fraction: float
     wer: float
+    similarity: float  # GE2E cosine of the result to the recording (1.0 for the recording itself)
 
 
 def _transform(path: Path, effects: tuple[str, ...]) -> np.ndarray:
@@ -76,6 +79,7 @@ def check(corpus: Path, vocoders: list[str], per_voice: int = 4) -> list[ClipSco
         raise DeepfakeAudioError(f"{manifest} not found: build the corpus first.")
     voices = json.loads(manifest.read_text())["held_out_voices"]
     recognise = Recogniser()
+    embed = _embedder()
     runners = {name: load_vocoder(name) for name in vocoders}
     scores: list[ClipScore] = []
     for voice in voices:
@@ -88,6 +92,8 @@ def check(corpus: Path, vocoders: list[str], per_voice: int = 4) -> list[ClipSco
                 mel = melspectrogram(recording)
                 outputs = {"recording": recording}
                 outputs.update({name: run(mel, k) for name, run in runners.items()})
+                length = min(len(w) for w in outputs.values())
+                target = embed(recording[:length])
                 for name, wav in outputs.items():
                     wav = np.asarray(wav, dtype=np.float32)
                     wav = wav / max(float(np.abs(wav).max()), 1e-6) * 0.9
@@ -95,8 +101,18 @@ def check(corpus: Path, vocoders: list[str], per_voice: int = 4) -> list[ClipSco
                     errors = word_errors(words, normalise_words(recognise(wav)))
                     scores.append(ClipScore(voice, label, name, dnsmos(wav), pitch.median_hz / reference.median_hz,
                                             pitch.voiced_fraction, reference.voiced_fraction,
-                                            errors / max(len(words), 1)))
+                                            errors / max(len(words), 1), float(embed(wav[:length]) @ target)))
     return scores
+
+
+def _embedder():
+    """audio (samples,) at 16 kHz -> unit GE2E embedding (256,), as the encoder hears a reference."""
+    from encoder.inference import Encoder, prepare_reference
+    encoder = Encoder()
+    return lambda wav: encoder.embed_utterance(prepare_reference(wav, 16000, min_speech_seconds=0.0))
+
+
+MEASURES = ("dnsmos", "f0_ratio", "voiced_fraction", "wer", "similarity")  # averaged by `summarise`
 
 
 def summarise(scores: list[ClipScore]) -> dict:
@@ -107,10 +123,10 @@ def summarise(scores: list[ClipScore]) -> dict:
     out: dict = {}
     for name in dict.fromkeys(s.vocoder for s in scores):
         mine = [s for s in scores if s.vocoder == name]
-        row = {key: mean(mine, key) for key in ("dnsmos", "f0_ratio", "voiced_fraction", "wer")}
+        row = {key: mean(mine, key) for key in MEASURES}
         row["f0_within_15pct"] = round(float(np.mean([abs(s.f0_ratio - 1) <= 0.15 for s in mine])), 3)
         row["transforms"] = {t: {key: mean([s for s in mine if s.transform == t], key)
-                                 for key in ("dnsmos", "f0_ratio", "voiced_fraction", "wer")}
+                                 for key in MEASURES}
                              for t in dict.fromkeys(s.transform for s in mine)}
         out[name] = row
     return out
@@ -134,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({"summary": summary, "clips": [asdict(s) for s in scores]}, indent=1))
     for name, row in summary.items():
         print(f"{name}: DNSMOS {row['dnsmos']}, F0 ratio {row['f0_ratio']} (within 15 %: "
-              f"{row['f0_within_15pct']:.0%}), voiced {row['voiced_fraction']}, WER {row['wer']}")
+              f"{row['f0_within_15pct']:.0%}), voiced {row['voiced_fraction']}, WER {row['wer']}, "
+              f"speaker kept {row['similarity']}")
         for label, t in row["transforms"].items():
             print(f"    {label:>15}: DNSMOS {t['dnsmos']}, F0 ratio {t['f0_ratio']}, voiced {t['voiced_fraction']}, "
-                  f"WER {t['wer']}")
+                  f"WER {t['wer']}, speaker kept {t['similarity']}")
     return 0
 
 
