@@ -105,6 +105,20 @@ def test_pack_train_resume_export_and_vocode(tiny_corpus, tmp_path):
     from deepfake_audio.training.checkpoints import load_training_checkpoint
     ckpt = load_training_checkpoint(run / "vocoder.pt")
     assert int(ckpt["model_state"]["step"]) == 3 and ckpt["hparams"]["channels"] == 16
+    assert "discriminator_state" not in ckpt
+
+    # Adversarial fine-tuning from there: a discriminator starts, and a resumed run continues it
+    # (in this process: the command line is the same `cli` as above).
+    from deepfake_audio.training.starter_vocoder_train import cli
+    assert cli([str(pack), "--run-dir", str(run), "--steps", "4", "--quiet", "--hparams", "adversarial_weight=0.1",
+                "feature_weight=0.2"]) == 0
+    first_critic = load_training_checkpoint(run / "vocoder.pt")["discriminator_state"]
+    assert cli([str(pack), "--run-dir", str(run), "--steps", "5", "--quiet"]) == 0
+    ckpt = load_training_checkpoint(run / "vocoder.pt")
+    assert int(ckpt["model_state"]["step"]) == 5 and ckpt["discriminator_optimizer_state"]["state"]
+    assert any(not torch.equal(first_critic[k], v) for k, v in ckpt["discriminator_state"].items())
+    import json
+    assert json.loads((run / "hparams.json").read_text())["hparams"]["adversarial_weight"] == 0.1
 
     models = tmp_path / "models"
     exported = _run("deepfake_audio.training.export", str(run / "vocoder.pt"), str(models / "starter_vocoder.pt"),
@@ -129,7 +143,7 @@ def test_a_bad_pack_or_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_vocoder_check_judges_the_shipped_vocoder_above_griffin_lim(tmp_path):
-    """The README's `vocoder_check` on a held-out voice, as recorded and moved by sox: the shipped
+    """The README's `vocoder_check` on a held-out voice, as recorded and lowered by sox: the shipped
     vocoder keeps more of the speaker, rates better and keeps the pitch, on mels of speech it never heard."""
     from deepfake_audio.training.corpus import VOICES, build_corpus
     voices = tuple(v for v in VOICES if v.speaker in ("flite_slt", "flite_awb"))
@@ -137,12 +151,13 @@ def test_vocoder_check_judges_the_shipped_vocoder_above_griffin_lim(tmp_path):
                  eval_sentences=1, progress=False)
     out = tmp_path / "check.json"
     done = _run("deepfake_audio.training.vocoder_check", "--corpus", str(tmp_path / "corpus"), "--vocoder",
-                str(SHIPPED), "griffinlim", "--per-voice", "1", "--out", str(out))
+                str(SHIPPED), "griffinlim", "--per-voice", "1", "--transforms", "as recorded", "pitch -6 st",
+                "--out", str(out))
     assert done.returncode == 0, done.stderr
     import json
     summary = json.loads(out.read_text())["summary"]
     recording, starter, griffin = summary["recording"], summary[str(SHIPPED)], summary["griffinlim"]
     assert recording["similarity"] == pytest.approx(1.0, abs=1e-4)  # the recording against itself
-    assert len(starter["transforms"]) == 5 and "speaker kept" in done.stdout
+    assert list(starter["transforms"]) == ["as recorded", "pitch -6 st"] and "speaker kept" in done.stdout
     assert griffin["similarity"] < starter["similarity"] < 1.0
     assert starter["dnsmos"] > griffin["dnsmos"] and starter["f0_within_15pct"] >= 0.8

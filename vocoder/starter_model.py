@@ -67,10 +67,14 @@ class StarterVocoderHParams:
     f0_loss_weight: float = 1.0
     voicing_loss_weight: float = 0.2
     teacher_f0_until: int = 30_000  # the sources use the measured F0 (not the predicted one) before this step
+    # Adversarial fine-tuning (deepfake_audio.training.vocoder_discriminator); 0 = the STFT loss alone
+    adversarial_weight: float = 0.0
+    feature_weight: float = 0.0
 
 
 TRAINING_FIELDS = ("batch_size", "segment_frames", "learning_rate", "warmup_steps", "total_steps",
-                   "clip_grad_norm", "f0_loss_weight", "voicing_loss_weight", "teacher_f0_until")
+                   "clip_grad_norm", "f0_loss_weight", "voicing_loss_weight", "teacher_f0_until",
+                   "adversarial_weight", "feature_weight")
 
 
 class ConvNeXtBlock(nn.Module):

@@ -17,6 +17,14 @@ on (seed, step), so a resumed run sees the same batches.
 synthesizer's ground-truth-aligned mels (`vocoder_preprocess --synthesizer`, then
 `starter_vocoder_data`) teaches the vocoder the smoother mels it is given at clone time
 while the recordings' own mels keep it faithful to true mels.
+
+`--hparams adversarial_weight=W feature_weight=V` adds a multi-resolution spectrogram
+discriminator (`vocoder_discriminator`), trained beside the vocoder at the same learning
+rate, and its least-squares and feature-matching losses to the vocoder's: meant for
+fine-tuning a vocoder the STFT loss has already trained (`--init`). Its state is kept in the
+checkpoint, so a resumed run continues it too. Measured on the shipped vocoder (bench/RESULTS.md,
+2026-12-06): 1,000 such steps kept a little more of the speaker on true mels of held-out voices
+but rated lower (DNSMOS) on clones, so the shipped weights do not use it.
 """
 from __future__ import annotations
 
@@ -36,6 +44,8 @@ from deepfake_audio.training.distributed import Distributed
 from deepfake_audio.training.loop import TrainSummary, optimise, run_loop, warmup_cosine
 from deepfake_audio.training.sampling import step_seed
 from deepfake_audio.training.starter_vocoder_data import VocoderPack
+from deepfake_audio.training.vocoder_discriminator import (MultiResolutionDiscriminator, discriminator_loss,
+                                                           generator_losses)
 from vocoder.starter_model import ARCHITECTURE, TRAINING_FIELDS, StarterVocoderHParams, StarterVocoderNet
 
 CHECKPOINT = "vocoder.pt"
@@ -133,6 +143,7 @@ def train(args, dist: Distributed) -> TrainSummary:
         run.init, run.resume = run.resume, None
         args.init = run.checkpoint
     restore(run, args, model, optimizer, "vocoder")
+    critic = Critic(hp, run.resume, dist.device) if hp.adversarial_weight > 0 else None
     if run.resume is None and not weights_only:
         model.step.zero_()
     start_step = int(model.step.item())
@@ -157,6 +168,10 @@ def train(args, dist: Distributed) -> TrainSummary:
         out = model(batch["mels"], f0=drive)
         loss = stft_loss(out["wav"], batch["audio"])
         values = {"stft_loss": loss.item()}
+        if critic is not None:
+            adversarial, matching, values["discriminator_loss"] = critic.step(out["wav"], batch["audio"], lr)
+            loss = loss + hp.adversarial_weight * adversarial + hp.feature_weight * matching
+            values.update(adversarial_loss=adversarial.item(), feature_loss=matching.item())
         if hp.design == "source_filter":
             voiced = (measured > 0).float()
             target = torch.log(torch.from_numpy(np.stack([interpolate_f0(f.numpy()) for f in measured])))
@@ -169,11 +184,43 @@ def train(args, dist: Distributed) -> TrainSummary:
         return {"loss": loss.item(), **values, "grad_norm": grad_norm, "lr": lr}
 
     def save(step: int) -> None:
-        save_checkpoint(run.checkpoint, model, optimizer, export_hparams(hp), extra={"architecture": ARCHITECTURE},
+        extra = {"architecture": ARCHITECTURE, **(critic.state() if critic is not None else {})}
+        save_checkpoint(run.checkpoint, model, optimizer, export_hparams(hp), extra=extra,
                         backup_every=args.backup_every, current_step=step)
 
     return run_loop(batches(), train_step, save, None, start_step, end_step, args, dist, "vocoder", model,
                     run.checkpoint)
+
+
+class Critic:
+    """The discriminator of adversarial fine-tuning, with its optimizer; its state rides in the
+    vocoder's checkpoint (`discriminator_state`, `discriminator_optimizer_state`)."""
+
+    def __init__(self, hp: StarterVocoderHParams, resume: dict | None, device):
+        self.net = MultiResolutionDiscriminator().to(device)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=hp.learning_rate, betas=(0.8, 0.99),
+                                           weight_decay=1e-6)
+        if resume is not None and "discriminator_state" in resume:  # else a fresh one (adversarial from now on)
+            self.net.load_state_dict(resume["discriminator_state"])
+            self.optimizer.load_state_dict(resume["discriminator_optimizer_state"])
+
+    def step(self, generated: torch.Tensor, real: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Update the discriminator on (real, generated) audio (B, S), then return the vocoder's
+        (adversarial, feature-matching) losses, with gradient, and the discriminator's loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        real_out = self.net(real)
+        loss = discriminator_loss(real_out, self.net(generated.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            real_out = self.net(real)
+        adversarial, matching = generator_losses(real_out, self.net(generated))
+        return adversarial, matching, loss.item()
+
+    def state(self) -> dict:
+        return {"discriminator_state": self.net.state_dict(), "discriminator_optimizer_state": self.optimizer.state_dict()}
 
 
 def export_hparams(hp: StarterVocoderHParams) -> dict:

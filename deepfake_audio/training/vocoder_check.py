@@ -70,7 +70,10 @@ def load_vocoder(name: str):
     return lambda mel, seed: model.infer_waveform(mel, seed=seed)
 
 
-def check(corpus: Path, vocoders: list[str], per_voice: int = 4) -> list[ClipScore]:
+def check(corpus: Path, vocoders: list[str], per_voice: int = 4,
+          transforms: tuple[str, ...] | None = None) -> list[ClipScore]:
+    """Scores of every clip, transform (`TRANSFORMS`, or those named in `transforms`) and vocoder,
+    the recording itself included as "recording"."""
     from deepfake_audio.training.evaluate import Recogniser, normalise_words, word_errors
     from deepfake_audio.training.measures import dnsmos, pitch_of
     from synthesizer.audio import melspectrogram
@@ -85,7 +88,7 @@ def check(corpus: Path, vocoders: list[str], per_voice: int = 4) -> list[ClipSco
     for voice in voices:
         for k, path in enumerate(sorted((corpus / "eval" / voice).glob("*.wav"))[:per_voice]):
             words = normalise_words(path.with_suffix(".txt").read_text(encoding="utf-8"))
-            for label, effects in TRANSFORMS:
+            for label, effects in (t for t in TRANSFORMS if transforms is None or t[0] in transforms):
                 recording = _transform(path, effects)
                 recording = recording / max(float(np.abs(recording).max()), 1e-6) * 0.9
                 reference = pitch_of(recording)
@@ -138,10 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.json")
     parser.add_argument("--vocoder", nargs="+", required=True, help="griffinlim and/or starter vocoder checkpoints")
     parser.add_argument("--per-voice", type=int, default=4, help="clips per held-out voice (default 4)")
+    parser.add_argument("--transforms", nargs="+", default=None, choices=[label for label, _ in TRANSFORMS],
+                        metavar="NAME", help="only these versions of the voices (default: all: "
+                        + ", ".join(f"'{label}'" for label, _ in TRANSFORMS) + ")")
     parser.add_argument("--out", type=Path, default=None, help="write every score and the summary as JSON")
     args = parser.parse_args(argv)
     try:
-        scores = check(args.corpus, args.vocoder, args.per_voice)
+        scores = check(args.corpus, args.vocoder, args.per_voice, args.transforms)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
