@@ -7,7 +7,10 @@ the frame's level. About 100 times faster than `librosa.pyin`, which is too slow
 hours of training audio and for a reference measured per request.
 
 `pitch_stats` summarises a voice's pitch as the median and spread of log-F0 over its
-voiced frames: what the starter vocoder's pitch follows at clone time.
+voiced frames: what the starter vocoder's pitch follows at clone time. A steady mains hum
+(50 or 60 Hz and its harmonics, common in recordings from laptops and cheap microphones) is
+perfectly periodic, so YIN would take it for a very low voice in every frame it reaches;
+`pitch_stats` finds such a hum and notches it out first (`mains_hum`).
 
 Frames are centred every `hop` samples (frame t at sample t * hop), as the synthesizer's
 mels (12.5 ms at 16 kHz): a wav of n samples gives 1 + n // hop frames.
@@ -27,6 +30,9 @@ WINDOW_PERIODS = 1.5  # lags are compared over this many periods of the lowest p
 VOICED_APERIODICITY = 0.5  # a frame is voiced when its best dip is under this ...
 VOICED_LEVEL_DB = -45.0  # ... and it is no more than this far below the loudest frame
 SILENCE_DB = -70.0  # ... and above this (mean square, dB relative to full scale)
+MAINS_HZ = (50.0, 60.0)
+HUM_PROMINENCE_DB = 15.0  # a mains line this far above the spectrum beside it is a hum, not a voice
+HUM_NOTCH_UP_TO = 420.0  # Hz: the hum's harmonics notched (the ones that reach YIN's lags)
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,48 @@ def _drop_short_runs(mask: np.ndarray, shortest: int) -> np.ndarray:
     return out
 
 
+def mains_hum(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> float | None:
+    """50.0 or 60.0 when `wav` carries a steady mains hum, else None.
+
+    A hum is a line in the long-term spectrum (0.5 Hz resolution) at the mains frequency or
+    its 2nd or 3rd harmonic, HUM_PROMINENCE_DB above the spectrum 3-15 Hz either side of it;
+    a voice's pitch moves, so its harmonics make no such line.
+    """
+    from scipy.signal import welch
+    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
+    if wav.size < sample_rate // 2:
+        return None
+    freqs, power = welch(wav, sample_rate, nperseg=min(wav.size, 2 * sample_rate))
+    best, found = HUM_PROMINENCE_DB, None
+    for mains in MAINS_HZ:
+        for k in (1, 2, 3):
+            line = mains * k
+            near = np.abs(freqs - line)
+            peak = power[near <= 1.0].max(initial=0.0)
+            side = power[(near >= 3.0) & (near <= 15.0)]
+            if side.size and peak > 0:
+                prominence = 10 * np.log10(peak / max(float(np.median(side)), 1e-30))
+                if prominence > best:
+                    best, found = prominence, mains
+    return found
+
+
+def remove_hum(wav: np.ndarray, mains: float, sample_rate: int = MEL.sample_rate) -> np.ndarray:
+    """`wav` with narrow notches (Q 30) at `mains` Hz and its harmonics up to HUM_NOTCH_UP_TO."""
+    from scipy.signal import filtfilt, iirnotch
+    out = np.asarray(wav, dtype=np.float64).reshape(-1)
+    for k in range(1, int(HUM_NOTCH_UP_TO // mains) + 1):
+        b, a = iirnotch(mains * k, 30.0, sample_rate)
+        out = filtfilt(b, a, out)
+    return out
+
+
 def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchStats | None:
-    """Median and spread of log-F0 over the voiced frames of `wav`; None with under 10 voiced frames."""
+    """Median and spread of log-F0 over the voiced frames of `wav` (a mains hum notched out
+    first: `mains_hum`); None with under 10 voiced frames."""
+    hum = mains_hum(wav, sample_rate)
+    if hum is not None:
+        wav = remove_hum(wav, hum, sample_rate)
     track = track_f0(wav, sample_rate, hop=int(round(sample_rate * MEL.frame_seconds)))
     log_f0 = np.log(track.f0[track.voiced])
     if log_f0.size < 10:

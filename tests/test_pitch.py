@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from deepfake_audio_core.pitch import pitch_stats, track_f0
+from deepfake_audio_core.pitch import mains_hum, pitch_stats, track_f0
 from training_corpus import tools_missing
 
 SR = 16000
@@ -47,6 +47,26 @@ def test_silence_and_noise_are_unvoiced():
     assert track_f0(np.zeros(SR, dtype=np.float32)).voiced_fraction == 0
     assert track_f0(0.3 * rng.standard_normal(SR).astype(np.float32)).voiced_fraction < 0.05
     assert pitch_stats(np.zeros(SR, dtype=np.float32)) is None
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+@pytest.mark.parametrize("voice", [(80.0, 95.0), (120.0, 150.0), (250.0, 300.0)])
+def test_a_mains_hum_is_not_taken_for_the_voice(mains, voice):
+    """A recording with mains hum (its line and two harmonics, 20 dB under the voice's peak): the
+    pitch is still the voice's. Unfiltered, YIN reads the hum."""
+    voiced = glottal_like(np.concatenate([np.linspace(*voice, 40), np.linspace(voice[1], voice[0], 40)]), seconds=3.0)
+    t = np.arange(len(voiced)) / SR
+    words = np.clip(4 * np.sin(2 * np.pi * 1.6 * t), 0, 1)  # "words" of 0.3 s with pauses between, as in speech
+    clean = (voiced * words).astype(np.float32)
+    hum = 0.05 * np.sin(2 * np.pi * mains * t) + 0.02 * np.sin(2 * np.pi * 2 * mains * t + 1) \
+        + 0.02 * np.sin(2 * np.pi * 3 * mains * t + 2)
+    humming = (clean + hum).astype(np.float32)
+    assert mains_hum(clean) is None and mains_hum(humming) == mains
+    truth = pitch_stats(clean).median_hz
+    assert pitch_stats(humming).median_hz == pytest.approx(truth, rel=0.04)
+    unfiltered = track_f0(humming)  # what the notches prevent: the pauses "voiced" at the mains frequency
+    assert np.mean(np.abs(unfiltered.f0[unfiltered.voiced] / mains - 1) < 0.02) > 0.15
+    assert abs(np.median(unfiltered.f0[unfiltered.voiced]) / truth - 1) > 0.05
 
 
 def test_one_frame_per_hop_and_empty_input():
