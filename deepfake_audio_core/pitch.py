@@ -10,7 +10,8 @@ hours of training audio and for a reference measured per request.
 voiced frames: what the starter vocoder's pitch follows at clone time. A steady mains hum
 (50 or 60 Hz and its harmonics, common in recordings from laptops and cheap microphones) is
 perfectly periodic, so YIN would take it for a very low voice in every frame it reaches;
-`pitch_stats` finds such a hum and notches it out first (`mains_hum`).
+`track_voice_f0` (which `pitch_stats` and the training data use) finds such a hum and
+notches it out first (`mains_hum`).
 
 Frames are centred every `hop` samples (frame t at sample t * hop), as the synthesizer's
 mels (12.5 ms at 16 kHz): a wav of n samples gives 1 + n // hop frames.
@@ -33,6 +34,9 @@ SILENCE_DB = -70.0  # ... and above this (mean square, dB relative to full scale
 MAINS_HZ = (50.0, 60.0)
 HUM_PROMINENCE_DB = 15.0  # a mains line this far above the spectrum beside it is a hum, not a voice
 HUM_NOTCH_UP_TO = 420.0  # Hz: the hum's harmonics notched (the ones that reach YIN's lags)
+HUM_VOICED_LEVEL_DB = -30.0  # with a hum notched out, voiced frames are no more than this below the loudest:
+# the notches ring (a narrow filter spreads the voice's own energy at the mains lines over about
+# 0.2 s), which leaves faint mains-pitched tones in the pauses
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,10 @@ def _frames(wav: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 
 def track_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL.hop_size,
-             fmin: float = F0_MIN, fmax: float = F0_MAX, threshold: float = YIN_THRESHOLD) -> F0Track:
-    """F0 of `wav` (float, mono) every `hop` samples; see the module's notes."""
+             fmin: float = F0_MIN, fmax: float = F0_MAX, threshold: float = YIN_THRESHOLD,
+             level_db: float = VOICED_LEVEL_DB) -> F0Track:
+    """F0 of `wav` (float, mono) every `hop` samples; see the module's notes. A voiced frame is
+    no more than `level_db` below the loudest frame."""
     wav = np.asarray(wav, dtype=np.float64).reshape(-1)
     tau_min = max(2, int(sample_rate / fmax))
     tau_max = int(np.ceil(sample_rate / fmin))
@@ -124,7 +130,7 @@ def track_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL
     aperiodicity = mid
 
     level = 10 * np.log10(np.maximum(e_shift[:, 0] / window, 1e-20))
-    loud = (level > (level.max() + VOICED_LEVEL_DB)) & (level > SILENCE_DB)
+    loud = (level > (level.max() + level_db)) & (level > SILENCE_DB)
     voiced = (aperiodicity < VOICED_APERIODICITY) & loud & (period > 0)
     voiced = _drop_short_runs(voiced, 3)
     f0 = np.where(voiced, sample_rate / np.maximum(period, 1e-6), 0.0)
@@ -181,13 +187,19 @@ def remove_hum(wav: np.ndarray, mains: float, sample_rate: int = MEL.sample_rate
     return out
 
 
-def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchStats | None:
-    """Median and spread of log-F0 over the voiced frames of `wav` (a mains hum notched out
-    first: `mains_hum`); None with under 10 voiced frames."""
+def track_voice_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL.hop_size) -> F0Track:
+    """`track_f0` of a recording of a voice, with any mains hum (`mains_hum`) notched out first:
+    what every measure of a voice's pitch uses (references, takes, training data)."""
     hum = mains_hum(wav, sample_rate)
-    if hum is not None:
-        wav = remove_hum(wav, hum, sample_rate)
-    track = track_f0(wav, sample_rate, hop=int(round(sample_rate * MEL.frame_seconds)))
+    if hum is None:
+        return track_f0(wav, sample_rate, hop)
+    return track_f0(remove_hum(wav, hum, sample_rate), sample_rate, hop, level_db=HUM_VOICED_LEVEL_DB)
+
+
+def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchStats | None:
+    """Median and spread of log-F0 over the voiced frames of `wav` (`track_voice_f0`: a mains hum
+    notched out first); None with under 10 voiced frames."""
+    track = track_voice_f0(wav, sample_rate, hop=int(round(sample_rate * MEL.frame_seconds)))
     log_f0 = np.log(track.f0[track.voiced])
     if log_f0.size < 10:
         return None

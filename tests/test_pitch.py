@@ -67,6 +67,10 @@ def test_a_mains_hum_is_not_taken_for_the_voice(mains, voice):
     unfiltered = track_f0(humming)  # what the notches prevent: the pauses "voiced" at the mains frequency
     assert np.mean(np.abs(unfiltered.f0[unfiltered.voiced] / mains - 1) < 0.02) > 0.15
     assert abs(np.median(unfiltered.f0[unfiltered.voiced]) / truth - 1) > 0.05
+    # the training data of a tuned voice (its takes' frame F0) is measured the same way
+    from deepfake_audio.training.packed import frame_f0
+    frames = frame_f0(humming, 1 + len(humming) // 200).astype(np.float32)
+    assert np.mean(np.abs(frames[frames > 0] / mains - 1) < 0.02) < 0.02
 
 
 def test_one_frame_per_hop_and_empty_input():

@@ -14,7 +14,7 @@ reads, in one compressed .npz:
     speakers     (U,)       str     speaker of each utterance
     max_abs_value ()        float   the quantisation range
     f0           (sum T,)   float16 (with --pitch) F0 in Hz of every mel frame, 0 where unvoiced
-                                    (`core.pitch.track_f0` of the processed audio), for the
+                                    (`core.pitch.track_voice_f0` of the processed audio), for the
                                     pitch-conditioned starter synthesizer
 
 Mels are quantised to uint8 over [-max_abs_value, max_abs_value]: the error is at most
@@ -67,8 +67,8 @@ def _decompress_mels(data: np.ndarray, n_channels: int) -> np.ndarray:
 
 def frame_f0(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """F0 (Hz, 0 unvoiced) of each of the `n_frames` mel frames of `audio` (16 kHz): (n_frames,) float16."""
-    from deepfake_audio_core.pitch import track_f0
-    f0 = track_f0(audio.astype(np.float32)).f0[:n_frames]
+    from deepfake_audio_core.pitch import track_voice_f0
+    f0 = track_voice_f0(audio.astype(np.float32)).f0[:n_frames]
     return np.pad(f0, (0, n_frames - len(f0))).astype(np.float16)
 
 

@@ -43,10 +43,10 @@ TEMPO = (0.85, 1.15)
 def base_pitch(folder: Path, files: int = 8) -> float:
     """Median F0 (Hz) of a voice over a few of its recordings."""
     from deepfake_audio_core.audio_io import load_audio
-    from deepfake_audio_core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_voice_f0
     voiced = []
     for path in sorted(folder.glob("*.wav"))[:files]:
-        track = track_f0(load_audio(path, SAMPLE_RATE))
+        track = track_voice_f0(load_audio(path, SAMPLE_RATE))
         voiced.append(track.f0[track.voiced])
     values = np.concatenate(voiced) if voiced else np.zeros(0)
     return float(np.median(values)) if values.size else 120.0

@@ -11,7 +11,7 @@ smoother than a recording's. Three aligned arrays are appended:
 
     audio.npy     (200 F,)  int16    the audio, each utterance zero-padded to 200 frames' worth
     mels.npy      (F, 80)   uint8    the published normalised log-mel, quantised (`packed.quantise`)
-    f0.npy        (F,)      float16  F0 in Hz of each frame, 0 where unvoiced (`core.pitch.track_f0`)
+    f0.npy        (F,)      float16  F0 in Hz of each frame, 0 where unvoiced (`core.pitch.track_voice_f0`)
     index.json    utterance offsets in frames, speakers, files, settings
 
 F is the total of every utterance's frames; utterance u is frames offsets[u]:offsets[u+1]
@@ -40,28 +40,28 @@ LEVELS = 255
 
 def _analyse(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(audio int16 (200 T,), mel uint8 (T, 80), f0 float16 (T,)) of one file."""
-    from deepfake_audio_core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_voice_f0
     from synthesizer.audio import load_wav, melspectrogram
     wav = load_wav(path)
     mel = melspectrogram(wav)
     frames = mel.shape[1]
     audio = np.zeros(frames * MEL.hop_size, dtype=np.float32)
     audio[:min(len(wav), len(audio))] = wav[:len(audio)]
-    f0 = track_f0(wav).f0[:frames]
+    f0 = track_voice_f0(wav).f0[:frames]
     quantised = np.rint((np.clip(mel, -MAX_ABS, MAX_ABS) + MAX_ABS) * (LEVELS / (2 * MAX_ABS))).astype(np.uint8)
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16), quantised.T.copy(), f0.astype(np.float16)
 
 
 def _analyse_pair(paths: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Like `_analyse`, for a (mel .npy (80, T), processed audio .npy) pair of a `vocoder_preprocess` folder."""
-    from deepfake_audio_core.pitch import track_f0
+    from deepfake_audio_core.pitch import track_voice_f0
     mel_path, audio_path = paths
     mel = np.load(mel_path).astype(np.float32)
     wav = np.load(audio_path).astype(np.float32)
     frames = mel.shape[1]
     audio = np.zeros(frames * MEL.hop_size, dtype=np.float32)
     audio[:min(len(wav), len(audio))] = wav[:len(audio)]
-    f0 = track_f0(audio).f0[:frames]
+    f0 = track_voice_f0(audio).f0[:frames]
     f0 = np.pad(f0, (0, frames - len(f0)))
     quantised = np.rint((np.clip(mel, -MAX_ABS, MAX_ABS) + MAX_ABS) * (LEVELS / (2 * MAX_ABS))).astype(np.uint8)
     return (np.clip(audio, -1, 1) * 32767).astype(np.int16), quantised.T.copy(), f0.astype(np.float16)
