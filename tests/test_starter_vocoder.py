@@ -142,7 +142,7 @@ def test_a_bad_pack_or_checkpoint_is_a_clear_error(tmp_path):
         StarterVocoder(tmp_path / "other.pt")
 
 
-def test_vocoder_check_judges_the_shipped_vocoder_above_griffin_lim(tmp_path):
+def test_vocoder_check_judges_the_shipped_vocoder_above_griffin_lim(tmp_path, capsys):
     """The README's `vocoder_check` on a held-out voice, as recorded and lowered by sox: the shipped
     vocoder keeps more of the speaker, rates better and keeps the pitch, on mels of speech it never heard."""
     from deepfake_audio.training.corpus import VOICES, build_corpus
@@ -150,14 +150,13 @@ def test_vocoder_check_judges_the_shipped_vocoder_above_griffin_lim(tmp_path):
     build_corpus(tmp_path / "corpus", n_sentences=1, augment=0, voices=voices, held_out=("flite_awb",),
                  eval_sentences=1, progress=False)
     out = tmp_path / "check.json"
-    done = _run("deepfake_audio.training.vocoder_check", "--corpus", str(tmp_path / "corpus"), "--vocoder",
-                str(SHIPPED), "griffinlim", "--per-voice", "1", "--transforms", "as recorded", "pitch -6 st",
-                "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    from deepfake_audio.training.vocoder_check import main  # the command line, in this process
+    assert main(["--corpus", str(tmp_path / "corpus"), "--vocoder", str(SHIPPED), "griffinlim", "--per-voice", "1",
+                 "--transforms", "as recorded", "pitch -6 st", "--out", str(out)]) == 0
     import json
     summary = json.loads(out.read_text())["summary"]
     recording, starter, griffin = summary["recording"], summary[str(SHIPPED)], summary["griffinlim"]
     assert recording["similarity"] == pytest.approx(1.0, abs=1e-4)  # the recording against itself
-    assert list(starter["transforms"]) == ["as recorded", "pitch -6 st"] and "speaker kept" in done.stdout
+    assert list(starter["transforms"]) == ["as recorded", "pitch -6 st"] and "speaker kept" in capsys.readouterr().out
     assert griffin["similarity"] < starter["similarity"] < 1.0
     assert starter["dnsmos"] > griffin["dnsmos"] and starter["f0_within_15pct"] >= 0.8
