@@ -135,6 +135,18 @@ def test_noisy_take(take):
 
 
 @needs_flite
+def test_a_humming_take_is_told_what_to_do(take):
+    """A strong mains hum counts as noise, and the note names it (not fans and traffic)."""
+    clean = check_take(take, SR)
+    t = np.arange(len(take)) / SR
+    level = 10 ** (clean.rms_db / 20)
+    hum = (level / 10 ** (8 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+    check = check_take(take + hum, SR, TAKE)
+    assert check.problems == ("noisy",), check
+    assert "mains hum (a steady 50 Hz tone)" in check.note and "charger" in check.note
+
+
+@needs_flite
 def test_short_and_long_takes(take):
     short = check_take(take[:SR // 2], SR)
     assert short.problems == ("short",) and "whole sentence" in short.note

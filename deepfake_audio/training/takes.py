@@ -14,6 +14,7 @@ import numpy as np
 
 from deepfake_audio_core.audio_io import resample
 from deepfake_audio_core.errors import AudioError
+from deepfake_audio_core.pitch import mains_hum
 
 VAD_RATE = 16_000  # webrtcvad takes 8, 16, 32 or 48 kHz; 16 kHz is the encoder's rate
 VAD_FRAME_S = 0.03  # webrtcvad takes 10, 20 or 30 ms frames; 30 ms decides most reliably
@@ -130,10 +131,11 @@ def check_take(wav: np.ndarray, sample_rate: int, text: str | None = None) -> Ta
         problems.append("words")
     check = TakeCheck(tuple(problems), "", round(seconds, 3), round(speech_seconds, 3), round(snr, 1),
                       round(peak, 4), round(rms_db, 1), None if rate is None else round(rate, 1))
-    return replace(check, note=_note(check, clipped))
+    hum = mains_hum(wav16, VAD_RATE) if problems[:1] == ["noisy"] else None
+    return replace(check, note=_note(check, clipped, hum))
 
 
-def _note(check: TakeCheck, clipped: float) -> str:
+def _note(check: TakeCheck, clipped: float, hum: float | None = None) -> str:
     """One sentence about the most important problem of `check`."""
     if not check.problems:
         return (f"Good take: {check.speech_seconds:.1f} s of clear speech, well above the background noise; "
@@ -151,6 +153,10 @@ def _note(check: TakeCheck, clipped: float) -> str:
     if first == "quiet":
         return (f"The speech is too quiet ({check.rms_db:.0f} dBFS, at least {QUIET_DBFS:.0f} is needed): move "
                 "closer to the microphone or turn its input level up, then record again.")
+    if first == "noisy" and hum is not None:
+        return (f"A mains hum (a steady {hum:.0f} Hz tone) is too loud under the speech (only {check.snr_db:.0f} dB "
+                f"below it, {NOISY_SNR_DB:.0f} dB is needed): unplug the laptop's charger, move the microphone "
+                "away from lamps, cables and power supplies, then record again.")
     if first == "noisy":
         return (f"There is too much background noise (speech only {check.snr_db:.0f} dB above it, "
                 f"{NOISY_SNR_DB:.0f} dB is needed): record in a quieter place, away from fans, traffic and "
