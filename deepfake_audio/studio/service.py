@@ -168,11 +168,13 @@ class Studio:
         return self.library(owner).history.list()
 
     def _warm_up(self) -> None:
-        """Load the audio stack, compile UMAP, load matplotlib's fonts and build the native vocoder
-        loop before the first user needs them."""
+        """Load the audio stack and the number speller, compile UMAP, load matplotlib's fonts and build
+        the native vocoder loop before the first user needs them."""
         try:
             rng = np.random.default_rng(0)
             self.pipeline.embed_output(0.1 * rng.standard_normal(22050), 22050)  # imports librosa
+            if self.pipeline.synthesizer is not None:  # imports inflect, which spells out numbers
+                self.pipeline.synthesizer.text_ids("At 10 past 2.")
             self.maps.warm_up()
         except Exception:  # a cold first map is slower, nothing worse
             logger.warning("Warm-up of the voice map failed", exc_info=True)

@@ -4,11 +4,17 @@ Six regex substitutions run in a fixed order over the (already lowercased)
 text; the order matters because each rule sees the output of the previous one.
 """
 
+import functools
 import re
 
-import inflect
 
-_engine = inflect.engine()
+@functools.cache
+def _inflect_engine():
+    """inflect's engine, made on first use: importing inflect takes seconds (its typeguard
+    instrumentation), which every command, server start and worker process would pay even
+    when no text has a digit in it."""
+    import inflect
+    return inflect.engine()
 
 _COMMA_NUMBER_RE = re.compile(r"([0-9][0-9\,]+[0-9])")
 # Unreachable from english_cleaners (Unidecode turns the pound sign into "PS"
@@ -68,7 +74,7 @@ def _expand_decimal_point(m: re.Match) -> str:
 
 def _expand_ordinal(m: re.Match) -> str:
     # inflect recognises the suffix itself and keeps its default "and".
-    return _engine.number_to_words(m.group(0))
+    return _inflect_engine().number_to_words(m.group(0))
 
 
 def _expand_number(m: re.Match) -> str:
@@ -78,13 +84,13 @@ def _expand_number(m: re.Match) -> str:
         if num == 2000:
             return "two thousand"
         if 2000 < num < TWO_THOUSANDS_END:
-            return "two thousand " + _engine.number_to_words(num % 100)
+            return "two thousand " + _inflect_engine().number_to_words(num % 100)
         if num % 100 == 0:
-            return _engine.number_to_words(num // 100) + " hundred"
-        words = _engine.number_to_words(num, andword="", zero="oh", group=2)
+            return _inflect_engine().number_to_words(num // 100) + " hundred"
+        words = _inflect_engine().number_to_words(num, andword="", zero="oh", group=2)
         return words.replace(", ", " ")
     # The ", " inflect puts between thousands groups is kept on purpose.
-    return _engine.number_to_words(num, andword="")
+    return _inflect_engine().number_to_words(num, andword="")
 
 
 def normalize_numbers(text: str) -> str:
