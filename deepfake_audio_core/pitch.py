@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepfake_audio_core.audio_config import MEL
+from deepfake_audio_core.embedding_memory import EmbeddingMemory
 
 F0_MIN = 50.0  # Hz: below the lowest adult voices (about 65 Hz)
 F0_MAX = 600.0  # Hz: above children's speaking voices
@@ -209,24 +210,14 @@ def pitch_stats(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> PitchSta
     return PitchStats(median, spread, track.voiced_fraction)
 
 
-class PitchMemory:
+class PitchMemory(EmbeddingMemory[tuple[float, "float | None"]]):
     """The pitch of the recordings behind the embeddings a pipeline made, so that a clone from one
     of those embeddings (`Pipeline.clone(embedding=pipe.embed("me.wav"))`) speaks at the
     recording's measured pitch rather than at the one guessed from the embedding.
 
-    Keyed by the embedding's exact bytes; the `size` most recent are kept. Thread-safe
-    enough for a server: a dict write and read are atomic in CPython, and a lost entry only
-    means the guess is used.
+    Keyed by the embedding's exact bytes; the `size` most recent are kept (see
+    `EmbeddingMemory`); a lost entry only means the guess is used.
     """
-
-    def __init__(self, size: int = 256):
-        self.size = size
-        self._stats: dict[bytes, tuple[float, float | None]] = {}
-
-    @staticmethod
-    def _key(embedding: np.ndarray) -> bytes:
-        import hashlib
-        return hashlib.sha1(np.ascontiguousarray(embedding, dtype=np.float32).tobytes()).digest()
 
     def remember(self, embedding: np.ndarray, wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> None:
         """Measure `wav` (the audio the encoder heard) and keep its statistics for `embedding` (256,)."""
@@ -236,12 +227,8 @@ class PitchMemory:
 
     def store(self, embedding: np.ndarray, median_hz: float, spread: float | None) -> None:
         """Keep a pitch measured elsewhere (a saved voice's) for `embedding`."""
-        key = self._key(embedding)
-        self._stats.pop(key, None)
-        self._stats[key] = (float(median_hz), None if spread is None else float(spread))
-        while len(self._stats) > self.size:
-            self._stats.pop(next(iter(self._stats)))
+        self.put(embedding, (float(median_hz), None if spread is None else float(spread)))
 
     def recall(self, embedding: np.ndarray) -> tuple[float | None, float | None]:
         """(median F0 Hz, log-F0 spread) measured for `embedding`, or (None, None)."""
-        return self._stats.get(self._key(embedding), (None, None))
+        return self.get(embedding, (None, None))

@@ -56,6 +56,25 @@ def normalize_volume(wav: np.ndarray, target_dBFS: float, increase_only: bool = 
     return wav * (10 ** (dBFS_change / 20))
 
 
+def power_dbfs(wav: np.ndarray) -> float:
+    """Mean power of `wav` (float, full scale 1.0) in dBFS: the level `normalize_volume` measures.
+
+    The encoder hears level: it raises quiet audio to -30 dBFS but leaves louder audio as it
+    is, and it reads a power mel, so one recording at two gains gives two embeddings (up to
+    0.04 apart in cosine between -20 dBFS and a 0.97 peak). -inf for silence.
+    """
+    power = float(np.mean(np.square(wav, dtype=np.float64))) if np.size(wav) else 0.0
+    return 10.0 * float(np.log10(power)) if power > 0 else float("-inf")
+
+
+def at_power_dbfs(wav: np.ndarray, target_dBFS: float) -> np.ndarray:
+    """`wav` scaled (up or down) to `target_dBFS` mean power; silence is returned as it is."""
+    level = power_dbfs(wav)
+    if not np.isfinite(level) or not np.isfinite(target_dBFS):
+        return wav
+    return (wav * np.float32(10.0 ** ((target_dBFS - level) / 20.0))).astype(np.float32, copy=False)
+
+
 def _to_pcm16_wrapped(wav: np.ndarray) -> np.ndarray:
     """float -> int16 as the reference's C cast does on x86: no clipping, wrap modulo 2^16, NaN -> 0."""
     scaled = np.round(wav * _INT16_MAX)

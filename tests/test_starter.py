@@ -149,3 +149,24 @@ def test_the_starter_vocoder_sounds_better_than_griffin_lim(pipe, references):
         starter = dnsmos(pipe.clone(reference, SENTENCE, seed=0).wav)
         griffin = dnsmos(pipe.clone(reference, SENTENCE, seed=0, vocoder="griffinlim").wav)
         assert starter > griffin + 0.3
+
+
+def test_a_result_is_compared_with_its_voice_at_the_voice_s_level(pipe, references):
+    """The encoder hears level (it raises quiet audio, never lowers loud audio), so the same
+    recording made louder, as a clone at a 0.97 peak is, scores lower against itself; with
+    `like=` the result is brought to the level of the voice's recording first. A saved voice's
+    level can be told to the pipeline (`remember_level`), as the studio does."""
+    import soundfile as sf
+    wav, rate = sf.read(references["rms"], dtype="float32")
+    voice = pipe.embed(wav, rate)
+    louder = wav * (0.97 / np.abs(wav).max())
+    as_is = pipe.similarity(voice, pipe.embed_output(louder, rate))
+    matched = pipe.similarity(voice, pipe.embed_output(louder, rate, like=voice))
+    assert matched > 0.99 and matched > as_is + 0.03, (as_is, matched)
+    quieter = [pipe.similarity(voice, pipe.embed_output(0.5 * wav, rate, **kw)) for kw in ({}, {"like": voice})]
+    assert quieter[1] > 0.98 and quieter[1] > quieter[0], quieter  # (silence trimming differs a little)
+    saved = np.random.default_rng(0).standard_normal(256).astype(np.float32)
+    saved /= np.linalg.norm(saved)
+    assert np.array_equal(pipe.embed_output(louder, rate, like=saved), pipe.embed_output(louder, rate))  # level unknown
+    pipe.remember_level(saved, pipe.reference_level(wav, rate))
+    np.testing.assert_allclose(pipe.embed_output(louder, rate, like=saved), pipe.embed_output(louder, rate, like=voice))

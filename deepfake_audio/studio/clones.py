@@ -134,9 +134,18 @@ class CloneService:
     def _saved_plan_args(self, saved: SavedVoice) -> dict:
         """The plan's voice arguments of a saved voice: a tuned voice, or an embedding at its preview's pitch."""
         voice = self.voice_of(saved)
+        self._remember_level(voice.embedding if isinstance(voice, TunedVoice) else voice, saved.preview)
         if isinstance(voice, TunedVoice):
             return {"tuned": voice}
         return {"embedding": voice, "voice_pitch_hz": saved_voice_pitch(saved.preview)}
+
+    def _remember_level(self, embedding: np.ndarray, preview: Path) -> None:
+        """Tell the pipeline the speech level of a saved voice's recording, so its results are
+        compared with the voice at that level (the encoder hears level); skipped if unreadable."""
+        try:
+            self.pipeline.remember_level(embedding, self.pipeline.reference_level(preview))
+        except (OSError, DeepfakeAudioError) as exc:
+            logger.info("no speech level for a saved voice's recording %s: %s", preview.name, exc)
 
     def clone(self, reference: str | Path | None, voice: str | None, text: str, seed=None,
               vocoder: str | None = None, report: Report | None = None, *, consent: bool = False,
@@ -251,7 +260,7 @@ class CloneService:
         """Similarity check, results log, WAV file and figures of a finished clone."""
         report(0.0, "Comparing the result with the reference voice")
         start = time.perf_counter()
-        out_embedding = self.pipeline.embed_output(result.wav, result.sample_rate)
+        out_embedding = self.pipeline.embed_output(result.wav, result.sample_rate, like=result.embedding)
         similarity = None if out_embedding is None else self.pipeline.similarity(result.embedding, out_embedding)
         reading = ("No speech in the result to compare." if similarity is None
                    else describe_similarity(similarity))
