@@ -101,14 +101,18 @@ def open_sections(page) -> None:
     """Open the Clone tab's collapsed sections (options; saving a voice) where they are closed:
     a closed section's controls are not on the page. The browser remembers them open.
 
-    Right after loading, the page restores the remembered open state once, which closes a
-    section opened just before (a busy machine makes that likely): so each is checked
-    again a moment later, and opened again if it was closed."""
+    Each is checked again a moment later and opened again if it was closed (the page's restore
+    of the remembered state only ever opens a section, but a click can land while Gradio is
+    still drawing one)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     for _ in range(3):
         for section, inside in SECTIONS.items():
             if not page.is_visible(inside):
                 page.click(f"{section} .label-wrap")
-                page.wait_for_selector(inside)
+                try:
+                    page.wait_for_selector(inside, timeout=20_000)
+                except PlaywrightTimeout:
+                    continue
         page.wait_for_timeout(300)
         if all(page.is_visible(inside) for inside in SECTIONS.values()):
             return

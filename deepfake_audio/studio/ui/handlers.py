@@ -252,7 +252,9 @@ class Handlers:
             "stream": lambda v: isinstance(v, bool) and self.studio.can_stream,
         }
         values = [prefs[k] if k in prefs and valid[k](prefs[k]) else gr.skip() for k in REMEMBERED]
-        return (*values, *(gr.Accordion(open=bool(prefs.get(k, False))) for k in SECTIONS))
+        # Only ever opens: the sections start closed, and on a busy server this answer can come after
+        # the user has opened one, which closing it again would undo.
+        return (*values, *(gr.Accordion(open=True) if prefs.get(k) is True else gr.skip() for k in SECTIONS))
 
     def remember_options(self, prefs, *values):
         """`prefs` with the options' current values (in `REMEMBERED`'s order)."""
