@@ -54,3 +54,26 @@ def test_evaluate_judges_pitch_quality_and_hard_candidates(tmp_path, quick_dir):
         assert 0 <= v.identified_hard <= v.identified <= 1 and 1 <= v.dnsmos <= 5 and 1 <= v.floor_dnsmos <= 5
         assert v.voiced_fraction is not None and v.f0_within_15 in (0.0, 1.0)
     assert set(report.others) == {"wavernn"} and report.others["wavernn"]["wer"] is not None
+
+
+def test_the_stages_say_where_a_voice_is_lost(tmp_path, capsys):
+    """`evaluate --stages` scores the recordings, the vocoder on their own mels, the synthesizer
+    taught them and the clones, with the shipped starter models (a pitch-aware FastSpeech)."""
+    import json
+    from deepfake_audio.training.evaluate import STAGES, main
+    voices = tuple(v for v in VOICES if v.speaker in ("flite_slt", "flite_rms"))
+    build_corpus(tmp_path / "corpus", n_sentences=3, augment=0, voices=voices, held_out=("flite_slt", "flite_rms"),
+                 eval_sentences=1, progress=False)
+    (tmp_path / "models").mkdir()  # no official weights: the starter models stand in
+    assert main(["--corpus", str(tmp_path / "corpus"), "--models", str(tmp_path / "models"), "--vocoder", "starter",
+                 "--limit", "1", "--no-transforms", "--fast", "--stages", "--out", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["stages"]) == list(STAGES)
+    for voice in report["voices"]:
+        stages = voice["stages"]
+        assert stages["recording"]["identified"] == 1.0  # a woman and a man: the recordings are told apart
+        assert all(0 <= row["identified"] <= 1 and 0 < row["similarity"] <= 1 for row in stages.values())
+        # the recordings, and the vocoder rebuilding them, keep more of the voice than a clone from text
+        assert min(stages["recording"]["similarity"], stages["copy_synthesis"]["similarity"]) > \
+            stages["clone"]["similarity"], stages
+    assert "teacher forced:" in capsys.readouterr().out

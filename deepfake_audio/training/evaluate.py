@@ -110,6 +110,7 @@ class VoiceReport:
     voiced_fraction: float | None = None  # mean over clones (pyin)
     dnsmos: float | None = None  # mean DNSMOS OVRL of the clones
     floor_dnsmos: float | None = None  # of the recordings
+    stages: dict[str, dict[str, float]] | None = None  # see `stage_scores`
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Report:
     dnsmos: float | None = None
     floor_dnsmos: float | None = None
     others: dict[str, dict] = field(default_factory=dict)  # the same measures with other vocoders
+    stages: dict[str, dict[str, float]] | None = None  # sentence-weighted means of the voices' stages
 
 
 @dataclass
@@ -183,7 +185,7 @@ def _voices(corpus: Path, held_out: list[str], limit: int | None, transforms: bo
 
 def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinlim", seed: int = 0,
              limit: int | None = None, vocoder_floor: bool = True, transforms: bool = True,
-             compare: tuple[str, ...] = (), quality: bool = True) -> Report:
+             compare: tuple[str, ...] = (), quality: bool = True, stages: bool = False) -> Report:
     """Clone every held-out sentence in every held-out voice of `corpus` and score the clones.
 
     Each voice is cloned from its first reference recording (so the pipeline measures its
@@ -192,7 +194,8 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
     (`TWIN_SEMITONES`, `OTHER_VOICES`). With `vocoder_floor`, the vocoder also rebuilds
     each recording from its own mel: the word error rate a perfect synthesizer would get.
     `compare` names other vocoders measured on the same clones' mels and seeds (`Report.others`).
-    `quality` adds pyin's F0 and DNSMOS (the slow measures).
+    `quality` adds pyin's F0 and DNSMOS (the slow measures). `stages` also scores what each
+    stage keeps of the voice (`stage_scores`): where identification is lost.
     """
     from deepfake_audio.pipeline import Pipeline
     manifest_path = corpus / "manifest.json"
@@ -212,6 +215,12 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
         reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality, floors)
     report = reports[vocoder]
     report.candidates = len(targets) + len(distractors) if transforms else None
+    if stages:
+        for index, (voice, row) in enumerate(zip(targets, report.voices)):
+            row.stages = stage_scores(pipe, voice, index, hard, vocoder, seed)
+        n = sum(v.sentences for v in report.voices)
+        report.stages = {stage: {key: sum(v.stages[stage][key] * v.sentences for v in report.voices) / max(n, 1)
+                                 for key in report.voices[0].stages[stage]} for stage in report.voices[0].stages}
     report.others = {name: {k: v for k, v in asdict(r).items() if k not in ("models", "voices", "others")}
                      for name, r in reports.items() if name != vocoder}
     return report
@@ -271,14 +280,70 @@ def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.n
                   weighted("dnsmos"), weighted("floor_dnsmos"))
 
 
-def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np.ndarray:
-    """A recording rebuilt by the vocoder from its own mel, made as the training data's were."""
+STAGES = ("recording", "copy_synthesis", "teacher_forced", "clone")
+
+
+def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocoder: str, seed: int
+                 ) -> dict[str, dict[str, float]]:
+    """What each stage keeps of `voice`, on its held-out recordings: identification among
+    `candidates` (unit embeddings (V, 256), `voice` at row `index`) and mean similarity to the
+    voice, for
+
+    * recording: the recordings themselves (what any clone is measured against);
+    * copy_synthesis: the vocoder rebuilding each recording from its own mel (the vocoder's loss);
+    * teacher_forced: the synthesizer taught each recording's mel (its durations and, for a
+      pitch-aware starter, each frame's F0), with the reference's embedding and pitch, then the
+      vocoder (what the synthesizer's spectra lose, prosody aside);
+    * clone: the clone of each sentence, as the rest of the report.
+
+    Every clip is judged at a 0.97 peak, as clones come out (the encoder hears level).
+    """
+    from deepfake_audio.training.packed import frame_f0
+    from deepfake_audio.training.vocoder_preprocess import teacher_forced_mels
+    from deepfake_audio_core.pitch import pitch_stats
+    from synthesizer.inference import PitchRequest
+    import torch
+    reference = _prepared_array(voice.references[0])
+    embedding = pipe.encoder.embed_utterance(reference)
+    stats = pitch_stats(reference) if pipe.synthesizer.has_pitch else None
+    pitch_hz = None if stats is None else stats.median_hz
+    scores: dict[str, list[tuple[int, float]]] = {stage: [] for stage in STAGES}
+    for k, (recording, text) in enumerate(voice.recordings):
+        mel, audio = _true_mel(recording)
+        extra = None
+        if stats is not None:
+            extra = {"f0": torch.from_numpy(frame_f0(audio, mel.shape[1]).astype(np.float32))[None],
+                     "pitch_stats": PitchRequest(stats.median_hz, stats.log_f0_spread).stats(1)}
+        ids = np.asarray(pipe.synthesizer.text_ids(text), np.int64)
+        taught = teacher_forced_mels(pipe.synthesizer, [(ids, mel, embedding)],
+                                     torch.Generator().manual_seed(seed + k), extra)[0][:, :mel.shape[1]]
+        clips = {"recording": recording,
+                 "copy_synthesis": pipe.vocode(mel, vocoder, seed + k, pitch_hz=pitch_hz),
+                 "teacher_forced": pipe.vocode(taught, vocoder, seed + k, pitch_hz=pitch_hz),
+                 "clone": pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder,
+                                     sample_rate=SAMPLE_RATE).wav}
+        for stage, clip in clips.items():
+            clip = np.asarray(clip, np.float32)
+            out = pipe.encoder.embed_utterance(_prepared_array(clip / max(float(np.abs(clip).max()), 1e-6) * 0.97))
+            scores[stage].append((int(np.argmax(candidates @ out) == index), float(voice.embedding @ out)))
+    return {stage: {"identified": float(np.mean([hit for hit, _ in rows])),
+                    "similarity": float(np.mean([sim for _, sim in rows]))} for stage, rows in scores.items() if rows}
+
+
+def _true_mel(recording: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mel (80, T), the audio it was made from) of a recording, made as the training data's were."""
     from encoder.audio import preprocess_wav
     from synthesizer.audio import melspectrogram
     from synthesizer.hparams import hparams as hp
     wav = preprocess_wav(recording, hp.sample_rate, normalize=False, trim_silence=True)
-    wav = wav / max(float(np.abs(wav).max()), 1e-6) * hp.rescaling_max
-    out = pipe.vocode(melspectrogram(wav), vocoder, seed)
+    wav = (wav / max(float(np.abs(wav).max()), 1e-6) * hp.rescaling_max).astype(np.float32)
+    return melspectrogram(wav).astype(np.float32), wav
+
+
+def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np.ndarray:
+    """A recording rebuilt by the vocoder from its own mel, made as the training data's were."""
+    mel, _ = _true_mel(recording)
+    out = pipe.vocode(mel, vocoder, seed)
     return (out / max(float(np.abs(out).max()), 1e-6) * 0.97).astype(np.float32)
 
 
@@ -299,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="skip the slow measures (pyin F0 and DNSMOS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first clone (then +1 per sentence)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many sentences per voice")
+    parser.add_argument("--stages", action="store_true",
+                        help="also score what each stage keeps of the voice: the recordings, the vocoder on their "
+                             "own mels, the synthesizer taught them (teacher forcing), the clones")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     try:
         report = evaluate(args.corpus, args.models, args.vocoder, args.seed, args.limit,
-                          transforms=not args.no_transforms, compare=tuple(args.compare), quality=not args.fast)
+                          transforms=not args.no_transforms, compare=tuple(args.compare), quality=not args.fast,
+                          stages=args.stages)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -320,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
             ("f0_within_15", "F0 within 15 %", ".0%"), ("voiced_fraction", "voiced", ".2f"),
             ("dnsmos", "DNSMOS", ".2f"), ("wer", "WER", ".1%")) if row.get(key) is not None]
         print(f"  {name}: " + ", ".join(extra))
+    if report.stages:
+        among = f"among {report.candidates} candidates" if report.candidates else "among the held-out voices"
+        print(f"what each stage keeps of the voice ({report.vocoder}; identified {among} / similarity):")
+        for stage, row in report.stages.items():
+            print(f"  {stage.replace('_', ' ')}: {row['identified']:.0%} / {row['similarity']:.3f}")
     return 0
 
 

@@ -37,7 +37,6 @@ def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int,
     from tqdm import tqdm
     from synthesizer.inference import Synthesizer
     from synthesizer.text import text_to_sequence
-    from deepfake_audio.training.synthesizer_train import collate, pad_to_multiple
     stat = synthesizer.stat()
     source = {"synthesizer": str(synthesizer.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns}
     marker = out / GTA_SOURCE
@@ -50,33 +49,49 @@ def gta_mels(records: list[dict], synthesizer: Path, out: Path, batch_size: int,
     if not todo:
         return
     synth = Synthesizer(synthesizer, device)
-    model, hp = synth.model, synth.hparams
-    r = getattr(model, "r", 1)  # Tacotron decodes r frames a step; FastSpeech pads nothing
     pitch = _pitch_inputs(records) if synth.has_pitch else None
     generator = torch.Generator(device=synth.device).manual_seed(seed)
     todo.sort(key=lambda rec: rec["n_frames"])  # similar lengths together: little padding
     bar = tqdm(total=len(todo), desc="GTA mels", unit="utt", disable=quiet, dynamic_ncols=True)
-    with torch.no_grad():
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            items = [(np.asarray(text_to_sequence(rec["text"], hp.tts_cleaner_names), np.int64),
-                      np.load(rec["mel"]), np.load(rec["embed"])) for rec in chunk]
-            batch = pad_to_multiple(collate(items, -hp.max_abs_value), r, -hp.max_abs_value)
-            batch = {k: v.to(synth.device) for k, v in batch.items()}
-            if synth.architecture == "fastspeech":  # its aligner's durations play the teacher
-                extra = {}
-                if pitch is not None:  # and the measured pitch that of the voice
-                    extra = _pitch_batch(pitch, chunk, batch["mels"].size(2), synth.device)
-                    # a voice with too little voicing to measure: the statistics its embedding suggests
-                    extra["pitch_stats"] = model.voice_pitch(batch["embeds"], extra["pitch_stats"])
-                postnet = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"],
-                                batch["mel_lens"], **extra)["mels"]
-            else:
-                _, postnet, _, _ = model(batch["chars"], batch["mels"], batch["embeds"], generator)
-            for rec, mel in zip(chunk, postnet.cpu().numpy()):
-                save_npy(out / rec["gta"], mel[:, :rec["n_frames"]].astype(np.float32))
-            bar.update(len(chunk))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        items = [(np.asarray(text_to_sequence(rec["text"], synth.hparams.tts_cleaner_names), np.int64),
+                  np.load(rec["mel"]), np.load(rec["embed"])) for rec in chunk]
+        frames = max(mel.shape[1] for _, mel, _ in items)
+        extra = None if pitch is None else _pitch_batch(pitch, chunk, frames, synth.device)
+        for rec, mel in zip(chunk, teacher_forced_mels(synth, items, generator, extra)):
+            save_npy(out / rec["gta"], mel[:, :rec["n_frames"]].astype(np.float32))
+        bar.update(len(chunk))
     bar.close()
+
+
+def teacher_forced_mels(synth, items: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                        generator: torch.Generator, pitch: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """The post-net mels a synthesizer makes when taught the true mels (teacher forcing).
+
+    `synth`: a loaded `synthesizer.inference.Synthesizer`. `items`: (character ids (N,), true mel
+    (80, T), speaker embedding (256,)) each. A FastSpeech starter is taught by its aligner's
+    durations, and a pitch-aware one also by `pitch`: "f0" (B, T_max) Hz of each frame (0
+    unvoiced) and "pitch_stats" (B, 2) the voice's log-F0 median and spread (NaN rows: what the
+    embedding suggests). Tacotron is fed the true previous frames. Returns (B, 80, T') float32
+    with T' at least the longest item's frames (Tacotron pads to its r); item b is valid for its own T.
+    """
+    from deepfake_audio.training.synthesizer_train import collate, pad_to_multiple
+    model, hp = synth.model, synth.hparams
+    r = getattr(model, "r", 1)  # Tacotron decodes r frames a step; FastSpeech pads nothing
+    batch = pad_to_multiple(collate(items, -hp.max_abs_value), r, -hp.max_abs_value)
+    batch = {k: v.to(synth.device) for k, v in batch.items()}
+    with torch.no_grad():
+        if synth.architecture == "fastspeech":
+            extra = {}
+            if synth.has_pitch and pitch is not None:
+                extra = dict(pitch)
+                extra["pitch_stats"] = model.voice_pitch(batch["embeds"], extra["pitch_stats"])
+            postnet = model(batch["chars"], batch["mels"], batch["embeds"], batch["char_lens"],
+                            batch["mel_lens"], **extra)["mels"]
+        else:
+            _, postnet, _, _ = model(batch["chars"], batch["mels"], batch["embeds"], generator)
+    return postnet.cpu().numpy()
 
 
 def _pitch_inputs(records: list[dict]) -> dict[str, dict]:
