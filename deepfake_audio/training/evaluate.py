@@ -299,6 +299,7 @@ def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocode
     Every clip is judged at a 0.97 peak, as clones come out (the encoder hears level).
     """
     from deepfake_audio.training.packed import frame_f0
+    from deepfake_audio.training.synthesizer_preprocess import training_mel
     from deepfake_audio.training.vocoder_preprocess import teacher_forced_mels
     from deepfake_audio_core.pitch import pitch_stats
     from synthesizer.inference import PitchRequest
@@ -309,7 +310,7 @@ def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocode
     pitch_hz = None if stats is None else stats.median_hz
     scores: dict[str, list[tuple[int, float]]] = {stage: [] for stage in STAGES}
     for k, (recording, text) in enumerate(voice.recordings):
-        mel, audio = _true_mel(recording)
+        mel, audio = training_mel(recording)
         extra = None
         if stats is not None:
             extra = {"f0": torch.from_numpy(frame_f0(audio, mel.shape[1]).astype(np.float32))[None],
@@ -330,19 +331,10 @@ def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocode
                     "similarity": float(np.mean([sim for _, sim in rows]))} for stage, rows in scores.items() if rows}
 
 
-def _true_mel(recording: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mel (80, T), the audio it was made from) of a recording, made as the training data's were."""
-    from encoder.audio import preprocess_wav
-    from synthesizer.audio import melspectrogram
-    from synthesizer.hparams import hparams as hp
-    wav = preprocess_wav(recording, hp.sample_rate, normalize=False, trim_silence=True)
-    wav = (wav / max(float(np.abs(wav).max()), 1e-6) * hp.rescaling_max).astype(np.float32)
-    return melspectrogram(wav).astype(np.float32), wav
-
-
 def _own_mel_vocoded(pipe, recording: np.ndarray, vocoder: str, seed: int) -> np.ndarray:
     """A recording rebuilt by the vocoder from its own mel, made as the training data's were."""
-    mel, _ = _true_mel(recording)
+    from deepfake_audio.training.synthesizer_preprocess import training_mel
+    mel, _ = training_mel(recording)
     out = pipe.vocode(mel, vocoder, seed)
     return (out / max(float(np.abs(out).max()), 1e-6) * 0.97).astype(np.float32)
 

@@ -32,6 +32,17 @@ def _init_audio(out: str, max_frames: int, trim: bool) -> None:
     _settings.update(out=Path(out), max_frames=max_frames, trim=trim)
 
 
+def training_mel(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mel (80, T), the 16 kHz audio (samples,) it was made from) of a 16 kHz recording, made as
+    `process_audio` makes the training data's: silences trimmed, peak at `rescaling_max`."""
+    from encoder.audio import preprocess_wav
+    from synthesizer.audio import melspectrogram
+    hp = syn_hp
+    audio = preprocess_wav(np.asarray(wav, np.float32), hp.sample_rate, normalize=False, trim_silence=True)
+    audio = (audio / max(float(np.abs(audio).max()), 1e-6) * hp.rescaling_max).astype(np.float32)
+    return melspectrogram(audio, hp).astype(np.float32), audio
+
+
 def process_audio(utt: Utterance) -> Outcome:
     """Mel and processed audio of one utterance (in a worker process)."""
     from encoder.audio import preprocess_wav
