@@ -46,7 +46,6 @@ AUGMENT="${AUGMENT:-3}"              # pitch/formant/tempo variants of each corp
 BANK_VOICES="${BANK_VOICES:-320}"
 PSEUDO_SPEAKERS="${PSEUDO_SPEAKERS:-160}"
 PSEUDO_PER_SPEAKER="${PSEUDO_PER_SPEAKER:-24}"
-PSEUDO_TIMBRE="${PSEUDO_TIMBRE:-}"   # fraction of pseudo-speakers with a vocal tract of their own (timbre.py; off)
 VOCODER_RUN="${VOCODER_RUN:-runs/starter_vocoder}"
 VOCODER_STEPS="${VOCODER_STEPS:-20000}"
 EVAL_LIMIT="${EVAL_LIMIT:-}"         # held-out sentences per voice to evaluate (default: all 50)
@@ -80,8 +79,7 @@ if want corpus; then
 fi
 if want pseudo; then
     timed pseudo "$PY" -m deepfake_audio.training.pseudo_speakers "$WORK/corpus/train" "$WORK/pseudo" \
-        --speakers "$PSEUDO_SPEAKERS" --per-speaker "$PSEUDO_PER_SPEAKER" --quiet \
-        ${PSEUDO_TIMBRE:+--timbre "$PSEUDO_TIMBRE"}
+        --speakers "$PSEUDO_SPEAKERS" --per-speaker "$PSEUDO_PER_SPEAKER" --quiet
 fi
 if want preprocess; then
     # with SYNTH_PITCH the pseudo-speakers too: 208 voices from about 65 to 380 Hz

@@ -12,13 +12,9 @@ recordings through sox with
     formant  a longer or shorter vocal tract, x0.82 to x1.22, leaning with the pitch shift
              (as in people: children and most women have both higher pitch and shorter
              tracts) but not always
-    tempo    x0.85 to x1.15
-
-With `--timbre F` (and `--timbre-vocoder`, default the shipped starter vocoder), a fraction F of
-the pseudo-speakers also get a vocal tract of their own: each formant region moved by its own
-factor and the spectrum tilted (`deepfake_audio.training.timbre`), rendered by the starter
-vocoder after sox. Output: OUT/<pseudo>/<utterance>.wav + .txt (the generic layout) and
-OUT/pseudo_speakers.json with every speaker's transform. Re-running skips what exists.
+    tempo    x0.85 to x1.15 Output: OUT/<pseudo>/<utterance>.wav + .txt (the generic
+layout) and OUT/pseudo_speakers.json with every speaker's transform. Re-running skips
+what exists.
 """
 from __future__ import annotations
 
@@ -37,7 +33,6 @@ import numpy as np
 
 from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training.corpus import SAMPLE_RATE
-from deepfake_audio.training.timbre import TimbreWarp, draw_warp
 
 TARGET_HZ = (65.0, 380.0)
 MAX_CENTS = 1200.0
@@ -90,32 +85,9 @@ def _make(job: tuple[Path, Path, list[str]]) -> bool:
     return True
 
 
-def _render_warps(jobs: list[tuple[Path, Path, TimbreWarp]], vocoder: Path, seed: int, quiet: bool) -> None:
-    """Render each (sox output, target, warp) with the starter vocoder, one process (it uses the cores)."""
-    import soundfile as sf
-    from tqdm import tqdm
-    from deepfake_audio_core.audio_io import load_audio
-    from deepfake_audio.training.timbre import TimbreRenderer
-    if not jobs:
-        return
-    render = TimbreRenderer(vocoder)
-    for k, (source, target, warp) in enumerate(tqdm(jobs, desc="timbre warps", disable=quiet, mininterval=5)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.stem + ".part.wav")
-        sf.write(part, render(load_audio(source, SAMPLE_RATE), warp, seed=seed + k), SAMPLE_RATE, subtype="PCM_16")
-        part.replace(target)
-        shutil.copyfile(source.with_suffix(".txt"), target.with_suffix(".txt"))
-
-
 def build(train: Path, out: Path, speakers: int = 150, per_speaker: int = 24, seed: int = 0, jobs: int = 2,
-          quiet: bool = False, timbre: float = 0.0, timbre_vocoder: Path | None = None) -> dict:
-    """Make the pseudo-speakers from the base voices under `train`; returns the manifest. `timbre`:
-    the fraction of them that also get a timbre warp, rendered with the starter vocoder `timbre_vocoder`."""
-    if not 0.0 <= timbre <= 1.0:
-        raise DeepfakeAudioError(f"--timbre is a fraction of the pseudo-speakers, 0 to 1 (got {timbre})")
-    if timbre and (timbre_vocoder is None or not Path(timbre_vocoder).is_file()):
-        raise DeepfakeAudioError(f"--timbre needs a starter vocoder to render the warped voices: {timbre_vocoder} "
-                                 "not found (train one with `starter_vocoder_train`, or use the shipped one)")
+          quiet: bool = False) -> dict:
+    """Make the pseudo-speakers from the base voices under `train`; returns the manifest."""
     if shutil.which("sox") is None:
         raise DeepfakeAudioError("`sox` is not installed: run `bash scripts/setup.sh --dev`.")
     bases = sorted(p for p in Path(train).iterdir() if p.is_dir() and not re.search(r"_aug\d+$", p.name))
@@ -124,7 +96,7 @@ def build(train: Path, out: Path, speakers: int = 150, per_speaker: int = 24, se
     rng = random.Random(seed)
     pitches = {base.name: base_pitch(base) for base in bases}
     manifest: dict = {"source": str(train), "seed": seed, "base_pitch_hz": pitches, "speakers": {}}
-    jobs_list, warp_jobs = [], []
+    jobs_list = []
     for k in range(speakers):
         target = math.exp(rng.uniform(*map(math.log, TARGET_HZ)))
         base = min(rng.sample(bases, min(3, len(bases))), key=lambda b: abs(math.log(target / pitches[b.name])))
@@ -132,30 +104,15 @@ def build(train: Path, out: Path, speakers: int = 150, per_speaker: int = 24, se
         transform = draw_transform(rng, cents)
         name = f"pseudo{k:03d}_{base.name}"
         manifest["speakers"][name] = {"base": base.name, "target_hz": round(target, 1), **transform}
-        # the warps draw from their own stream, so the sox transforms are those of a build without them
-        warp_rng = random.Random(f"{seed}:{k}:timbre")
-        warp = draw_warp(warp_rng) if timbre and warp_rng.random() < timbre else None
-        if warp is not None:
-            manifest["speakers"][name]["timbre"] = warp.to_dict()
         files = sorted(base.glob("*.wav"))
         for source in rng.sample(files, min(per_speaker, len(files))):
-            target_path = out / name / f"{name}_{source.stem}.wav"
-            # a warped voice's sox output waits outside the speaker's folder until it is rendered
-            sox_path = target_path if warp is None else out / ".sox" / name / target_path.name
-            jobs_list.append((source, sox_path, sox_effects(transform)))
-            if warp is not None:
-                warp_jobs.append((sox_path, target_path, warp))
+            jobs_list.append((source, out / name / f"{name}_{source.stem}.wav", sox_effects(transform)))
     from tqdm import tqdm
     out.mkdir(parents=True, exist_ok=True)
-    # sox outputs of warped utterances rendered by an earlier run: nothing left to make for them
-    rendered = {sox for sox, target, _ in warp_jobs if target.is_file() and target.with_suffix(".txt").is_file()}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        made = sum(tqdm(pool.map(_make, [job for job in jobs_list if job[1] not in rendered]),
-                        total=len(jobs_list), desc="pseudo-speakers", disable=quiet, mininterval=5))
-    if warp_jobs:
-        _render_warps([job for job in warp_jobs if job[0] not in rendered], Path(timbre_vocoder), seed, quiet)
-        shutil.rmtree(out / ".sox", ignore_errors=True)
-    manifest.update(utterances=len(jobs_list), made_this_run=made, timbre=timbre)
+        made = sum(tqdm(pool.map(_make, jobs_list), total=len(jobs_list), desc="pseudo-speakers", disable=quiet,
+                        mininterval=5))
+    manifest.update(utterances=len(jobs_list), made_this_run=made)
     (out / "pseudo_speakers.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 
@@ -170,19 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="parallel sox processes (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--timbre", type=float, default=0.0,
-                        help="fraction of the pseudo-speakers that also get a vocal tract of their own (0 to 1; "
-                             "default 0)")
-    parser.add_argument("--timbre-vocoder", type=Path, default=None,
-                        help="starter vocoder that renders them (default: the shipped one)")
     args = parser.parse_args(argv)
-    if args.timbre and args.timbre_vocoder is None:
-        from deepfake_audio.download import STARTER_MODELS_DIR
-        from vocoder.starter import STARTER_VOCODER_FILE
-        args.timbre_vocoder = STARTER_MODELS_DIR / STARTER_VOCODER_FILE
     try:
-        manifest = build(args.train, args.out, args.speakers, args.per_speaker, args.seed, args.jobs, args.quiet,
-                         args.timbre, args.timbre_vocoder)
+        manifest = build(args.train, args.out, args.speakers, args.per_speaker, args.seed, args.jobs, args.quiet)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
