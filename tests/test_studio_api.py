@@ -151,6 +151,8 @@ def test_clone_endpoint_returns_wav_score_and_plots(client, server, audio):
     check_similarity(server.studio, audio["voice"], wav_path, score)
     assert reading.split()[0] in ("Very", "Close", "Somewhat", "Different")
     assert abs(float(re.search(r"\((\d\.\d\d)\):", reading).group(1)) - float(score)) <= 0.0051
+    # a clone that is not close points to the Train a voice tab; a close one does not
+    assert ("**Train a voice**" in reading) == (float(score) < 0.75), (score, reading)
     assert "real-time factor" in status and "Seed 3" in status and "2 sentences" in status
     for plot in (mel_plot, embedding_plot):
         assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")

@@ -179,6 +179,7 @@ def test_a_job_tunes_a_voice_that_clones(studio, trained):
     assert saved.tuned is not None and saved.consent is not None and abs(saved.consent - time.time()) < 600
     out = studio.clone(None, "Alice", "My own voice, tuned in the studio.", 1, "griffinlim", owner=A)
     assert out.voice == "Alice" and out.result.duration > 0.3 and np.all(np.isfinite(out.result.wav))
+    assert "Train a voice" not in out.reading  # a tuned voice is not told to tune a voice, whatever its score
     served = studio.training.sample_for_page(trained)
     assert served.parent.parent == studio.output_dir and sf.info(str(served)).duration > 0.3
     folder = studio.data_dir / job_record(studio, trained["id"])["folder"]

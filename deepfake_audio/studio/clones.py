@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from deepfake_audio.streaming import CloneStream
 
 MAX_SEED = 2**31 - 1
+# A clone from one clip that scores under "close" gets a pointer to the strongest lever measured
+# (bench/RESULTS.md, "Tuned voices"): held-out voices went from 0.69-0.71 to 0.81-0.83.
+TUNING_HINT_BELOW = 0.75
+TUNING_HINT = ("For a closer likeness, tune a voice on this person: record 2 minutes or more of them in the "
+               "**Train a voice** tab (about 10 minutes of training). In our tests that lifted voices whose "
+               "clones from one clip scored about 0.70 to 0.81-0.83.")
 TUNED_VOICES_KEPT = 16  # tuned voices kept loaded by a studio (about 7 MB each)
 logger = logging.getLogger(__name__)
 
@@ -267,6 +273,8 @@ class CloneService:
         if similarity is not None and request.cleaned is not None:  # what the clean-up changed
             raw = self.pipeline.similarity(self.pipeline.embed(request.cleaned), out_embedding)
             reading += f"\n\nWith the clean-up: {similarity:.2f}; without it: {raw:.2f}."
+        if similarity is not None and similarity < TUNING_HINT_BELOW and request.plan.tuned is None:
+            reading += "\n\n" + TUNING_HINT
         compare_seconds = time.perf_counter() - start
 
         report(0.5, "Drawing the spectrogram and embeddings")
