@@ -379,6 +379,11 @@ class Pipeline:
         measured elsewhere: a saved voice's, see `reference_level`), as `embed_output(like=...)` does."""
         self._heard_level.put(check_embedding(embedding), float(level_dbfs))
 
+    def heard_level(self, embedding: np.ndarray) -> float | None:
+        """The speech level (dBFS) known for the recording behind `embedding` (from `embed` or
+        `remember_level`), None when none is."""
+        return self._heard_level.get(embedding)
+
     def embed_output(self, wav: np.ndarray, sample_rate: int = SAMPLE_RATE,
                      like: np.ndarray | None = None) -> np.ndarray | None:
         """Embedding (256,) of generated speech, or None when it is silent.
@@ -396,7 +401,7 @@ class Pipeline:
         prepared = preprocess_wav(wav, sample_rate)
         if len(prepared) < MIN_OUTPUT_SPEECH_SECONDS * encoder_hp.sampling_rate:
             prepared = preprocess_wav(wav, sample_rate, trim_silence=False)
-        level = None if like is None else self._heard_level.get(like)
+        level = None if like is None else self.heard_level(like)
         if level is not None:
             prepared = at_power_dbfs(prepared, level)
         return self.encoder.embed_utterance(prepared)

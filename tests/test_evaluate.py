@@ -73,6 +73,9 @@ def test_the_stages_say_where_a_voice_is_lost(tmp_path, capsys):
         stages = voice["stages"]
         assert stages["recording"]["identified"] == 1.0  # a woman and a man: the recordings are told apart
         assert all(0 <= row["identified"] <= 1 and 0 < row["similarity"] <= 1 for row in stages.values())
+        # the clone stage is the report's own clones
+        assert stages["clone"]["similarity"] == pytest.approx(voice["similarity"], abs=1e-6)
+        assert stages["clone"]["identified"] == voice["identified"]
         # the recordings, and the vocoder rebuilding them, keep more of the voice than a clone from text
         assert min(stages["recording"]["similarity"], stages["copy_synthesis"]["similarity"]) > \
             stages["clone"]["similarity"], stages

@@ -222,7 +222,7 @@ def test_voice_library_endpoints(client, server, audio, tmp_path):
     assert saved.embedding.shape == (256,) and sf.info(str(saved.preview)).duration <= 8.0
     # its score compares the result with the voice at the level of the voice's saved recording
     pipe, (wav, rate) = server.studio.pipeline, sf.read(str(wav_path), dtype="float32")
-    assert pipe._heard_level.get(saved.embedding) == pytest.approx(pipe.reference_level(saved.preview))
+    assert pipe.heard_level(saved.embedding) == pytest.approx(pipe.reference_level(saved.preview))
     expected = pipe.similarity(saved.embedding, pipe.embed_output(wav, rate, like=saved.embedding))
     assert float(score) == pytest.approx(expected, abs=0.01)
 

@@ -147,7 +147,10 @@ class CloneService:
 
     def _remember_level(self, embedding: np.ndarray, preview: Path) -> None:
         """Tell the pipeline the speech level of a saved voice's recording, so its results are
-        compared with the voice at that level (the encoder hears level); skipped if unreadable."""
+        compared with the voice at that level (the encoder hears level); skipped if unreadable, and
+        measured once per voice (the pipeline keeps it by embedding)."""
+        if self.pipeline.heard_level(embedding) is not None:
+            return
         try:
             self.pipeline.remember_level(embedding, self.pipeline.reference_level(preview))
         except (OSError, DeepfakeAudioError) as exc:

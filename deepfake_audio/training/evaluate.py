@@ -141,6 +141,7 @@ class _Voice:
     references: list[np.ndarray]
     recordings: list[tuple[np.ndarray, str]] = field(default_factory=list)
     embedding: np.ndarray | None = None
+    clone_embeddings: list[np.ndarray] = field(default_factory=list)  # of the report's vocoder's clones, in order
 
 
 def _sox(wav: np.ndarray, effects: tuple[str, ...]) -> np.ndarray:
@@ -212,7 +213,8 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
     hard = np.stack([v.embedding for v in targets + distractors])
     reports, floors = {}, {}
     for name in (vocoder, *compare):
-        reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality, floors)
+        reports[name] = _score(pipe, recognise, targets, plain, hard, name, seed, vocoder_floor, quality, floors,
+                               report_vocoder=vocoder)
     report = reports[vocoder]
     report.candidates = len(targets) + len(distractors) if transforms else None
     if stages:
@@ -227,9 +229,10 @@ def evaluate(corpus: Path, models: Path | None = None, vocoder: str = "griffinli
 
 
 def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.ndarray, vocoder: str, seed: int,
-           vocoder_floor: bool, quality: bool, floors: dict) -> Report:
+           vocoder_floor: bool, quality: bool, floors: dict, report_vocoder: str | None = None) -> Report:
     """One vocoder's report. `floors` keeps what does not depend on the vocoder (the recordings'
-    own transcripts and DNSMOS, the references' F0) across calls."""
+    own transcripts and DNSMOS, the references' F0) across calls. The clones' embeddings are kept
+    on each voice when `vocoder` is `report_vocoder`."""
     from deepfake_audio.training.measures import dnsmos, pitch_of
     per_voice, all_refs, all_hyps, all_floor, all_vocoded = [], [], [], [], []
     for index, voice in enumerate(targets):
@@ -247,6 +250,8 @@ def _score(pipe, recognise, targets: list[_Voice], plain: np.ndarray, hard: np.n
             result = pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder, sample_rate=SAMPLE_RATE)
             hyps.append(recognise(result.wav))
             embed = pipe.encoder.embed_utterance(_prepared_array(result.wav))
+            if vocoder == report_vocoder:  # kept for `stage_scores`, which judges the same clones
+                voice.clone_embeddings.append(embed)
             hits += int(np.argmax(plain @ embed) == index)
             hard_hits += int(np.argmax(hard @ embed) == index)
             sims.append(float(voice.embedding @ embed))
@@ -294,7 +299,8 @@ def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocode
     * teacher_forced: the synthesizer taught each recording's mel (its durations and, for a
       pitch-aware starter, each frame's F0), with the reference's embedding and pitch, then the
       vocoder (what the synthesizer's spectra lose, prosody aside);
-    * clone: the clone of each sentence, as the rest of the report.
+    * clone: the clone of each sentence, as the rest of the report (the embeddings `_score` kept
+      on the voice, else made here).
 
     Every clip is judged at a 0.97 peak, as clones come out (the encoder hears level).
     """
@@ -320,13 +326,17 @@ def stage_scores(pipe, voice: _Voice, index: int, candidates: np.ndarray, vocode
                                      torch.Generator().manual_seed(seed + k), extra)[0][:, :mel.shape[1]]
         clips = {"recording": recording,
                  "copy_synthesis": pipe.vocode(mel, vocoder, seed + k, pitch_hz=pitch_hz),
-                 "teacher_forced": pipe.vocode(taught, vocoder, seed + k, pitch_hz=pitch_hz),
-                 "clone": pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder,
-                                     sample_rate=SAMPLE_RATE).wav}
-        for stage, clip in clips.items():
-            clip = np.asarray(clip, np.float32)
-            out = pipe.encoder.embed_utterance(_prepared_array(clip / max(float(np.abs(clip).max()), 1e-6) * 0.97))
-            scores[stage].append((int(np.argmax(candidates @ out) == index), float(voice.embedding @ out)))
+                 "teacher_forced": pipe.vocode(taught, vocoder, seed + k, pitch_hz=pitch_hz)}
+        if len(voice.clone_embeddings) != len(voice.recordings):
+            clips["clone"] = pipe.clone(voice.references[0], text, seed=seed + k, vocoder=vocoder,
+                                        sample_rate=SAMPLE_RATE).wav
+        outs = {stage: pipe.encoder.embed_utterance(_prepared_array(
+                    np.asarray(clip, np.float32) / max(float(np.abs(clip).max()), 1e-6) * 0.97))
+                for stage, clip in clips.items()}
+        if "clone" not in outs:
+            outs["clone"] = voice.clone_embeddings[k]
+        for stage in STAGES:
+            scores[stage].append((int(np.argmax(candidates @ outs[stage]) == index), float(voice.embedding @ outs[stage])))
     return {stage: {"identified": float(np.mean([hit for hit, _ in rows])),
                     "similarity": float(np.mean([sim for _, sim in rows]))} for stage, rows in scores.items() if rows}
 
