@@ -80,3 +80,9 @@ def test_the_stages_say_where_a_voice_is_lost(tmp_path, capsys):
         assert min(stages["recording"]["similarity"], stages["copy_synthesis"]["similarity"]) > \
             stages["clone"]["similarity"], stages
     assert "teacher forced:" in capsys.readouterr().out
+
+
+def test_a_limit_below_one_is_a_clear_error(tmp_path, capsys):
+    from deepfake_audio.training.evaluate import main
+    assert main(["--corpus", str(tmp_path), "--limit", "0"]) == 2
+    assert "--limit is the number of sentences" in capsys.readouterr().err

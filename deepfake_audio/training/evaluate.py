@@ -371,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                              "own mels, the synthesizer taught them (teacher forcing), the clones")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print(f"error: --limit is the number of sentences per voice to clone, at least 1 (got {args.limit})",
+              file=sys.stderr)
+        return 2
     try:
         report = evaluate(args.corpus, args.models, args.vocoder, args.seed, args.limit,
                           transforms=not args.no_transforms, compare=tuple(args.compare), quality=not args.fast,
