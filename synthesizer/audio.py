@@ -10,10 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from deepfake_audio_core.audio_io import load_audio
 from deepfake_audio_core.audio_config import MEL, MelConfig
+from deepfake_audio_core.emphasis import de_emphasis, pre_emphasis
 
 
 def load_wav(path: str | Path, hp: MelConfig = MEL) -> np.ndarray:
@@ -27,11 +27,11 @@ def load_wav(path: str | Path, hp: MelConfig = MEL) -> np.ndarray:
 
 
 def preemphasis(wav: np.ndarray, k: float, preemphasize: bool = True) -> np.ndarray:
-    return signal.lfilter([1, -k], [1], wav) if preemphasize else wav
+    return pre_emphasis(wav, k) if preemphasize else wav
 
 
 def inv_preemphasis(wav: np.ndarray, k: float, inv_preemphasize: bool = True) -> np.ndarray:
-    return signal.lfilter([1], [1, -k], wav) if inv_preemphasize else wav
+    return de_emphasis(wav, k) if inv_preemphasize else wav
 
 
 def _stft(y: np.ndarray, hp: MelConfig) -> np.ndarray:

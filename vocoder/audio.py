@@ -1,8 +1,7 @@
-"""Vocoder sample-domain helpers: mu-law and emphasis. Float64 as in the reference."""
+"""Vocoder sample-domain helpers: mu-law (emphasis is `deepfake_audio_core.emphasis`). Float64 as in the reference."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 
 def label_to_float(x: np.ndarray, bits: int) -> np.ndarray:
@@ -28,11 +27,3 @@ def decode_mu_law(y: np.ndarray, mu: int, from_labels: bool = True) -> np.ndarra
         y = label_to_float(y, np.log2(mu))
     mu = mu - 1
     return np.sign(y) / mu * ((1 + mu) ** np.abs(y) - 1)
-
-
-def pre_emphasis(x: np.ndarray, k: float) -> np.ndarray:
-    return signal.lfilter([1, -k], [1], x)
-
-
-def de_emphasis(x: np.ndarray, k: float) -> np.ndarray:
-    return signal.lfilter([1], [1, -k], x)

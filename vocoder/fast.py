@@ -45,10 +45,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import signal
 from torch import nn
 
 from deepfake_audio_core.modes import arithmetic
+from deepfake_audio_core.emphasis import de_emphasis_part
 from deepfake_audio_core.threads import cpu_threads, intra_op_threads, worker_pool
 from vocoder.hparams import hparams as hp
 from vocoder import native
@@ -632,7 +632,7 @@ class _Assembler:
             return None
         y = decode_mu_law(self.mixed[self.emitted:end], self.n_classes, False)
         if hp.preemphasize:
-            y, self.state = signal.lfilter([1], [1, -hp.preemphasis], y, zi=self.state)
+            y, self.state = de_emphasis_part(y, hp.preemphasis, self.state)
         fade_start = self.wave_len - len(self.final_fade)
         if end > fade_start:
             lo = max(self.emitted, fade_start)

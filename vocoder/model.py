@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vocoder.hparams import hparams as hp
-from vocoder.audio import de_emphasis, decode_mu_law
+from deepfake_audio_core.emphasis import de_emphasis
+from vocoder.audio import decode_mu_law
 
 
 class ResBlock(nn.Module):

@@ -31,8 +31,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from scipy import signal
 
+from deepfake_audio_core.emphasis import de_emphasis_part
 from deepfake_audio_core.threads import IntraOpHold, intra_op_threads, worker_pool
 from vocoder.audio import decode_mu_law
 from vocoder.fast import CHUNK_STEPS, NATIVE_CHUNK_STEPS, FastWaveRNN, _Group, _inference
@@ -358,7 +358,7 @@ class _Assembler:
             return None
         y = decode_mu_law(self.mixed[self.emitted:ready], self.n_classes, False)
         if hp.preemphasize:
-            y, self.state = signal.lfilter([1], [1, -hp.preemphasis], y, zi=self.state)
+            y, self.state = de_emphasis_part(y, hp.preemphasis, self.state)
         if self.total is not None and fade:
             fade_start = self.total - min(fade, self.total)
             if ready > fade_start:
