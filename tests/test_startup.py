@@ -1,8 +1,9 @@
 """What every process pays at start: importing the package loads no module it may never use.
 
 Every command, server, training step and tuning job imports `deepfake_audio`; inflect (4 s)
-and scipy.signal (1 s) were imported with it and are now loaded on first use. The emphasis
-filters that replaced scipy's at import time give scipy's numbers.
+and scipy.signal (1 s) were imported with it and are now loaded on first use, and so is the
+pipeline (with torch, 2 s) for the processes that never clone: downloads, the corpus builder.
+The emphasis filters that replaced scipy's at import time give scipy's numbers.
 """
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def test_the_package_imports_without_its_lazy_dependencies():
             f"print(json.dumps([m for m in {list(LAZY)!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_download_or_the_corpus_builder_does_not_load_torch():
+    code = ("import json, sys; import deepfake_audio.download, deepfake_audio.training.corpus; "
+            "print(json.dumps('torch' in sys.modules)); from deepfake_audio import Pipeline; "
+            "print(json.dumps('torch' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert [json.loads(line) for line in out.stdout.split()] == [False, True]  # the pipeline's names still work
 
 
 def test_emphasis_gives_scipys_numbers():
