@@ -1,9 +1,10 @@
 """First-order pre-emphasis and its inverse, shared by the synthesizer's and the vocoder's audio code.
 
 Both are float64, as scipy's `lfilter` gives them (the reference's arithmetic). scipy.signal is
-imported only by `de_emphasis`: it takes about a second to import, and most processes never
-de-emphasise (the starter vocoder does not), so every command, server and training step
-would otherwise pay it at start.
+imported only by `de_emphasis`: it takes about a second to import, and a process that never
+computes a mel or de-emphasises (a download, the corpus builder, a training step on packed
+data, a command's --help) then never loads it. (librosa's mel code imports it too, so a
+process that clones pays it once, on first use.)
 """
 from __future__ import annotations
 
