@@ -102,9 +102,10 @@ class Judge:
         self.texts = [p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in items[8:8 + n_texts]]
         self.pipe = pipe
         embed = lambda w: pipe.encoder.embed_utterance(_prepared_array(w))  # noqa: E731
-        self.own = np.stack([embed(w) for w in self.recordings])
         from encoder.audio import power_dbfs
-        self.level = float(np.median([power_dbfs(_prepared_array(w)) for w in self.recordings]))
+        prepared = [_prepared_array(w) for w in self.recordings]
+        self.own = np.stack([pipe.encoder.embed_utterance(w) for w in prepared])
+        self.level = float(np.median([power_dbfs(w) for w in prepared]))  # the level the encoder hears them at
         centroid = lambda e: e.mean(0) / np.linalg.norm(e.mean(0))  # noqa: E731
         candidates = [centroid(self.own)]
         for semitones in TWIN_SEMITONES:
