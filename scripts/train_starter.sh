@@ -44,6 +44,7 @@ SENTENCES="${SENTENCES:-4000}"       # training sentences in the corpus's pool
 PER_SPEAKER="${PER_SPEAKER:-150}"    # sentences each corpus speaker reads
 AUGMENT="${AUGMENT:-3}"              # pitch/formant/tempo variants of each corpus voice
 BANK_VOICES="${BANK_VOICES:-320}"
+BANK_OTHER_LANGUAGES="${BANK_OTHER_LANGUAGES:-0}"   # more bank voices from festival's other languages, where installed (piloted: bench/RESULTS.md)
 PSEUDO_SPEAKERS="${PSEUDO_SPEAKERS:-160}"
 PSEUDO_PER_SPEAKER="${PSEUDO_PER_SPEAKER:-24}"
 VOCODER_RUN="${VOCODER_RUN:-runs/starter_vocoder}"
@@ -90,7 +91,8 @@ if want pack; then
     timed pack "$PY" -m deepfake_audio.training.packed "$WORK/starter_data" "$WORK/starter.npz" ${SYNTH_PITCH:+--pitch}
 fi
 if want bank; then
-    timed bank "$PY" -m deepfake_audio.training.speaker_bank "$WORK/corpus" "$WORK/speaker_bank.npz" --voices "$BANK_VOICES"
+    timed bank "$PY" -m deepfake_audio.training.speaker_bank "$WORK/corpus" "$WORK/speaker_bank.npz" --voices "$BANK_VOICES" \
+        --other-languages "$BANK_OTHER_LANGUAGES"
 fi
 if want train; then
     mkdir -p "$RUN"

@@ -28,7 +28,7 @@ def test_the_starter_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     starter = tmp_path / "starter"
     env = {**os.environ, "PY": sys.executable, "WORK": str(tmp_path / "work"), "RUN": str(tmp_path / "run"),
            "VOCODER_RUN": str(tmp_path / "vocoder_run"), "STARTER": str(starter), "FRESH": "1",
-           "SENTENCES": "6", "PER_SPEAKER": "1", "AUGMENT": "0", "BANK_VOICES": "4", "PSEUDO_SPEAKERS": "3",
+           "SENTENCES": "6", "PER_SPEAKER": "1", "AUGMENT": "0", "BANK_VOICES": "4", "BANK_OTHER_LANGUAGES": "1", "PSEUDO_SPEAKERS": "3",
            "PSEUDO_PER_SPEAKER": "1", "STEPS": "2", "CONSISTENCY_START": "1", "VOCODER_STEPS": "2",
            "EVAL_LIMIT": "1", "EVAL_ARGS": "--no-transforms", "SYNTH_HPARAMS": TINY_SYNTHESIZER, "VOCODER_HPARAMS": TINY_VOCODER}
     env.pop("SYNTH_PITCH", None)  # the default: the pitch-aware synthesizer, as shipped

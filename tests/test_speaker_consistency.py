@@ -10,7 +10,7 @@ import torch
 from deepfake_audio_core.audio_io import resample
 from deepfake_audio_core.errors import DeepfakeAudioError
 from deepfake_audio.training import fastspeech_train as train
-from deepfake_audio.training.speaker_bank import load_bank
+from deepfake_audio.training.speaker_bank import OTHER_LANGUAGE_VOICES, load_bank, other_language_voices
 from deepfake_audio.training.speaker_loss import load_consistency
 from encoder.audio import wav_to_mel_spectrogram
 from encoder.inference import Encoder, prepare_reference
@@ -81,6 +81,19 @@ def test_bank_files_are_checked(tmp_path):
     for name in ("wrong.npz", "broken.npz", "missing.npz"):
         with pytest.raises(DeepfakeAudioError, match="speaker bank|embeddings"):
             load_bank(tmp_path / name)
+
+
+def test_other_language_voices_come_plain_then_moved_within_bounds():
+    import random
+    voices = list(OTHER_LANGUAGE_VOICES[:3])
+    picked = other_language_voices(11, random.Random(0), voices)
+    assert len(picked) == 11
+    assert picked[:3] == [(v, {}) for v in voices]  # each voice as it is, once
+    assert {v for v, _ in picked} == set(voices)
+    for _, aug in picked[3:]:
+        assert -500 <= aug["pitch"] <= 500 and 0.88 <= aug["formant"] <= 1.14
+    assert other_language_voices(5, random.Random(0), []) == []  # none installed: none added
+    assert all(v.engine == "festival" and v.debian_package.startswith("festvox-") for v in OTHER_LANGUAGE_VOICES)
 
 
 @pytest.mark.usefixtures("one_thread")

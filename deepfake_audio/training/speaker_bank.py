@@ -6,8 +6,13 @@ The starter synthesizer learns from a few dozen transcribed voices; with the
 speaker-consistency loss (`speaker_loss`) it can also learn from embeddings alone. Those
 need no transcript and no training-quality audio: two sentences per voice are enough. The
 bank's voices are the corpus's training voices with new pitch, formant and tempo shifts
-(wider than the corpus's own), and espeak-ng's English accents crossed with its voice
-variants. The corpus's held-out voices are never used, so the evaluation stays honest.
+(wider than the corpus's own), espeak-ng's English accents crossed with its voice
+variants, and (`--other-languages`) festival's voices of other languages where they are
+installed (`OTHER_LANGUAGE_VOICES`), plain and shifted. Those are diphone, unit-selection
+and HTS voices made from recordings of real people, so they bring vocal tracts that no
+English synthesiser here has; their English is accented, which the embedding barely hears
+and the bank does not need. The corpus's held-out voices are never used, so the
+evaluation stays honest.
 
 Output: an .npz with `embeds` (K, 256) float32 unit vectors and `names` (K,) strings.
 """
@@ -34,6 +39,48 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "
                    "klatt3", "klatt4", "adam", "Andy", "david", "edward", "john", "linda", "max", "paul", "robert",
                    "steph", "norbert", "travis", "victor", "grandma", "grandpa", "shelby", "zac", "annie", "benjamin")
 UTTERANCES_PER_VOICE = 2
+_GPL = "GPL (festival voice data); synthesized audio carries no restriction"
+_LGPL = "LGPL-2 (festival voice data); synthesized audio carries no restriction"
+# festival voices of other languages in Debian main (free licences), by package.
+OTHER_LANGUAGE_VOICES: tuple[CorpusVoice, ...] = (
+    CorpusVoice("festival_it_lp", "festival", "lp_diphone", "festvox-italp16k", _GPL),
+    CorpusVoice("festival_it_pc", "festival", "pc_diphone", "festvox-itapc16k", _GPL),
+    CorpusVoice("festival_cs_dita", "festival", "czech_dita", "festvox-czech-dita", _GPL),
+    CorpusVoice("festival_cs_krb", "festival", "czech_krb", "festvox-czech-krb", _GPL),
+    CorpusVoice("festival_cs_machac", "festival", "czech_machac", "festvox-czech-machac", _GPL),
+    CorpusVoice("festival_cs_ph", "festival", "czech_ph", "festvox-czech-ph", _GPL),
+    CorpusVoice("festival_fi_lj", "festival", "suo_fi_lj_diphone", "festvox-suopuhe-lj", _LGPL),
+    CorpusVoice("festival_fi_mv", "festival", "hy_fi_mv_diphone", "festvox-suopuhe-mv", _LGPL),
+    CorpusVoice("festival_ru_nsh", "festival", "msu_ru_nsh_clunits", "festvox-ru", _GPL),
+    CorpusVoice("festival_ca_ona", "festival", "upc_ca_ona_hts", "festvox-ca-ona-hts",
+                "LGPL-2.1+ and BSD-3-Clause (festival voice data); synthesized audio carries no restriction"),
+)
+
+
+def installed_other_language_voices() -> list[CorpusVoice]:
+    """The voices of `OTHER_LANGUAGE_VOICES` that festival can speak with here."""
+    import shutil
+    if shutil.which("text2wave") is None:
+        return []
+    return [v for v in OTHER_LANGUAGE_VOICES if _festival_voice_dir(v.name) is not None]
+
+
+def _festival_voice_dir(name: str) -> Path | None:
+    """Where Debian's festival keeps the voice `name` (voices/<language>/<name>), or None."""
+    for root in (Path("/usr/share/festival/voices"), Path("/usr/lib/festival/voices")):
+        for found in root.glob(f"*/{name}"):
+            return found
+    return None
+
+
+def other_language_voices(n_voices: int, rng: random.Random, voices: list[CorpusVoice]) -> list[tuple[CorpusVoice, dict]]:
+    """`n_voices` (voice, augmentation) pairs from `voices`: each as it is once, then moved in pitch and
+    vocal-tract length (never so far that a voice becomes a cartoon: +-5 semitones, formants x0.88-1.14)."""
+    picked: list[tuple[CorpusVoice, dict]] = [(v, {}) for v in voices][:n_voices]
+    while voices and len(picked) < n_voices:
+        voice = voices[len(picked) % len(voices)]
+        picked.append((voice, {"pitch": round(rng.uniform(-500, 500), 1), "formant": round(rng.uniform(0.88, 1.14), 3)}))
+    return picked
 
 
 def bank_voices(n_voices: int, rng: random.Random, held_out: tuple[str, ...]) -> list[tuple[CorpusVoice, dict]]:
@@ -72,8 +119,9 @@ def _speak(job: tuple[CorpusVoice, dict, str]) -> np.ndarray | None:
 
 
 def build_bank(corpus: Path, out: Path, n_voices: int = 320, jobs: int = 2, seed: int = 1,
-               encoder_weights: Path | None = None, progress: bool = True) -> dict:
-    """Speak, embed and save the bank; returns a summary."""
+               encoder_weights: Path | None = None, progress: bool = True, other_languages: int = 0) -> dict:
+    """Speak, embed and save the bank; returns a summary. `other_languages` more voices come from
+    festival's voices of other languages that are installed (none where none are)."""
     from tqdm import tqdm
     from encoder.inference import Encoder, prepare_reference
     manifest_path = corpus / "manifest.json"
@@ -85,6 +133,8 @@ def build_bank(corpus: Path, out: Path, n_voices: int = 320, jobs: int = 2, seed
     rng = random.Random(seed)
     sentences = [s for s in load_sentences() if s not in excluded and len(s.split()) >= 8]
     voices = bank_voices(n_voices, rng, held_out)
+    installed = installed_other_language_voices() if other_languages > 0 else []
+    voices += other_language_voices(other_languages, rng, installed)
     jobs_list = [(voice, aug, rng.choice(sentences)) for voice, aug in voices for _ in range(UTTERANCES_PER_VOICE)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as executor:
         wavs = list(tqdm(executor.map(_speak, jobs_list), total=len(jobs_list), desc="bank utterances",
@@ -106,7 +156,9 @@ def build_bank(corpus: Path, out: Path, n_voices: int = 320, jobs: int = 2, seed
         names.append(voice.speaker + ("" if not aug else " " + json.dumps(aug, sort_keys=True)))
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, embeds=np.asarray(embeds, np.float32), names=np.asarray(names))
-    return {"voices": len(embeds), "asked": n_voices, "out": str(out)}
+    missing = sorted({v.debian_package for v in OTHER_LANGUAGE_VOICES} - {v.debian_package for v in installed}) \
+        if other_languages > 0 else []
+    return {"voices": len(embeds), "asked": n_voices + other_languages, "out": str(out), "missing_packages": missing}
 
 
 def load_bank(path: Path) -> np.ndarray:
@@ -127,14 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path, help="corpus folder (its manifest names the held-out voices)")
     parser.add_argument("out", type=Path, help="output .npz")
     parser.add_argument("--voices", type=int, default=320, help="voices in the bank (default 320)")
+    parser.add_argument("--other-languages", type=int, default=0, metavar="N",
+                        help="N more voices from festival's voices of other languages, where installed "
+                             "(default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        summary = build_bank(args.corpus, args.out, args.voices, args.jobs, args.seed)
+        summary = build_bank(args.corpus, args.out, args.voices, args.jobs, args.seed,
+                             other_languages=args.other_languages)
     except DeepfakeAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if summary["missing_packages"]:
+        print("note: festival voices of other languages not installed, so not in the bank: "
+              f"apt-get install {' '.join(summary['missing_packages'])}", file=sys.stderr)
     print(f"{summary['voices']} voices -> {summary['out']}")
     return 0
 
