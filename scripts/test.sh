@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 # Two processes (pytest-xdist), a test file each at a time: one process alone leaves a core idle
-# while a test waits on a browser, a server or a subprocess (21.5 -> 18.5 minutes here).
+# while a test waits on a browser, a server or a subprocess (21.5 -> 16.5 minutes here).
 # Arguments go to pytest after these, so `-n 0` runs everything in one process.
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
