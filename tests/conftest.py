@@ -1,6 +1,7 @@
 """Shared fixtures: the seed-1 checkpoints the reference vectors were made with."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,16 @@ pytest_plugins = ["hang_guard_plugin"]  # a test that outlives pytest-timeout en
 
 
 DATA = TESTS / "data"
-torch.set_num_threads(2)
+# The reference vectors were made on 2 threads. When pytest-xdist runs two test processes
+# (scripts/test.sh), each computes on one: two processes of two OpenMP threads on two cores
+# make every small operation wait at a barrier for a thread the other process has descheduled,
+# which slowed a starter clone from 10 s to over 3 minutes on CI. Subprocesses the tests start
+# (CLI runs, studio servers) inherit the setting.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, 2 // WORKERS)
+torch.set_num_threads(THREADS)
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
 
 
 @pytest.fixture(scope="session")

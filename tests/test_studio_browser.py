@@ -35,6 +35,29 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
 
 
+RESULT_OR_MESSAGE_JS = """() => {
+    const score = document.querySelector('#similarity textarea, #similarity input')?.value;
+    const message = document.querySelector('#result-message');
+    return score || (message && message.offsetParent !== null && message.innerText.trim());
+}"""
+
+
+def wait_for_clone(page) -> float:
+    """Wait for the clone the page started: its similarity score, which it returns. A failed clone
+    fails the test with the page's own message, and a wait that runs out says what the page showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_function(RESULT_OR_MESSAGE_JS)
+    except PlaywrightTimeout:
+        shown = {selector: page.locator(selector).first.inner_text() if page.locator(selector).count() else None
+                 for selector in ("#result-message", "#run-status", "#synthesize")}
+        pytest.fail(f"no result after {TIMEOUT_MS // 1000} s; the page showed {shown}")
+    score = page.input_value("#similarity textarea, #similarity input")
+    if not score:
+        pytest.fail(f"the clone failed: {page.inner_text('#result-message')}")
+    return float(score)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("browser-audio")
@@ -192,8 +215,7 @@ def test_clone_in_the_browser(page, server, files):
     page.fill("#seed input", "11")
     page.click("#synthesize")
 
-    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
-    score = float(page.input_value("#similarity textarea, #similarity input"))
+    score = wait_for_clone(page)
     assert score == pytest.approx(server.studio.results.list()[-1].similarity, abs=0.0051)  # the studio's own score
     shown = re.search(r"\((\d\.\d\d)\):", page.inner_text("#similarity-reading"))
     assert shown and abs(float(shown.group(1)) - score) <= 0.0051
@@ -241,7 +263,7 @@ def test_streamed_clone_plays_while_it_is_made(page, server, files):
         const audio = document.querySelector('#live-audio audio');
         return audio && (audio.currentTime > 0 || audio.played.length > 0);
     }""")
-    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+    wait_for_clone(page)
     assert "first audio after" in page.inner_text("#run-status")
     assert page.console_errors == []
 
@@ -367,7 +389,7 @@ def test_fresh_install_clones_an_unseen_voice_intelligibly(context, starter_serv
         text = "The weather was cold and the children stayed inside to read."
         page.locator("#text-input textarea").fill(text)
         page.click("#synthesize")
-        page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+        wait_for_clone(page)
         assert "starter vocoder" in page.inner_text("#run-status")  # the page says which vocoder spoke
         heard = recognised_result(page, tmp_path)
         assert word_error_rate([text], [heard]) <= 0.5, f"pocketsphinx heard {heard!r}"

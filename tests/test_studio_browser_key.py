@@ -7,7 +7,7 @@ import pytest
 
 from test_studio_api import models_folder
 from test_studio_browser import (CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, files, open_sections,  # noqa: F401
-                                 running_studio, upload_reference)
+                                 running_studio, upload_reference, wait_for_clone)
 
 KEY = "browser-key-0123456789"
 
@@ -48,7 +48,7 @@ def test_sign_in_once_then_clone(server, files, tmp_path):  # noqa: F811
         page.fill("#pitch input[type=number]", "-3")
         page.locator("#pitch input[type=number]").press("Enter")
         page.click("#synthesize")
-        page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+        wait_for_clone(page)
         status = page.inner_text("#run-status")
         assert "real-time factor" in status and "keeps the voice's own pitch" in status  # Tacotron + Griffin-Lim
         assert page.locator("#output-audio audio, #output-audio a[download]").count() > 0

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from deepfake_audio.studio.examples import example_voices
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, REPO, TIMEOUT_MS, open_sections, running_studio
+from test_studio_browser import (CHROMIUM, CHROMIUM_ARGS, REPO, TIMEOUT_MS, open_sections, running_studio,
+                                 wait_for_clone)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
@@ -72,7 +73,7 @@ def test_an_example_voice_clones_on_a_phone_with_ctrl_enter(browser, server):
     page.locator("#example-voices").get_by_text(chosen.label, exact=True).click()
     page.wait_for_function("text => document.querySelector('#text-input textarea')?.value === text", arg=chosen.text)
     page.locator("#text-input textarea").press("Control+Enter")
-    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+    wait_for_clone(page)
     assert "starter vocoder" in page.inner_text("#run-status")
     assert server.studio.recent()[0].text == chosen.text
     docs_screenshot(page, "studio-phone.png")
@@ -81,7 +82,7 @@ def test_an_example_voice_clones_on_a_phone_with_ctrl_enter(browser, server):
     page.locator("#example-voices").get_by_text(chosen.label, exact=True).click()
     page.wait_for_function("text => document.querySelector('#text-input textarea')?.value === text", arg=chosen.text)
     page.click("#synthesize")
-    page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+    wait_for_clone(page)
     docs_screenshot(page, "studio.png")
     context.close()
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from test_studio_api import models_folder, speechlike_wav
-from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections, running_studio
+from test_studio_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, open_sections, running_studio, wait_for_clone
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium: run scripts/setup.sh --dev")
@@ -44,7 +44,7 @@ def test_record_with_the_microphone_then_clone(server, tmp_path):
         page.locator("#text-input textarea").fill("Recorded with the microphone.")
         page.check("#vocoder input[value='griffinlim']")
         page.click("#synthesize")
-        page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')?.value")
+        wait_for_clone(page)
         assert "real-time factor" in page.inner_text("#run-status")
         assert "With the clean-up" in page.inner_text("#similarity-reading")  # the recording was cleaned, and said so
         recorded = server.studio.results.list()[-1]

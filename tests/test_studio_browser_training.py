@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from deepfake_audio.download import STARTER_MODELS_DIR
-from test_studio_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from test_studio_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, wait_for_clone
 from test_studio_privacy import ROOT, free_port, wait_until_up
 from training_corpus import tools_missing
 
@@ -138,8 +138,7 @@ def test_record_train_restart_and_clone(microphone, tmp_path, request):
                 page.click("[role='option']:has-text('My voice')")
                 page.locator("#text-input textarea").fill("My own voice, trained in the browser.")
                 page.click("#synthesize")
-                page.wait_for_function("() => document.querySelector('#similarity textarea, #similarity input')"
-                                       "?.value")
+                wait_for_clone(page)
                 assert page.locator("#output-audio audio, #output-audio a[download]").count() > 0
             finally:
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
