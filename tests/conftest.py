@@ -21,8 +21,8 @@ pytest_plugins = ["hang_guard_plugin"]  # a test that outlives pytest-timeout en
 DATA = TESTS / "data"
 # The reference vectors were made on 2 threads. When pytest-xdist runs two test processes
 # (scripts/test.sh), each computes on one: two processes of two OpenMP threads on two cores
-# make every small operation wait at a barrier for a thread the other process has descheduled,
-# which slowed a starter clone from 10 s to over 3 minutes on CI. Subprocesses the tests start
+# make every small operation wait at a barrier for a thread the other process has descheduled
+# (the likely cause of a starter clone taking over 3 minutes on CI, 10 s alone). Subprocesses the tests start
 # (CLI runs, studio servers) inherit the setting.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, 2 // WORKERS)
