@@ -108,3 +108,15 @@ def test_trains_with_the_consistency_losses(pack, tmp_path):  # noqa: F811
     assert summary.step == 3 and all(np.isfinite(summary.losses))
     with pytest.raises(DeepfakeAudioError, match="--speaker-bank"):
         train.main([str(pack), "--run-dir", str(tmp_path / "no-bank"), "--steps", "2", "--hparams", *hparams, *QUIET])
+
+
+@pytest.mark.parametrize("args, says", [(["--other-languages", "-1"], "--other-languages must be at least 0"),
+                                        (["--voices", "-5"], "--voices must be at least 0"),
+                                        (["--jobs", "0"], "--jobs must be at least 1"),
+                                        (["--voices", "0"], "at least one voice")])
+def test_the_bank_command_refuses_impossible_counts(tmp_path, capsys, args, says):
+    from deepfake_audio.training.speaker_bank import main
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), str(tmp_path / "bank.npz"), *args])
+    assert stop.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "bank.npz").exists()

@@ -185,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    for flag, value, least in (("--voices", args.voices, 0), ("--other-languages", args.other_languages, 0),
+                               ("--jobs", args.jobs, 1)):
+        if value < least:
+            parser.error(f"{flag} must be at least {least}, got {value}.")
+    if args.voices + args.other_languages == 0:
+        parser.error("the bank needs at least one voice: --voices or --other-languages above 0.")
     try:
         summary = build_bank(args.corpus, args.out, args.voices, args.jobs, args.seed,
                              other_languages=args.other_languages)
