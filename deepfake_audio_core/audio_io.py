@@ -37,6 +37,8 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     and `MAX_DECODED_SAMPLES` allow.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file: name one recording in it.")
     if not path.is_file():
         raise AudioError(f"Audio file not found: {path}")
     suffix = path.suffix.lower()

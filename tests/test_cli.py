@@ -75,6 +75,7 @@ def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
     sf.write(silent, np.zeros(32000, np.float32), 16000)
     common = ["--models", quick_dir, "--out", tmp_path / "o.wav"]
     cases = [(("--voice", tmp_path / "nope.wav", "--text", "Hi.", *common), "not found"),
+             (("--voice", tmp_path, "--text", "Hi.", *common), "is a folder, not an audio file"),
              (("--voice", silent, "--text", "Hi.", *common), "silent"),
              (("--voice", DATA / "ref.wav", "--text", "  ", *common), "empty"),
              (("--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common), "Text file not found"),
