@@ -327,3 +327,13 @@ def test_every_train_endpoint_from_a_script(audio, tmp_path, tmp_path_factory, m
         client.predict("Other", api_name="/train_discard")
         assert studio.training.takes("Other", None)[0] == []
     studio.training.jobs.close()
+
+
+def test_the_training_status_says_how_near_the_samples_sound():
+    from deepfake_audio.studio.ui.train_handlers import status_text
+    running = {"name": "Alice", "state": "running", "phase": "training", "step": 40, "left_s": 300.0,
+               "budget_s": 600.0, "samples": 2, "similarities": [0.71, 0.84]}
+    text = status_text(running)
+    assert "2 samples so far" in text and "The latest is 0.84 similar to your takes (the first: 0.71)." in text
+    assert "similar" not in status_text({**running, "similarities": [None, None]})  # silent samples: no number
+    assert "(the first" not in status_text({**running, "samples": 1, "similarities": [0.8]})

@@ -4,14 +4,16 @@ The synthesizer in use (the starter, or a Tacotron) continues on the voice's rec
 with only the parameters that draw the mel from the speaker trainable
 (`synthesizer.tuning`), at a constant learning rate, in pieces of a few minutes. After
 each piece the tuned share is written as a tuned voice file (`core.tuned`, a few MB) and
-a sample sentence is spoken with it, so that a listener hears the voice come closer.
+a sample sentence is spoken with it, so that a listener hears the voice come closer; the
+sample's speaker similarity to the takes (cosine of its embedding, at the takes' speech
+level, to their mean embedding) says the same in a number.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
 counted across restarts: running the same command again resumes where it stopped.
 
 `<work>/progress.json` says where the job is, for the studio and for scripts:
 
     {"state": "preparing" | "training" | "done" | "failed", "budget_s", "spent_s",
-     "step", "recorded_s", "takes", "samples": [{"step", "spent_s", "path"}],
+     "step", "recorded_s", "takes", "samples": [{"step", "spent_s", "path", "similarity"}],
      "tuned_voice": path or null, "error": message or null}
 
 and `<work>/training.json` the step and the losses so far (`loop.ProgressFile`).
@@ -136,8 +138,8 @@ def tune_voice(job: TuningJob) -> Path:
         records = read_metadata(data, ("mel", "embed", "text"))
         recorded = float(sum(r["n_frames"] for r in records)) * 0.0125
         progress.update(recorded_s=round(recorded, 1), takes=len(records))
-        embedding, pitch = _voice_of(records)
-        speaker = _SampleSpeaker(job)
+        embedding, pitch, level = _voice_of(records)
+        speaker = _SampleSpeaker(job, embedding, level)
         while True:
             left = job.budget - progress.spent
             if left < MIN_PIECE_SECONDS or (job.steps is not None and progress.data["step"] >= job.steps):
@@ -146,12 +148,13 @@ def tune_voice(job: TuningJob) -> Path:
             step = _train_piece(job, data, architecture, min(job.piece, left - speaker.cost))
             voice = _export(job, architecture, fingerprint, embedding, pitch, step, recorded, len(records),
                             progress.spent)
-            sample = speaker.speak(voice, step)
+            sample, similarity = speaker.speak(voice, step)
             if job.snapshots:
                 import shutil
                 (job.work / "snapshots").mkdir(exist_ok=True)
                 shutil.copyfile(job.out, job.work / "snapshots" / f"step_{step:06d}_{progress.spent:.0f}s.tuned.pt")
-            progress.data["samples"].append({"step": step, "spent_s": round(progress.spent, 1), "path": str(sample)})
+            progress.data["samples"].append({"step": step, "spent_s": round(progress.spent, 1), "path": str(sample),
+                                             "similarity": similarity})
             progress.update(step=step, tuned_voice=str(job.out))
             if step == progress.data.get("last_step"):  # nothing trained (steps reached): stop
                 break
@@ -175,15 +178,20 @@ def _prepare(job: TuningJob) -> Path:
     return data
 
 
-def _voice_of(records: list[dict]) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """The voice's embedding (normalised mean of its recordings') and pitch (median Hz, log-F0 spread)."""
+def _voice_of(records: list[dict]) -> tuple[np.ndarray, tuple[float, float] | None, float | None]:
+    """The voice's embedding (normalised mean of its recordings'), pitch (median Hz, log-F0 spread) and
+    speech level (median dBFS of the recordings as the encoder hears them, None without their audio)."""
     from deepfake_audio_core.pitch import pitch_stats
+    from encoder.audio import power_dbfs, preprocess_wav
     embeds = np.stack([np.load(r["embed"]) for r in records]).astype(np.float32)
     mean = embeds.mean(0)
     mean /= max(float(np.linalg.norm(mean)), 1e-9)
     audio = [np.load(r["audio"]) for r in records if "audio" in r][:40]  # about a minute is plenty
     stats = pitch_stats(np.concatenate(audio)) if audio else None
-    return mean, (None if stats is None else (stats.median_hz, stats.log_f0_spread))
+    levels = [power_dbfs(preprocess_wav(a)) for a in audio]  # as the embeddings were made (preprocessing)
+    levels = [v for v in levels if np.isfinite(v)]
+    return (mean, (None if stats is None else (stats.median_hz, stats.log_f0_spread)),
+            float(np.median(levels)) if levels else None)
 
 
 def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float) -> int:
@@ -231,23 +239,32 @@ def _export(job: TuningJob, architecture: str, fingerprint: str, embedding: np.n
 
 
 class _SampleSpeaker:
-    """Speaks the sample sentence with each new tuned voice; remembers how long that takes."""
+    """Speaks the sample sentence with each new tuned voice and scores it against the takes;
+    remembers how long that takes."""
 
-    def __init__(self, job: TuningJob):
+    def __init__(self, job: TuningJob, embedding: np.ndarray, level: float | None):
         self.job = job
+        self.embedding = embedding  # (256,) the takes' normalised mean embedding
+        self.level = level  # the takes' speech level (dBFS), None when unknown
         self.pipeline = None
         self.cost = 10.0  # seconds reserved for a sample until one has been timed
 
-    def speak(self, voice, step: int) -> Path:
+    def speak(self, voice, step: int) -> tuple[Path, float | None]:
+        """The sample's WAV and its speaker similarity to the takes (None for a silent sample)."""
         from deepfake_audio.pipeline import Pipeline
         from deepfake_audio_core.audio_io import write_wav
         began = time.monotonic()
         if self.pipeline is None:
             self.pipeline = Pipeline(self.job.models, synthesizer=self.job.synthesizer, encoder=self.job.encoder,
                                      device="cpu")
+            if self.level is not None:  # the encoder hears level: score the sample at the takes'
+                self.pipeline.remember_level(self.embedding, self.level)
         result = self.pipeline.clone(text=self.job.sample_text, tuned=voice, seed=0)
         path = self.job.work / "samples" / f"step_{step:06d}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_wav(path, result.wav, result.sample_rate)
+        heard = self.pipeline.embed_output(result.wav, result.sample_rate,
+                                           like=self.embedding if self.level is not None else None)
+        similarity = None if heard is None else round(self.pipeline.similarity(heard, self.embedding), 3)
         self.cost = time.monotonic() - began
-        return path
+        return path, similarity

@@ -68,7 +68,7 @@ def status_text(status: dict | None) -> str:
     if state == "running":
         if status["phase"] in (None, "preparing"):
             return f"**Preparing** the {status['takes']} takes of *{name}*…"
-        samples = f" {status['samples']} samples so far: listen below." if status["samples"] else ""
+        samples = f" {status['samples']} samples so far: listen below.{_likeness(status)}" if status["samples"] else ""
         return (f"**Training** *{name}*: step {status['step']}, {_minutes(status['left_s'])} left of "
                 f"{_minutes(status['budget_s'])}.{samples}")
     if state == "done":
@@ -77,6 +77,15 @@ def status_text(status: dict | None) -> str:
     if state == "failed":
         return f"**Failed:** {hide_server_paths(status['error'] or 'the training stopped.')}"
     return f"**Cancelled:** *{name}* was not trained."
+
+
+def _likeness(status: dict) -> str:
+    """How near the samples sound to the takes, in words: the latest's similarity and the first's."""
+    scores = [v for v in status.get("similarities", []) if isinstance(v, (int, float))]
+    if not scores:
+        return ""
+    first = f" (the first: {scores[0]:.2f})" if len(scores) > 1 else ""
+    return f" The latest is {scores[-1]:.2f} similar to your takes{first}."
 
 
 def loss_frame(status: dict | None) -> pd.DataFrame:
