@@ -54,7 +54,8 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert progress["state"] == "done" and progress["step"] == 3 and progress["spent_s"] > first["spent_s"]
     assert progress["tuned_voice"] == str(out) and progress["losses"]
     samples = progress["samples"]
-    assert [s["step"] for s in samples] == [2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
+    # a sample before training (the base model speaking the takes' embedding), then one after each piece
+    assert [s["step"] for s in samples] == [0, 2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
     # each sample is scored against the takes (at their level): the starter knows slt, so near it already
     assert all(0.6 < s["similarity"] <= 1.0 for s in samples), samples
 

@@ -174,7 +174,9 @@ def trained(studio, audio) -> dict:
 
 def test_a_job_tunes_a_voice_that_clones(studio, trained):
     assert trained["state"] == "done", trained
-    assert trained["voice"] == "Alice" and trained["step"] == 2 and trained["losses"] and trained["samples"] >= 1
+    assert trained["voice"] == "Alice" and trained["step"] == 2 and trained["losses"] and trained["samples"] >= 2
+    steps = [step for step, _ in trained["similarities"]]  # a sample before training, then after each piece
+    assert steps[0] == 0 and steps[-1] == 2 and all(-1 <= v <= 1 for _, v in trained["similarities"] if v is not None)
     saved = studio.library(A).voices.get("Alice")
     assert saved.tuned is not None and saved.consent is not None and abs(saved.consent - time.time()) < 600
     out = studio.clone(None, "Alice", "My own voice, tuned in the studio.", 1, "griffinlim", owner=A)
@@ -332,8 +334,10 @@ def test_every_train_endpoint_from_a_script(audio, tmp_path, tmp_path_factory, m
 def test_the_training_status_says_how_near_the_samples_sound():
     from deepfake_audio.studio.ui.train_handlers import status_text
     running = {"name": "Alice", "state": "running", "phase": "training", "step": 40, "left_s": 300.0,
-               "budget_s": 600.0, "samples": 2, "similarities": [0.71, 0.84]}
+               "budget_s": 600.0, "samples": 2, "similarities": [[0, 0.71], [40, 0.84]]}
     text = status_text(running)
-    assert "2 samples so far" in text and "The latest is 0.84 similar to your takes (the first: 0.71)." in text
-    assert "similar" not in status_text({**running, "similarities": [None, None]})  # silent samples: no number
-    assert "(the first" not in status_text({**running, "samples": 1, "similarities": [0.8]})
+    assert "2 samples so far" in text and "The latest is 0.84 similar to your takes (before training: 0.71)." in text
+    assert "(the first: 0.71)" in status_text({**running, "similarities": [[20, 0.71], [40, 0.84]]})  # a resumed job
+    assert "similar" not in status_text({**running, "similarities": [[0, None], [40, None]]})  # silent: no number
+    alone = status_text({**running, "samples": 1, "similarities": [[0, 0.8]]})
+    assert "Before training it is 0.80 similar to your takes." in alone

@@ -4,7 +4,8 @@ The synthesizer in use (the starter, or a Tacotron) continues on the voice's rec
 with only the parameters that draw the mel from the speaker trainable
 (`synthesizer.tuning`), at a constant learning rate, in pieces of a few minutes. After
 each piece the tuned share is written as a tuned voice file (`core.tuned`, a few MB) and
-a sample sentence is spoken with it, so that a listener hears the voice come closer; the
+a sample sentence is spoken with it, so that a listener hears the voice come closer (a
+first sample, step 0, is the base model speaking the voice before any training); each
 sample's speaker similarity to the takes (cosine of its embedding, at the takes' speech
 level, to their mean embedding) says the same in a number.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
@@ -139,7 +140,12 @@ def tune_voice(job: TuningJob) -> Path:
         recorded = float(sum(r["n_frames"] for r in records)) * 0.0125
         progress.update(recorded_s=round(recorded, 1), takes=len(records))
         embedding, pitch, level = _voice_of(records)
-        speaker = _SampleSpeaker(job, embedding, level)
+        speaker = _SampleSpeaker(job, embedding, pitch, level)
+        if not progress.data["samples"]:  # before any training: the voice as the base model speaks it
+            sample, similarity = speaker.speak(None, 0)
+            progress.data["samples"].append({"step": 0, "spent_s": round(progress.spent, 1), "path": str(sample),
+                                             "similarity": similarity})
+            progress.update()
         while True:
             left = job.budget - progress.spent
             if left < MIN_PIECE_SECONDS or (job.steps is not None and progress.data["step"] >= job.steps):
@@ -242,15 +248,18 @@ class _SampleSpeaker:
     """Speaks the sample sentence with each new tuned voice and scores it against the takes;
     remembers how long that takes."""
 
-    def __init__(self, job: TuningJob, embedding: np.ndarray, level: float | None):
+    def __init__(self, job: TuningJob, embedding: np.ndarray, pitch: tuple[float, float] | None,
+                 level: float | None):
         self.job = job
         self.embedding = embedding  # (256,) the takes' normalised mean embedding
+        self.pitch = pitch  # the takes' (median Hz, log-F0 spread), None when unknown
         self.level = level  # the takes' speech level (dBFS), None when unknown
         self.pipeline = None
         self.cost = 10.0  # seconds reserved for a sample until one has been timed
 
     def speak(self, voice, step: int) -> tuple[Path, float | None]:
-        """The sample's WAV and its speaker similarity to the takes (None for a silent sample)."""
+        """The sample spoken with the tuned `voice` (None: the base model with the takes' embedding and
+        pitch) as a WAV, and its speaker similarity to the takes (None for a silent sample)."""
         from deepfake_audio.pipeline import Pipeline
         from deepfake_audio_core.audio_io import write_wav
         began = time.monotonic()
@@ -259,7 +268,12 @@ class _SampleSpeaker:
                                      device="cpu")
             if self.level is not None:  # the encoder hears level: score the sample at the takes'
                 self.pipeline.remember_level(self.embedding, self.level)
-        result = self.pipeline.clone(text=self.job.sample_text, tuned=voice, seed=0)
+            if self.pitch is not None:  # the base model speaks the embedding at the takes' pitch
+                self.pipeline.remember_pitch(self.embedding, *self.pitch)
+        if voice is None:
+            result = self.pipeline.clone(text=self.job.sample_text, embedding=self.embedding, seed=0)
+        else:
+            result = self.pipeline.clone(text=self.job.sample_text, tuned=voice, seed=0)
         path = self.job.work / "samples" / f"step_{step:06d}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_wav(path, result.wav, result.sample_rate)

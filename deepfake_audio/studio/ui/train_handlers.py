@@ -80,12 +80,16 @@ def status_text(status: dict | None) -> str:
 
 
 def _likeness(status: dict) -> str:
-    """How near the samples sound to the takes, in words: the latest's similarity and the first's."""
-    scores = [v for v in status.get("similarities", []) if isinstance(v, (int, float))]
+    """How near the samples sound to the takes, in words: the latest's similarity, and before
+    training (the step-0 sample) or else the first's."""
+    scores = [(step, v) for step, v in status.get("similarities", []) if isinstance(v, (int, float))]
     if not scores:
         return ""
-    first = f" (the first: {scores[0]:.2f})" if len(scores) > 1 else ""
-    return f" The latest is {scores[-1]:.2f} similar to your takes{first}."
+    (first_step, first), (_, latest) = scores[0], scores[-1]
+    if len(scores) == 1:
+        return f" {'Before training it is' if first_step == 0 else 'The latest is'} {latest:.2f} similar to your takes."
+    then = "before training" if first_step == 0 else "the first"
+    return f" The latest is {latest:.2f} similar to your takes ({then}: {first:.2f})."
 
 
 def loss_frame(status: dict | None) -> pd.DataFrame:
