@@ -1,4 +1,6 @@
 """Tacotron training: learns, follows the r schedule, loads in the engine, resumes exactly."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -111,6 +113,15 @@ def test_pack_round_trip_and_training_from_a_pack(data, tmp_path):
     assert summary.step == 3 and all(np.isfinite(summary.losses))
     with pytest.raises(Exception, match="not a synthesizer pack"):
         PackedSynthesizerData(tmp_path / "run" / "synthesizer.pt")
+
+
+def test_a_run_until_the_time_limit_shows_steps_without_a_total(data, tmp_path, capfd):
+    # what a voice tuning's pieces show: steps and speed, not "3/1000000000" and a time left of years
+    from deepfake_audio.training.loop import OPEN_ENDED
+    train.main([str(data), "--run-dir", str(tmp_path / "run"), "--steps", str(OPEN_ENDED), "--time-limit", "2",
+                "--hparams", *SYNTH_TINY, *[a for a in QUIET if a != "--quiet"]])
+    shown = capfd.readouterr().err
+    assert re.search(r"\d+step \[", shown) and str(OPEN_ENDED) not in shown, shown[-500:]
 
 
 def test_time_limit_stops_cleanly_and_export_shrinks(data, tmp_path):

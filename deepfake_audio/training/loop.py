@@ -17,6 +17,11 @@ from deepfake_audio.training.files import atomic_write
 from deepfake_audio.training.run_logger import RunLogger
 
 
+# A step count that means "until the time limit": a voice tuning trains for minutes, not steps,
+# and its progress bar then counts steps without a total (and without a made-up time left).
+OPEN_ENDED = 10 ** 9
+
+
 def finite(value: torch.Tensor | float) -> bool:
     return math.isfinite(float(value))
 
@@ -152,7 +157,8 @@ def run_loop(batches: Iterable, train_step: Callable[[object, int], dict], save:
     Each checkpoint also updates `<run>/wall_time.json` ({"step", "seconds"}): the training
     time of the run so far, summed over every resumed piece (for model cards and budgets).
     """
-    logger = RunLogger(args.run_dir, dist, start_step, end_step, args.quiet)
+    shown_total = None if end_step is not None and end_step >= OPEN_ENDED else end_step
+    logger = RunLogger(args.run_dir, dist, start_step, shown_total, args.quiet)
     clock = _WallClock(Path(args.run_dir) / WALL_TIME)
 
     def save_and_time(step: int) -> None:

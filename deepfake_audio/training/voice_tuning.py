@@ -202,11 +202,12 @@ def _voice_of(records: list[dict]) -> tuple[np.ndarray, tuple[float, float] | No
 
 def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float) -> int:
     """Train the tuned share for `seconds` (or to the step cap); returns the step reached."""
+    from deepfake_audio.training.loop import OPEN_ENDED
     from synthesizer.tuning import TUNABLE_PREFIXES
     run = job.work / "run"
     lr = job.lr if job.lr is not None else LEARNING_RATES[architecture]
     args = [str(data), "--run-dir", str(run), "--init", str(job.synthesizer), "--time-limit", f"{max(seconds, 1.0):.1f}",
-            "--steps", str(job.steps if job.steps is not None else 10 ** 9), "--save-every", "50",
+            "--steps", str(job.steps if job.steps is not None else OPEN_ENDED), "--save-every", "50",
             "--sample-every", "0", "--log-every", "5", "--workers", "0", "--seed", str(job.seed),
             "--progress-file", str(job.work / TRAINING), "--train-only", *TUNABLE_PREFIXES[architecture]]
     args += ["--quiet"] if job.quiet else []
