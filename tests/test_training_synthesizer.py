@@ -124,6 +124,41 @@ def test_a_run_until_the_time_limit_shows_steps_without_a_total(data, tmp_path, 
     assert re.search(r"\d+step \[", shown) and str(OPEN_ENDED) not in shown, shown[-500:]
 
 
+def test_sigterm_stops_a_background_run_with_its_checkpoint_saved(data, tmp_path):
+    # A run started with `&` ignores Ctrl+C, and a container stops with SIGTERM: either way the
+    # steps trained so far are saved between two steps, and the run resumes from them.
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from deepfake_audio.training.loop import OPEN_ENDED
+    run, progress = tmp_path / "run", tmp_path / "progress.json"
+    command = [sys.executable, "-m", "deepfake_audio.training.synthesizer_train", str(data), "--run-dir", str(run),
+               "--steps", str(OPEN_ENDED), "--time-limit", "300", "--progress-file", str(progress),
+               "--hparams", *SYNTH_TINY, *QUIET]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if progress.is_file() and json.loads(progress.read_text())["step"] >= 2:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    saved = re.search(r"terminated: checkpoint saved at step (\d+)", err)
+    assert saved and "Traceback" not in err, err[-2000:]
+    step = int(saved.group(1))
+    assert step >= 2 and Synthesizer(run / "synthesizer.pt").step == step
+    assert _train(data, run, step + 1).step == step + 1  # it resumes where it stopped
+
+
 def test_time_limit_stops_cleanly_and_export_shrinks(data, tmp_path):
     from deepfake_audio.training.export import export_weights
     run = tmp_path / "run"

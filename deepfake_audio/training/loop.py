@@ -1,10 +1,12 @@
 """The fit loop every training command runs: log, sample and save on schedule, stop on
-a time limit or Ctrl+C with the checkpoint written."""
+a time limit, Ctrl+C or SIGTERM (`kill`, a container stopping) with the checkpoint written."""
 from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +22,35 @@ from deepfake_audio.training.run_logger import RunLogger
 # A step count that means "until the time limit": a voice tuning trains for minutes, not steps,
 # and its progress bar then counts steps without a total (and without a made-up time left).
 OPEN_ENDED = 10 ** 9
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a training command: it stopped as on Ctrl+C, with the checkpoint saved."""
+
+
+class _TerminationFlag:
+    """Within `with`, SIGTERM sets `.raised` instead of killing the process (Python's default: dead,
+    unsaved), so the loop stops between steps, never inside an optimiser step. A run started in the
+    background with `&` ignores Ctrl+C, so `kill` is how it gets stopped."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self) -> "_TerminationFlag":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            try:
+                self._previous = signal.signal(signal.SIGTERM, self._note)
+            except (ValueError, OSError):
+                self._previous = None
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def finite(value: torch.Tensor | float) -> bool:
@@ -92,7 +123,7 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     """Run `train_step(batch, step)` over `batches`; log, sample and save on schedule.
 
     `train_step` returns floats to log, including "loss". Rank 0 saves every
-    `args.save_every` steps, at the end and on Ctrl+C. Returns this rank's losses.
+    `args.save_every` steps, at the end and on Ctrl+C or SIGTERM. Returns this rank's losses.
     """
     step = start_step
     losses: list[float] = []
@@ -100,36 +131,40 @@ def fit(batches: Iterable, train_step: Callable[[object, int], dict], save: Call
     progress = ProgressFile(progress_file, getattr(args, "steps", None)) if progress_file and dist.is_main else None
     deadline = None if getattr(args, "time_limit", None) is None else time.monotonic() + args.time_limit
     try:
-        for batch in batches:
-            if deadline is not None and _out_of_time(deadline, dist):
-                if dist.is_main and not getattr(args, "quiet", False):
-                    print(f"\ntime limit reached at step {step}", file=sys.stderr)
-                break
-            values = train_step(batch, step)
-            step += 1
-            losses.append(float(values["loss"]))
-            logger.advance()
-            if step % args.log_every == 0 or step == start_step + 1:
-                logger.scalars(step, {f"{stage}/{k}": dist.all_mean(float(v)) for k, v in values.items()})
-                if progress is not None:
-                    progress.write(step, float(values["loss"]))
-            if sample is not None and args.sample_every and step % args.sample_every == 0 and dist.is_main:
-                sample(batch, step)
-            if args.save_every and step % args.save_every == 0 and dist.is_main:
-                save(step)
-    except KeyboardInterrupt:
+        with _TerminationFlag() as terminated:
+            for batch in batches:
+                if _agreed(terminated.raised, dist):
+                    raise Terminated()
+                if deadline is not None and _agreed(time.monotonic() >= deadline, dist):
+                    if dist.is_main and not getattr(args, "quiet", False):
+                        print(f"\ntime limit reached at step {step}", file=sys.stderr)
+                    break
+                values = train_step(batch, step)
+                step += 1
+                losses.append(float(values["loss"]))
+                logger.advance()
+                if step % args.log_every == 0 or step == start_step + 1:
+                    logger.scalars(step, {f"{stage}/{k}": dist.all_mean(float(v)) for k, v in values.items()})
+                    if progress is not None:
+                        progress.write(step, float(values["loss"]))
+                if sample is not None and args.sample_every and step % args.sample_every == 0 and dist.is_main:
+                    sample(batch, step)
+                if args.save_every and step % args.save_every == 0 and dist.is_main:
+                    save(step)
+    except KeyboardInterrupt as stop:
         if dist.is_main:
             save(step)
-            print(f"\ninterrupted: checkpoint saved at step {step}", file=sys.stderr)
+            how = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            print(f"\n{how}: checkpoint saved at step {step}", file=sys.stderr)
         raise
     if dist.is_main and step > start_step:
         save(step)
     return losses
 
 
-def _out_of_time(deadline: float, dist: Distributed) -> bool:
-    # Every rank must stop at the same step, so the ranks agree on the latest clock.
-    return dist.all_mean(float(time.monotonic() >= deadline)) > 0
+def _agreed(stop: bool, dist: Distributed) -> bool:
+    """Whether any rank says stop: every rank must stop at the same step (the latest clock, one SIGTERM)."""
+    return dist.all_mean(float(stop)) > 0
 
 
 @dataclass
