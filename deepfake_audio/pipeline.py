@@ -37,7 +37,7 @@ from encoder.inference import Encoder, default_weights_path, prepare_reference
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio_core.requests import check_pace, check_pitch, check_vocoder
 from deepfake_audio_core.embedding_memory import EmbeddingMemory
-from deepfake_audio_core.pitch import PitchMemory
+from deepfake_audio_core.pitch import PitchMemory, not_speech, pitch_stats
 from deepfake_audio_core.tuned import TunedVoice
 from synthesizer.audio import griffin_lim
 from synthesizer.hparams import hparams as syn_hp
@@ -359,13 +359,18 @@ class Pipeline:
               return_wav: bool = False, clean: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Speaker embedding (256,) float32 of a reference recording (path, or array at `sample_rate`).
 
-        Raises `AudioError` for missing, corrupt, silent or too short audio. `clean` reduces
+        Raises `AudioError` for missing, corrupt, silent or too short audio, and for audio that is
+        not speech (`core.pitch.not_speech`: noise, whispering, a steady tone). `clean` reduces
         noise and band-limits the recording first (for microphone recordings). With
         `return_wav`, also the prepared 16 kHz audio the encoder heard.
         """
         wav = prepare_reference(audio, sample_rate, clean=clean)
+        stats = pitch_stats(wav)  # also what a clone from this embedding speaks at (`_heard_pitch`)
+        problem = not_speech(stats, Path(audio).name if isinstance(audio, (str, Path)) else "The reference audio")
+        if problem is not None:
+            raise AudioError(problem)
         embedding = self.encoder.embed_utterance(wav)
-        self._heard_pitch.remember(embedding, wav)
+        self._heard_pitch.store(embedding, stats.median_hz, stats.log_f0_spread)
         self._heard_level.put(embedding, power_dbfs(wav))
         return (embedding, wav) if return_wav else embedding
 

@@ -71,12 +71,14 @@ def test_embed_then_clone_from_embedding(quick_dir, tmp_path):
 
 
 def test_bad_inputs_give_one_line_errors(quick_dir, tmp_path):
-    silent = tmp_path / "silent.wav"
+    silent, noise = tmp_path / "silent.wav", tmp_path / "noise.wav"
     sf.write(silent, np.zeros(32000, np.float32), 16000)
+    sf.write(noise, 0.1 * np.random.default_rng(0).standard_normal(5 * 16000).astype(np.float32), 16000)
     common = ["--models", quick_dir, "--out", tmp_path / "o.wav"]
     cases = [(("--voice", tmp_path / "nope.wav", "--text", "Hi.", *common), "not found"),
              (("--voice", tmp_path, "--text", "Hi.", *common), "is a folder, not an audio file"),
              (("--voice", silent, "--text", "Hi.", *common), "silent"),
+             (("--voice", noise, "--text", "Hi.", *common), "noise.wav has no voiced speech"),
              (("--voice", DATA / "ref.wav", "--text", "  ", *common), "empty"),
              (("--voice", DATA / "ref.wav", "--text-file", tmp_path / "none.txt", *common), "Text file not found"),
              (("--voice", DATA / "ref.wav", "--text", "Hi.", "--models", quick_dir, "--out", tmp_path / "o.aac"),

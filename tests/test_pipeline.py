@@ -102,6 +102,22 @@ def test_silent_reference(pipe, tmp_path):
         pipe.clone(tmp_path / "silence.wav", "Hello.")
 
 
+def test_a_reference_that_is_not_speech_is_refused_and_noisy_speech_is_not(pipe):
+    # noise, whispering or a held tone clone nothing of a voice: say so rather than speak some voice
+    from encoder.audio import preprocess_wav
+    rng = np.random.default_rng(0)
+    t = np.arange(8 * 16000) / 16000
+    for audio, message in ((0.1 * rng.standard_normal(t.size), "no voiced speech"),
+                           (0.3 * np.sin(2 * np.pi * 440 * t), "steady tone at 440 Hz")):
+        with pytest.raises(AudioError, match=message):
+            pipe.embed(audio.astype(np.float32), 16000)
+    # the same check passes speech buried in white noise at 0 dB SNR (a bad phone recording)
+    speech = preprocess_wav(DATA / "ref.wav", normalize=False, trim_silence=False)
+    noise = rng.standard_normal(speech.size)
+    noise *= np.sqrt(np.mean(speech ** 2) / np.mean(noise ** 2))
+    assert pipe.embed((speech + noise).astype(np.float32), 16000).shape == (256,)
+
+
 def test_missing_weights(quick_dir, tmp_path):
     shutil.copy(quick_dir / "synthesizer.pt", tmp_path / "synthesizer.pt")
     pipe = Pipeline(tmp_path, device="cpu")
