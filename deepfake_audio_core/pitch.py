@@ -29,6 +29,7 @@ F0_MIN = 50.0  # Hz: below the lowest adult voices (about 65 Hz)
 F0_MAX = 600.0  # Hz: above children's speaking voices
 YIN_THRESHOLD = 0.15  # first dip of the normalised difference under this is the period
 WINDOW_PERIODS = 1.5  # lags are compared over this many periods of the lowest pitch
+FRAMES_PER_BLOCK = 2048  # frames measured together (about 35 MB per array at 16 kHz)
 VOICED_APERIODICITY = 0.5  # a frame is voiced when its best dip is under this ...
 VOICED_LEVEL_DB = -45.0  # ... and it is no more than this far below the loudest frame
 SILENCE_DB = -70.0  # ... and above this (mean square, dB relative to full scale)
@@ -90,8 +91,25 @@ def track_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL
     if wav.size == 0:
         empty = np.zeros(0, dtype=np.float32)
         return F0Track(empty, np.zeros(0, dtype=bool), empty)
-    frames = _frames(wav, length, hop)
+    frames = _frames(wav, length, hop)  # a strided view: no copy
+    # in blocks of frames, so that memory stays bounded on long recordings (all at once, a
+    # 20-minute file took 8 GB); every frame is measured on its own, so the result is the same
+    parts = [_yin_block(frames[i:i + FRAMES_PER_BLOCK], window, tau_min, tau_max, threshold)
+             for i in range(0, len(frames), FRAMES_PER_BLOCK)]
+    period, aperiodicity, level = (np.concatenate(values) for values in zip(*parts))
+    loud = (level > (level.max() + level_db)) & (level > SILENCE_DB)
+    voiced = (aperiodicity < VOICED_APERIODICITY) & loud & (period > 0)
+    voiced = _drop_short_runs(voiced, 3)
+    f0 = np.where(voiced, sample_rate / np.maximum(period, 1e-6), 0.0)
+    return F0Track(f0.astype(np.float32), voiced, aperiodicity.astype(np.float32))
+
+
+def _yin_block(frames: np.ndarray, window: int, tau_min: int, tau_max: int,
+               threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YIN on (B, length) frames: period (B,) in samples, aperiodicity (B,) (the dip's depth) and
+    level (B,) dB (the mean square of the first `window` samples)."""
     frames = frames - frames.mean(axis=1, keepdims=True)
+    length = frames.shape[1]
     n_fft = 1 << int(np.ceil(np.log2(2 * length)))
     spectrum = np.fft.rfft(frames, n_fft)
     head = np.fft.rfft(frames[:, :window], n_fft)
@@ -131,11 +149,7 @@ def track_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL
     aperiodicity = mid
 
     level = 10 * np.log10(np.maximum(e_shift[:, 0] / window, 1e-20))
-    loud = (level > (level.max() + level_db)) & (level > SILENCE_DB)
-    voiced = (aperiodicity < VOICED_APERIODICITY) & loud & (period > 0)
-    voiced = _drop_short_runs(voiced, 3)
-    f0 = np.where(voiced, sample_rate / np.maximum(period, 1e-6), 0.0)
-    return F0Track(f0.astype(np.float32), voiced, aperiodicity.astype(np.float32))
+    return period, aperiodicity, level
 
 
 def _drop_short_runs(mask: np.ndarray, shortest: int) -> np.ndarray:

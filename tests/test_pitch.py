@@ -49,6 +49,32 @@ def test_silence_and_noise_are_unvoiced():
     assert pitch_stats(np.zeros(SR, dtype=np.float32)) is None
 
 
+def test_a_long_recording_is_tracked_in_bounded_memory_with_the_same_result():
+    # every reference is measured per request, and uploads run to 30 minutes: all frames at once
+    # took 8 GB on 20 minutes; blocks of frames give the same track in a small fraction of that
+    import tracemalloc
+    from deepfake_audio_core import pitch
+    wav = np.concatenate([glottal_like(np.linspace(90, 180, 50), 1.0),
+                          0.05 * np.random.default_rng(1).standard_normal(SR).astype(np.float32)])
+    long = np.tile(wav, 150)  # 5 minutes
+    tracemalloc.start()
+    try:
+        track = track_f0(long)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 300e6, f"{peak / 1e6:.0f} MB"  # all at once: about 2,000 MB
+    assert 0.3 < track.voiced_fraction < 0.7
+    short, blocks = long[:20 * SR], pitch.FRAMES_PER_BLOCK
+    once = track_f0(short)  # 1,601 frames: one block
+    try:
+        pitch.FRAMES_PER_BLOCK = 97  # many uneven blocks
+        split = track_f0(short)
+    finally:
+        pitch.FRAMES_PER_BLOCK = blocks
+    assert np.array_equal(split.f0, once.f0) and np.array_equal(split.voiced, once.voiced)
+
+
 @pytest.mark.parametrize("mains", [50.0, 60.0])
 @pytest.mark.parametrize("voice", [(80.0, 95.0), (120.0, 150.0), (250.0, 300.0)])
 def test_a_mains_hum_is_not_taken_for_the_voice(mains, voice):
