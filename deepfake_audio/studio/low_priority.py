@@ -19,7 +19,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def lower_priority(parent: int) -> None:
-    """Nice 19; on Linux also SIGKILL when the thread that started us exits (the studio stopped).
+    """Nice 19; on Linux also SIGTERM when the thread that started us exits (the studio stopped):
+    a training job then saves its checkpoint between two steps (`training.loop`) and exits, and the
+    restarted studio resumes it from there; anything else dies at once, as on SIGKILL.
 
     Exits at once when `parent` is no longer our parent: the studio died before the signal was set."""
     try:
@@ -29,7 +31,7 @@ def lower_priority(parent: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         except OSError:
             pass
     if parent and os.getppid() != parent:
