@@ -254,14 +254,9 @@ class PitchMemory(EmbeddingMemory[tuple[float, "float | None"]]):
     `EmbeddingMemory`); a lost entry only means the guess is used.
     """
 
-    def remember(self, embedding: np.ndarray, wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> None:
-        """Measure `wav` (the audio the encoder heard) and keep its statistics for `embedding` (256,)."""
-        stats = pitch_stats(wav, sample_rate)
-        if stats is not None:
-            self.store(embedding, stats.median_hz, stats.log_f0_spread)
-
     def store(self, embedding: np.ndarray, median_hz: float, spread: float | None) -> None:
-        """Keep a pitch measured elsewhere (a saved voice's) for `embedding`."""
+        """Keep for `embedding` (256,) the pitch of its recording (`pitch_stats` of the audio the encoder
+        heard, or a saved voice's)."""
         self.put(embedding, (float(median_hz), None if spread is None else float(spread)))
 
     def recall(self, embedding: np.ndarray) -> tuple[float | None, float | None]:

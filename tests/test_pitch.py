@@ -131,10 +131,11 @@ def test_pitch_memory_recalls_what_it_measured_and_forgets_the_oldest():
     memory = PitchMemory(size=2)
     voices = {hz: np.random.default_rng(int(hz)).standard_normal(256).astype(np.float32) for hz in (100.0, 180.0, 250.0)}
     for hz, embedding in voices.items():
-        memory.remember(embedding, 0.5 * np.sign(np.sin(2 * np.pi * hz * t)) * np.hanning(len(t)), rate)
+        stats = pitch_stats(0.5 * np.sign(np.sin(2 * np.pi * hz * t)) * np.hanning(len(t)), rate)
+        memory.store(embedding, stats.median_hz, stats.log_f0_spread)
     assert memory.recall(voices[100.0]) == (None, None)  # the oldest went
     for hz in (180.0, 250.0):
         median, spread = memory.recall(voices[hz].copy())  # the same values, another array
         assert median == pytest.approx(hz, rel=0.02) and spread < 0.05
-    memory.remember(voices[100.0], np.zeros(rate), rate)  # silence: nothing to remember
+    assert pitch_stats(np.zeros(rate), rate) is None  # silence: nothing to keep
     assert memory.recall(voices[100.0]) == (None, None)
