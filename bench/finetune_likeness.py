@@ -9,7 +9,8 @@ length by sox as `training.evaluate` does: "low" is about 80 Hz, "high" about 29
 1. takes: sentences the corpus never used, spoken by the voice, `--recorded` minutes of them
    (the first takes of the longest set, so 2 minutes are the first part of the 5);
 2. a tuned voice per amount of recordings: `sv2tts-finetune --tuned-voice --minutes M`, the
-   command the studio runs, on all the cores there are; a snapshot after every piece;
+   command the studio runs, on all the cores there are; a snapshot after every piece; the job's
+   own file is the piece that validated best on its held-out takes ("final"; "last" is the last);
 3. clones of `--texts` held-out sentences, zero-shot (from one held-out recording, as the studio
    does with an uploaded clip) and with each snapshot, judged against held-out recordings:
    similarity (mean cosine to each held-out recording's embedding), identification among the
@@ -231,7 +232,14 @@ def main(argv: list[str] | None = None) -> int:
                        **judge.score(tuned=tuned, vocoder=args.vocoder)}
                 curve.append(row)
                 print(voice, key, row, flush=True)
-            entry[key] = {"curve": curve, "final": curve[-1] if curve else None, "complete": True,
+            # the job's file is the piece that validated best (voice_tuning's "kept"), not always the last
+            kept_step = json.loads((work / "progress.json").read_text())["kept"]["step"]
+            kept = next((row for row in curve if row["step"] == kept_step), None)
+            if kept is None:
+                kept = {"step": kept_step, **judge.score(tuned=load_tuned_voice(work / f"{slug}.tuned.pt"),
+                                                         vocoder=args.vocoder)}
+                print(voice, key, "kept", kept, flush=True)
+            entry[key] = {"curve": curve, "final": kept, "last": curve[-1] if curve else None, "complete": True,
                           "job_seconds": round(time.time() - began, 1)}
             report_path.parent.mkdir(parents=True, exist_ok=True)
             report_path.write_text(json.dumps(report, indent=1))
@@ -241,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in entry.items():
             if key.startswith("recorded_") and value.get("final"):
                 final = value["final"]
-                print(f"{voice} {key}: similarity {zero['similarity']:.3f} -> {final['similarity']:.3f} "
+                print(f"{voice} {key} (kept step {final.get('step')}): similarity {zero['similarity']:.3f} -> "
+                      f"{final['similarity']:.3f} "
                       f"(+{final['similarity'] - zero['similarity']:.3f}), identified {zero['identified']:.0%} -> "
                       f"{final['identified']:.0%}, F0 within 10 % {zero['f0_within_10']:.0%} -> "
                       f"{final['f0_within_10']:.0%}, WER {zero['wer']:.1%} -> {final['wer']:.1%}")

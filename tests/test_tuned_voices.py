@@ -42,14 +42,18 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert out.stat().st_size <= MAX_BYTES
     voice = load_tuned_voice(out)
     assert voice.name == "slt" and voice.architecture == "fastspeech"
-    assert voice.training["steps"] == 3 and voice.training["takes"] >= 3
+    progress = read_progress(work)
+    # the file is the piece that validated best: its step, and the best validation score of the pieces
+    pieces = [s for s in progress["samples"] if s["step"] > 0]
+    assert voice.training["steps"] == progress["kept"]["step"] and voice.training["takes"] >= 3
+    assert progress["kept"]["validation"] == max(s["validation"] for s in pieces)
+    assert progress["validation_takes"] == 0  # a few takes: all of them train and validate
     assert set(voice.weights) and all(is_tunable(k, "fastspeech") for k in voice.weights)
     assert {k.split(".")[0] for k in voice.weights} >= {"decoder", "mel_proj", "speaker_proj"}
     assert all(v.dtype == torch.float16 for v in voice.weights.values())
     assert abs(float(np.linalg.norm(voice.embedding)) - 1) < 1e-4
     assert voice.pitch_hz is not None and 120 < voice.pitch_hz < 300  # slt, a female voice
 
-    progress = read_progress(work)
     assert first["state"] == "done" and first["step"] == 2
     assert progress["state"] == "done" and progress["step"] == 3 and progress["spent_s"] > first["spent_s"]
     assert progress["tuned_voice"] == str(out) and progress["losses"]
@@ -58,6 +62,44 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert [s["step"] for s in samples] == [0, 2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
     # each sample is scored against the takes (at their level): the starter knows slt, so near it already
     assert all(0.6 < s["similarity"] <= 1.0 for s in samples), samples
+    assert all(0.5 < s["validation"] <= 1.0 for s in samples), samples
+
+
+def test_the_job_keeps_the_piece_that_validates_best(tmp_path, tmp_path_factory, monkeypatch):
+    """A later piece that validates worse (a voice drifting) does not replace the kept one; the
+    file at the end is the kept piece, and a resumed job goes on from the last piece's run."""
+    from deepfake_audio.training import voice_tuning
+    voice = speech_corpus(tmp_path_factory) / "flite_slt"
+    out, work = tmp_path / "slt.tuned.pt", tmp_path / "work"
+    scripted = {0: 0.70, 1: 0.90, 2: 0.80, 3: 0.95}  # validation score by step
+    speak = voice_tuning._SampleSpeaker.speak
+
+    def scored(self, tuned, step):
+        path, similarity, _ = speak(self, tuned, step)
+        return path, similarity, scripted[step]
+    monkeypatch.setattr(voice_tuning._SampleSpeaker, "speak", scored)
+    args = [str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", *QUICK]
+    for steps in (1, 2):
+        finetune.main(args + ["--steps", str(steps)])
+    assert read_progress(work)["kept"] == {"step": 1, "validation": 0.90}
+    assert load_tuned_voice(out).training["steps"] == 1  # step 2 validated worse
+    finetune.main(args + ["--steps", "3"])  # resumed: training went on from step 2, and step 3 is better
+    progress = read_progress(work)
+    assert progress["step"] == 3 and progress["kept"] == {"step": 3, "validation": 0.95}
+    assert load_tuned_voice(out).training["steps"] == 3
+
+
+def test_the_validation_takes_are_held_out_of_training():
+    from deepfake_audio.training.voice_tuning import VALIDATION_SPLIT_FROM, validation_split
+    few = [{"id": f"take_{k:03d}"} for k in range(VALIDATION_SPLIT_FROM - 1)]
+    training, validation = validation_split(few)
+    assert training == validation == few
+    many = [{"id": f"take_{k:03d}"} for k in range(60)][::-1]
+    training, validation = validation_split(many)
+    assert len(validation) == 6 and len(training) == 54
+    assert not {r["id"] for r in training} & {r["id"] for r in validation}
+    assert validation_split(many[::-1])[1] == validation  # the same takes whatever the order
+    assert len(validation_split([{"id": str(k)} for k in range(500)])[1]) == 8
 
 
 def test_the_tuned_voice_speaks_with_its_own_weights(starter_voice):

@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from deepfake_audio_core.errors import AudioError, RequestError
+from deepfake_audio_core.tuned import load_tuned_voice
 from deepfake_audio.download import STARTER_MODELS_DIR
 from deepfake_audio.studio import Studio, owners, takes as takes_module, tuning_jobs
 from deepfake_audio.studio.library import VoiceError
@@ -177,7 +178,9 @@ def test_a_job_tunes_a_voice_that_clones(studio, trained):
     assert trained["voice"] == "Alice" and trained["step"] == 2 and trained["losses"] and trained["samples"] >= 2
     steps = [step for step, _ in trained["similarities"]]  # a sample before training, then after each piece
     assert steps[0] == 0 and steps[-1] == 2 and all(-1 <= v <= 1 for _, v in trained["similarities"] if v is not None)
+    assert trained["kept_step"] in steps[1:]  # the voice is a trained piece, the one that validated best
     saved = studio.library(A).voices.get("Alice")
+    assert load_tuned_voice(saved.tuned).training["steps"] == trained["kept_step"]
     assert saved.tuned is not None and saved.consent is not None and abs(saved.consent - time.time()) < 600
     out = studio.clone(None, "Alice", "My own voice, tuned in the studio.", 1, "griffinlim", owner=A)
     assert out.voice == "Alice" and out.result.duration > 0.3 and np.all(np.isfinite(out.result.wav))
@@ -341,3 +344,11 @@ def test_the_training_status_says_how_near_the_samples_sound():
     assert "similar" not in status_text({**running, "similarities": [[0, None], [40, None]]})  # silent: no number
     alone = status_text({**running, "samples": 1, "similarities": [[0, 0.8]]})
     assert "Before training it is 0.80 similar to your takes." in alone
+
+
+def test_the_done_status_says_which_piece_the_voice_is():
+    from deepfake_audio.studio.ui.train_handlers import status_text
+    done = {"name": "Alice", "voice": "Alice", "state": "done", "takes": 30, "step": 400, "kept_step": 400}
+    assert "tuned on 30 takes (400 steps)" in status_text(done)
+    drifted = status_text({**done, "kept_step": 180})
+    assert "(step 180 of 400: the voice drifted after it, so it was kept)" in drifted

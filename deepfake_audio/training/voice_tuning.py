@@ -8,20 +8,29 @@ a sample sentence is spoken with it, so that a listener hears the voice come clo
 first sample, step 0, is the base model speaking the voice before any training); each
 sample's speaker similarity to the takes (cosine of its embedding, at the takes' speech
 level, to their mean embedding) says the same in a number.
+A voice tuned for long on few takes can drift away from the speaker after a few minutes
+(bench/RESULTS.md), so the job keeps the piece that validates best, not the last one:
+clones of the sample and of `VALIDATION_TEXTS` (sentences no take has) are scored against
+the embeddings of validation takes, a share of the takes held out of training
+(`validation_split`; with few takes, all of them). When the job ends, the tuned voice file
+is the kept piece.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
 counted across restarts: running the same command again resumes where it stopped.
 
 `<work>/progress.json` says where the job is, for the studio and for scripts:
 
     {"state": "preparing" | "training" | "done" | "failed", "budget_s", "spent_s",
-     "step", "recorded_s", "takes", "samples": [{"step", "spent_s", "path", "similarity"}],
-     "tuned_voice": path or null, "error": message or null}
+     "step", "recorded_s", "takes", "validation_takes" (0: all takes validate),
+     "samples": [{"step", "spent_s", "path", "similarity", "validation"}],
+     "kept": {"step", "validation"} (the piece kept so far), "tuned_voice": path or null,
+     "error": message or null}
 
 and `<work>/training.json` the step and the losses so far (`loop.ProgressFile`).
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_audio.training import TrainingError
-from deepfake_audio.training.files import atomic_write, read_metadata
+from deepfake_audio.training.files import METADATA, atomic_write, read_jsonl, read_metadata, write_jsonl
 
 PROGRESS = "progress.json"
 TRAINING = "training.json"
 SAMPLE_TEXT = "This is my own voice, tuned on a few minutes of my recordings."
-PIECE_SECONDS = 150.0  # a sample clone every this much training: "every few minutes"
+PIECE_SECONDS = 90.0  # a sample clone (and a validation) every this much training
 MIN_PIECE_SECONDS = 20.0  # a remainder shorter than this is not worth a restart of the model
 # Constant learning rates of the tuned parameters (Adam). The starter's: 5e-5 and 2e-4 reached the same
 # similarity after 4.5 minutes on a held-out voice (bench/RESULTS.md); the Tacotron's is not measured.
@@ -43,6 +52,16 @@ BATCH_SIZE = 16
 # The starter's speaker-consistency loss (the frozen speaker encoder's verdict on the output mels, as
 # in its own training) towards the voice's recordings; measured with and without (bench/RESULTS.md).
 CONSISTENCY = 1.0
+# Validation of each piece: the sample and these sentences (in no prompt list or corpus), cloned with
+# seeds 0, 1, 2, ... and scored against the validation takes.
+VALIDATION_TEXTS = ("A quiet walk along the river in the morning helps me think clearly.",
+                    "Could you send the results to everyone on the team before Friday?")
+# Takes held out of training to validate on: this share of them, at most `VALIDATION_TAKES_MAX`,
+# when there are at least `VALIDATION_SPLIT_FROM` takes (below that every take trains and validates).
+VALIDATION_SHARE = 0.1
+VALIDATION_TAKES_MAX = 8
+VALIDATION_SPLIT_FROM = 20
+KEPT = "kept.tuned.pt"  # in the work folder: the piece that validated best so far
 
 
 @dataclass
@@ -138,13 +157,19 @@ def tune_voice(job: TuningJob) -> Path:
         data = _prepare(job)
         records = read_metadata(data, ("mel", "embed", "text"))
         recorded = float(sum(r["n_frames"] for r in records)) * 0.0125
-        progress.update(recorded_s=round(recorded, 1), takes=len(records))
         embedding, pitch, level = _voice_of(records)
-        speaker = _SampleSpeaker(job, embedding, pitch, level)
+        training, validation = validation_split(records)
+        if validation is not training:  # the held-out takes leave the training data
+            held = {r["id"] for r in validation}
+            write_jsonl(data / METADATA, [r for r in read_jsonl(data / METADATA) if r["id"] not in held])
+        progress.update(recorded_s=round(recorded, 1), takes=len(records),
+                        validation_takes=0 if validation is training else len(validation))
+        targets = np.stack([np.load(r["embed"]) for r in validation]).astype(np.float32)
+        speaker = _SampleSpeaker(job, embedding, pitch, level, targets)
         if not progress.data["samples"]:  # before any training: the voice as the base model speaks it
-            sample, similarity = speaker.speak(None, 0)
+            sample, similarity, score = speaker.speak(None, 0)
             progress.data["samples"].append({"step": 0, "spent_s": round(progress.spent, 1), "path": str(sample),
-                                             "similarity": similarity})
+                                             "similarity": similarity, "validation": score})
             progress.update()
         while True:
             left = job.budget - progress.spent
@@ -154,13 +179,15 @@ def tune_voice(job: TuningJob) -> Path:
             step = _train_piece(job, data, architecture, min(job.piece, left - speaker.cost))
             voice = _export(job, architecture, fingerprint, embedding, pitch, step, recorded, len(records),
                             progress.spent)
-            sample, similarity = speaker.speak(voice, step)
+            sample, similarity, score = speaker.speak(voice, step)
             if job.snapshots:
-                import shutil
                 (job.work / "snapshots").mkdir(exist_ok=True)
                 shutil.copyfile(job.out, job.work / "snapshots" / f"step_{step:06d}_{progress.spent:.0f}s.tuned.pt")
             progress.data["samples"].append({"step": step, "spent_s": round(progress.spent, 1), "path": str(sample),
-                                             "similarity": similarity})
+                                             "similarity": similarity, "validation": score})
+            if _better(score, progress.data.get("kept")) or not (job.work / KEPT).is_file():
+                atomic_write(job.work / KEPT, lambda tmp: shutil.copyfile(job.out, tmp))
+                progress.data["kept"] = {"step": step, "validation": score}
             progress.update(step=step, tuned_voice=str(job.out))
             if step == progress.data.get("last_step"):  # nothing trained (steps reached): stop
                 break
@@ -168,11 +195,35 @@ def tune_voice(job: TuningJob) -> Path:
         if not job.out.is_file():
             raise TrainingError(f"The time budget ({job.budget:.0f} s) was used up before any training: give "
                                 "the job more time.")
+        if (job.work / KEPT).is_file() and progress.data["kept"]["step"] != progress.data["step"]:
+            atomic_write(job.out, lambda tmp: shutil.copyfile(job.work / KEPT, tmp))  # an earlier piece validated best
         progress.update(state="done")
         return job.out
     except Exception as exc:
         progress.update(state="failed", error=str(exc) or type(exc).__name__)
         raise
+
+
+def validation_split(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(training takes, validation takes) of a voice's preprocessed takes: takes evenly spaced in id
+    order held out (`VALIDATION_SHARE`, at most `VALIDATION_TAKES_MAX`), the same split on every
+    resume. With fewer than `VALIDATION_SPLIT_FROM` takes, all of them do both (one list, twice)."""
+    if len(records) < VALIDATION_SPLIT_FROM:
+        return records, records
+    ordered = sorted(records, key=lambda r: r["id"])
+    count = min(VALIDATION_TAKES_MAX, max(2, round(VALIDATION_SHARE * len(ordered))))
+    held = {int(k) for k in np.linspace(0, len(ordered) - 1, count + 2)[1:-1].round()}
+    return ([r for k, r in enumerate(ordered) if k not in held], [r for k, r in enumerate(ordered) if k in held])
+
+
+def _better(score: float | None, kept: dict | None) -> bool:
+    """Whether a piece validating at `score` replaces the `kept` one (a piece without a score, all
+    its clones silent, replaces none that has one)."""
+    if kept is None:
+        return True
+    if score is None or kept.get("validation") is None:
+        return kept.get("validation") is None
+    return score > kept["validation"]
 
 
 def _prepare(job: TuningJob) -> Path:
@@ -250,17 +301,20 @@ class _SampleSpeaker:
     remembers how long that takes."""
 
     def __init__(self, job: TuningJob, embedding: np.ndarray, pitch: tuple[float, float] | None,
-                 level: float | None):
+                 level: float | None, targets: np.ndarray):
         self.job = job
         self.embedding = embedding  # (256,) the takes' normalised mean embedding
         self.pitch = pitch  # the takes' (median Hz, log-F0 spread), None when unknown
         self.level = level  # the takes' speech level (dBFS), None when unknown
+        self.targets = targets  # (V, 256) the validation takes' embeddings
         self.pipeline = None
-        self.cost = 10.0  # seconds reserved for a sample until one has been timed
+        self.cost = 10.0  # seconds reserved for a sample and its validation until one has been timed
 
-    def speak(self, voice, step: int) -> tuple[Path, float | None]:
+    def speak(self, voice, step: int) -> tuple[Path, float | None, float | None]:
         """The sample spoken with the tuned `voice` (None: the base model with the takes' embedding and
-        pitch) as a WAV, and its speaker similarity to the takes (None for a silent sample)."""
+        pitch) as a WAV, its speaker similarity to the takes (None for a silent sample), and its
+        validation score: the mean cosine of the sample's and `VALIDATION_TEXTS`' clones (at the
+        takes' level) to each validation take (None if every clone is silent)."""
         from deepfake_audio.pipeline import Pipeline
         from deepfake_audio_core.audio_io import write_wav
         began = time.monotonic()
@@ -271,15 +325,18 @@ class _SampleSpeaker:
                 self.pipeline.remember_level(self.embedding, self.level)
             if self.pitch is not None:  # the base model speaks the embedding at the takes' pitch
                 self.pipeline.remember_pitch(self.embedding, *self.pitch)
-        if voice is None:
-            result = self.pipeline.clone(text=self.job.sample_text, embedding=self.embedding, seed=0)
-        else:
-            result = self.pipeline.clone(text=self.job.sample_text, tuned=voice, seed=0)
+        like = self.embedding if self.level is not None else None
+        speaking = {"embedding": self.embedding} if voice is None else {"tuned": voice}
         path = self.job.work / "samples" / f"step_{step:06d}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, result.wav, result.sample_rate)
-        heard = self.pipeline.embed_output(result.wav, result.sample_rate,
-                                           like=self.embedding if self.level is not None else None)
-        similarity = None if heard is None else round(self.pipeline.similarity(heard, self.embedding), 3)
+        similarity, scores = None, []
+        for seed, text in enumerate((self.job.sample_text, *VALIDATION_TEXTS)):
+            result = self.pipeline.clone(text=text, seed=seed, **speaking)
+            heard = self.pipeline.embed_output(result.wav, result.sample_rate, like=like)
+            if seed == 0:  # the sample the listener hears
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_wav(path, result.wav, result.sample_rate)
+                similarity = None if heard is None else round(self.pipeline.similarity(heard, self.embedding), 3)
+            if heard is not None:
+                scores.append(float(np.mean(self.targets @ heard)))
         self.cost = time.monotonic() - began
-        return path, similarity
+        return path, similarity, (round(float(np.mean(scores)), 4) if scores else None)

@@ -72,8 +72,11 @@ def status_text(status: dict | None) -> str:
         return (f"**Training** *{name}*: step {status['step']}, {_minutes(status['left_s'])} left of "
                 f"{_minutes(status['budget_s'])}.{samples}")
     if state == "done":
+        kept = status.get("kept_step")
+        steps = (f"{status['step']} steps" if kept in (None, status["step"]) else
+                 f"step {kept} of {status['step']}: the voice drifted after it, so it was kept")
         return (f"**Done:** *{status['voice']}* is saved in your voices, tuned on {status['takes']} takes "
-                f"({status['step']} steps). Pick it on the Clone tab.")
+                f"({steps}). Pick it on the Clone tab.")
     if state == "failed":
         return f"**Failed:** {hide_server_paths(status['error'] or 'the training stopped.')}"
     return f"**Cancelled:** *{name}* was not trained."
