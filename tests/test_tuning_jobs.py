@@ -352,3 +352,15 @@ def test_the_done_status_says_which_piece_the_voice_is():
     assert "tuned on 30 takes (400 steps)" in status_text(done)
     drifted = status_text({**done, "kept_step": 180})
     assert "(step 180 of 400: the voice drifted after it, so it was kept)" in drifted
+
+
+def test_the_recording_advice_follows_what_was_measured():
+    """Three takes (about 10 s) already bring most of the likeness (bench/RESULTS.md, "Ten seconds of
+    takes"); about 5 minutes also make the words clearer; and the page offers a 3-minute training."""
+    from deepfake_audio.studio.takes import TakeProgress
+    from deepfake_audio.studio.ui.train_handlers import BUDGET_CHOICES, NO_JOB, progress_text
+    assert "at least 3 takes" in NO_JOB and "10 seconds" in NO_JOB
+    assert "Record at least 3 takes" in progress_text(TakeProgress(2, 7.0, 0, 2, 2))
+    assert "Enough to bring the voice closer" in progress_text(TakeProgress(3, 10.0, 0, 3, 3))
+    assert "plenty" in progress_text(TakeProgress(70, 320.0, 0, 70, 70))
+    assert [minutes for _, minutes in BUDGET_CHOICES][:2] == [3, 10] and tuning_jobs.BUDGETS[0] == 3

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 
 MAX_SEED = 2**31 - 1
 # A clone from one clip that scores under "close" gets a pointer to the strongest lever measured
-# (bench/RESULTS.md, "Tuned voices"): held-out voices went from 0.69-0.71 to 0.81-0.83.
+# (bench/RESULTS.md, "Tuned voices" and "Ten seconds of takes"): held-out voices went from 0.68-0.72 to
+# 0.82-0.85 at their recordings' level, with 10 s or 5 minutes recorded.
 TUNING_HINT_BELOW = 0.75
-TUNING_HINT = ("For a closer likeness, tune a voice on this person: record 2 minutes or more of them in the "
-               "**Train a voice** tab (about 10 minutes of training). In our tests that lifted voices whose "
-               "clones from one clip scored about 0.70 to 0.81-0.83.")
+TUNING_HINT = ("For a closer likeness, tune a voice on this person in the **Train a voice** tab: even three "
+               "short sentences of them (about 10 seconds) and 3 minutes of training help, and a few minutes of "
+               "recordings also make the words clearer. In our tests that lifted voices whose clones from one "
+               "clip scored about 0.70 to 0.82-0.85.")
 TUNED_VOICES_KEPT = 16  # tuned voices kept loaded by a studio (about 7 MB each)
 logger = logging.getLogger(__name__)
 

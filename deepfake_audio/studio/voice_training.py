@@ -228,8 +228,8 @@ class VoiceTraining:
         folder = store.library_folder
         used = [t for t in store.list() if t.used]
         if len(used) < MIN_TAKES:
-            raise RequestError(f"{store.name!r} has {len(used)} usable takes; record at least {MIN_TAKES} (2 minutes "
-                               "of speech or more help, about 5 help most).")
+            raise RequestError(f"{store.name!r} has {len(used)} usable takes; record at least {MIN_TAKES} (even 10 s "
+                               "of speech bring the voice closer; about 5 minutes also make its words clearer).")
         try:
             existing = self.libraries.of(owner).voices.get(store.name)
         except VoiceError:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 PROMPTS_FILE = Path(__file__).with_name("prompts_en.txt")
 # Fine-tuning is measured with 5 minutes of recordings (about 70 of these prompts at a
-# normal reading pace); 2 minutes is the least that measurably helped.
+# normal reading pace). Three to five takes (about 10 s) already bring most of the likeness;
+# 5 minutes also made a voice's words clearer (bench/RESULTS.md).
 PROMPT_TARGET_MINUTES = 5.0
 
 # Spellings that stand for one sound (or one fixed sound pair), longest first so that

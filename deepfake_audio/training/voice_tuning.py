@@ -44,6 +44,7 @@ PROGRESS = "progress.json"
 TRAINING = "training.json"
 SAMPLE_TEXT = "This is my own voice, tuned on a few minutes of my recordings."
 PIECE_SECONDS = 90.0  # a sample clone (and a validation) every this much training
+SHORT_JOB_PIECE_SECONDS = 30.0  # the shortest piece a short budget is cut into (a quarter of it)
 MIN_PIECE_SECONDS = 20.0  # a remainder shorter than this is not worth a restart of the model
 # Constant learning rates of the tuned parameters (Adam). The starter's: 5e-5 and 2e-4 reached the same
 # similarity after 4.5 minutes on a held-out voice (bench/RESULTS.md); the Tacotron's is not measured.
@@ -176,7 +177,9 @@ def tune_voice(job: TuningJob) -> Path:
             if left < MIN_PIECE_SECONDS or (job.steps is not None and progress.data["step"] >= job.steps):
                 break
             progress.update(state="training")
-            step = _train_piece(job, data, architecture, min(job.piece, left - speaker.cost))
+            # A short job gets shorter pieces, so that there are pieces to keep from (few takes drift soon).
+            piece = min(job.piece, max(SHORT_JOB_PIECE_SECONDS, job.budget / 4))
+            step = _train_piece(job, data, architecture, min(piece, left - speaker.cost))
             voice = _export(job, architecture, fingerprint, embedding, pitch, step, recorded, len(records),
                             progress.spent)
             sample, similarity, score = speaker.speak(voice, step)

@@ -16,10 +16,12 @@ from deepfake_audio.studio.tuning_jobs import ACTIVE
 from deepfake_audio.studio.ui.errors import hide_server_paths, user_errors
 from deepfake_audio.studio.ui.handlers import Handlers
 
-BUDGET_CHOICES = [("10 minutes", 10), ("20 minutes", 20), ("40 minutes", 40)]
+# Most of the likeness comes in the first 2 minutes of training (bench/RESULTS.md): 3 is the quick choice.
+BUDGET_CHOICES = [("3 minutes", 3), ("10 minutes", 10), ("20 minutes", 20), ("40 minutes", 40)]
 TAKE_HEADERS = ["take", "sentence", "seconds", "check"]
-NO_JOB = (f"Nothing is training yet. Record at least {MIN_TAKES} takes ({LEAST_MINUTES:g} minutes or more of "
-          "speech is better), tick the consent box and press **Start training**.")
+NO_JOB = (f"Nothing is training yet. Record at least {MIN_TAKES} takes (about {LEAST_MINUTES * 60:.0f} seconds of "
+          f"speech already bring the voice closer; about {HELPFUL_MINUTES:g} minutes also make its words clearer), tick "
+          "the consent box and press **Start training**.")
 
 
 def _minutes(seconds: float) -> str:
@@ -32,10 +34,11 @@ def progress_text(progress: TakeProgress) -> str:
     left_out = f"; {progress.left_out} flagged and left out" if progress.left_out else ""
     if progress.minutes >= HELPFUL_MINUTES:
         advice = "That is plenty: more takes help little now."
-    elif progress.minutes >= LEAST_MINUTES:
-        advice = f"Enough to help; about {HELPFUL_MINUTES:g} minutes help most."
+    elif progress.used >= MIN_TAKES:
+        advice = f"Enough to bring the voice closer; about {HELPFUL_MINUTES:g} minutes also make its words clearer."
     else:
-        advice = f"At least {LEAST_MINUTES:g} minutes help; about {HELPFUL_MINUTES:g} minutes help most."
+        advice = (f"Record at least {MIN_TAKES} takes; about {HELPFUL_MINUTES:g} minutes also make the voice's "
+                  "words clearer.")
     takes = f"{progress.used} take{'' if progress.used == 1 else 's'}"
     return f"**{takes}, {progress.minutes:.1f} minutes** for training{left_out}. {advice}"
 
