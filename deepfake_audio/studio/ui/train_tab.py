@@ -73,15 +73,16 @@ class TrainTab:
         """Consent, time budget, Start and Cancel; the job's state, loss curve and latest sample."""
         self.consent = gr.Checkbox(label="I am the speaker, or have the speaker's permission to train this voice",
                                    value=False, elem_id="train-consent")
-        self.budget = gr.Radio(BUDGET_CHOICES, value=20, label="Training time", elem_id="train-budget",
-                               info="Longer training sounds closer to the speaker; the studio stays usable meanwhile")
+        self.budget = gr.Radio(BUDGET_CHOICES, value=10, label="Training time", elem_id="train-budget",
+                               info="Most of the likeness comes in the first 2 or 3 minutes, and you get the piece "
+                                    "that sounded most like your takes; the studio stays usable meanwhile")
         with gr.Row():
             self.start_button = gr.Button("Start training", variant="primary", elem_id="train-start")
             self.cancel_button = gr.Button("Cancel training", variant="stop", elem_id="train-cancel")
         self.status = gr.Markdown(NO_JOB, elem_id="train-status")
         self.loss = gr.LinePlot(x="step", y="loss", label="Training loss (lower is closer to your takes)",
                                 height=220, elem_id="train-loss")
-        self.sample = gr.Audio(label="The voice so far: a sample every few minutes", type="filepath",
+        self.sample = gr.Audio(label="The voice so far: a sample every minute or two", type="filepath",
                                interactive=False, elem_id="train-sample")
         self.details = gr.JSON(visible=False)
         self.job_id = gr.Textbox(visible=False, elem_id="train-job")
