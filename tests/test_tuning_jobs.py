@@ -189,6 +189,7 @@ def test_a_job_tunes_a_voice_that_clones(studio, trained):
     assert served.parent.parent == studio.output_dir and sf.info(str(served)).duration > 0.3
     folder = studio.data_dir / job_record(studio, trained["id"])["folder"]
     assert not (folder / "work" / "run").exists() and not (folder / "work" / "data").exists()  # the big files went
+    assert not list(folder.rglob("*.tuned.pt"))  # no copy of the voice's model outlives the library's
     assert (folder / "work" / "progress.json").is_file() and list((folder / "work" / "samples").glob("*.wav"))
 
 

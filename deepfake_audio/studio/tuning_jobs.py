@@ -43,7 +43,7 @@ except ImportError:  # Windows: every studio process runs jobs; keep to one proc
 
 from deepfake_audio_core.errors import DeepfakeAudioError, RequestError
 from deepfake_audio.studio.library import FolderLock, VoiceError
-from deepfake_audio.training.voice_tuning import read_progress
+from deepfake_audio.training.voice_tuning import KEPT, read_progress
 
 logger = logging.getLogger(__name__)
 
@@ -369,10 +369,12 @@ class TuningJobs:
                     f" ({job.error})" if job.error else "")
 
     def _clean(self, job: TuningJob) -> None:
-        """After a job ends: the big files go (run checkpoint, data, linked takes, the tuned copy)."""
+        """After a job ends: the big files go (run checkpoint, data, linked takes, the tuned copies). The
+        kept piece goes too: the voice's model lives in the library only, so deleting the voice deletes it."""
         folder = self.data_dir / job.folder
-        for part in ("work/run", "work/data", "takes"):
+        for part in ("work/run", "work/data", "work/snapshots", "takes"):
             shutil.rmtree(folder / part, ignore_errors=True)
+        (folder / "work" / KEPT).unlink(missing_ok=True)
         if job.state == "done":
             (folder / "voice.tuned.pt").unlink(missing_ok=True)
 
