@@ -352,7 +352,7 @@ def test_the_done_status_says_which_piece_the_voice_is():
     done = {"name": "Alice", "voice": "Alice", "state": "done", "takes": 30, "step": 400, "kept_step": 400}
     assert "tuned on 30 takes (400 steps)" in status_text(done)
     drifted = status_text({**done, "kept_step": 180})
-    assert "(step 180 of 400: the voice drifted after it, so it was kept)" in drifted
+    assert "(step 180 of 400, the piece nearest your held-back takes)" in drifted
 
 
 def test_the_recording_advice_follows_what_was_measured():

@@ -198,7 +198,8 @@ def tune_voice(job: TuningJob) -> Path:
         if not job.out.is_file():
             raise TrainingError(f"The time budget ({job.budget:.0f} s) was used up before any training: give "
                                 "the job more time.")
-        if (job.work / KEPT).is_file() and progress.data["kept"]["step"] != progress.data["step"]:
+        kept = progress.data.get("kept")
+        if (job.work / KEPT).is_file() and kept is not None and kept["step"] != progress.data["step"]:
             atomic_write(job.out, lambda tmp: shutil.copyfile(job.work / KEPT, tmp))  # an earlier piece validated best
         progress.update(state="done")
         return job.out

@@ -77,7 +77,7 @@ def status_text(status: dict | None) -> str:
     if state == "done":
         kept = status.get("kept_step")
         steps = (f"{status['step']} steps" if kept in (None, status["step"]) else
-                 f"step {kept} of {status['step']}: the voice drifted after it, so it was kept")
+                 f"step {kept} of {status['step']}, the piece nearest your held-back takes")
         return (f"**Done:** *{status['voice']}* is saved in your voices, tuned on {status['takes']} takes "
                 f"({steps}). Pick it on the Clone tab.")
     if state == "failed":
