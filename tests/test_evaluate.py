@@ -86,3 +86,46 @@ def test_a_limit_below_one_is_a_clear_error(tmp_path, capsys):
     from deepfake_audio.training.evaluate import main
     assert main(["--corpus", str(tmp_path), "--limit", "0"]) == 2
     assert "--limit is the number of sentences" in capsys.readouterr().err
+
+
+def test_the_real_voices_bench_judges_clones_of_two_voices(tmp_path, capsys):
+    """`bench/real_voices.py` (issue 24's measures on recordings of real people that Debian packages
+    ship) runs on stand-ins for those recordings: a clone per reference and text, judged among the
+    voices, their 3-semitone twins and the corpus's held-out voices."""
+    import importlib.util
+    import json
+    import subprocess
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("real_voices", Path(__file__).parents[1] / "bench" / "real_voices.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    voices = tuple(v for v in VOICES if v.speaker in ("flite_slt", "flite_awb"))
+    build_corpus(tmp_path / "corpus", n_sentences=3, augment=0, voices=voices, held_out=("flite_awb",),
+                 eval_sentences=1, progress=False)
+    man, woman = tmp_path / "nsh", tmp_path / "alsa"
+    man.mkdir()
+    woman.mkdir()
+    words = ["one two three four", "the cat sat on the mat", "a bright morning in may", "five six seven",
+             "water runs down the hill", "we sing a quiet song", "the red door opened", "eight nine ten",
+             "bread and butter please", "a long road ahead"]
+    for k, text in enumerate(words):
+        subprocess.run(["espeak-ng", "-v", "en-us+m3", "-w", str(man / f"ru_{k:04d}.wav"), text], check=True)
+    for k, text in enumerate(["front left", "front right", "rear left", "rear right", "front center",
+                              "rear center", "side left", "side right", "noise"]):
+        name = "Noise" if text == "noise" else text.title().replace(" ", "_")
+        subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(woman / f"{name}.wav")], check=True)
+    out = tmp_path / "real.json"
+    assert bench.main(["--corpus", str(tmp_path / "corpus"), "--texts", "1", "--nsh", str(man), "--alsa", str(woman),
+                       "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["candidates"] == ["nsh", "nsh -3 st", "nsh +3 st", "alsa", "alsa -3 st", "alsa +3 st", "flite_awb"]
+    assert set(report["voices"]) == {"nsh", "alsa"}
+    for name, clones in (("nsh", 2), ("alsa", 1)):  # two references of nsh, one of alsa; one text each
+        summary = report["voices"][name]["summary"]
+        assert summary["clones"] == clones == sum(summary["taken_for"].values())
+        assert 0 <= summary["identified_hard"] <= 1 and 1 <= summary["dnsmos"] <= 5 and 0 <= summary["voiced"] <= 1
+    assert "| nsh | 2 |" in capsys.readouterr().out
+    # a missing package is a note, not a traceback
+    assert bench.main(["--corpus", str(tmp_path / "corpus"), "--nsh", str(tmp_path / "none"),
+                       "--alsa", str(tmp_path / "none")]) == 1
+    assert "apt-get install festvox-ru" in capsys.readouterr().out
