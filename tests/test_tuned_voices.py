@@ -48,6 +48,7 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert voice.training["steps"] == progress["kept"]["step"] and voice.training["takes"] >= 3
     assert progress["kept"]["validation"] == max(s["validation"] for s in pieces)
     assert progress["validation_takes"] == 0  # a few takes: all of them train and validate
+    assert progress["timbre_only"] is False and voice.training["timbre_only"] is False  # English takes
     assert set(voice.weights) and all(is_tunable(k, "fastspeech") for k in voice.weights)
     assert {k.split(".")[0] for k in voice.weights} >= {"decoder", "mel_proj", "speaker_proj"}
     assert all(v.dtype == torch.float16 for v in voice.weights.values())
@@ -173,6 +174,40 @@ def test_finetune_refuses_budget_mistakes(tmp_path):
                        "--minutes", "0"])
     with pytest.raises(TrainingError, match="budget of --tuned-voice"):
         finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--minutes", "5"])
+    with pytest.raises(TrainingError, match="--takes-language is for --tuned-voice"):
+        finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--takes-language", "other"])
+
+
+def test_takes_in_another_language_tell_by_their_letters():
+    from deepfake_audio.training.voice_tuning import other_language
+    assert other_language(["Она завела прядь волос за ухо.", "И пошла через улицу."])
+    assert other_language(["Η γάτα κάθεται.", "東京は大きい都市です。"])
+    assert not other_language(["The canoe slid over the calm water.", "Crème brûlée, naïve café."])
+    assert not other_language(["", "1234"])  # no letters: nothing says it is another language
+
+
+def test_takes_in_another_language_train_only_the_voice_colour(tmp_path, tmp_path_factory):
+    """Russian transcripts (found by their letters) train only the parts that colour the voice
+    (`timbre_prefixes`): the rest of the decoder, which says the words, and the duration predictor
+    keep the base's weights, so English clones keep their words."""
+    import shutil
+    from deepfake_audio_core.checkpoint import read_checkpoint
+    from synthesizer.tuning import TIMBRE_PREFIXES
+    timbre = TIMBRE_PREFIXES["fastspeech"] + ("decoder.3.",)  # and the starter's last decoder block (of 4)
+    takes = tmp_path / "takes"
+    shutil.copytree(speech_corpus(tmp_path_factory) / "flite_slt", takes)
+    for k, txt in enumerate(sorted(takes.glob("*.txt"))):
+        txt.write_text(["Она завела прядь волос за ухо.", "Со спокойным мужеством он ждал."][k % 2], encoding="utf-8")
+    out = tmp_path / "ru.tuned.pt"
+    finetune.main([str(takes), "--out", str(tmp_path / "work"), "--tuned-voice", str(out), "--minutes", "3",
+                   "--steps", "2", *QUICK])
+    voice = load_tuned_voice(out)
+    assert read_progress(tmp_path / "work")["timbre_only"] is True and voice.training["timbre_only"] is True
+    base = read_checkpoint(STARTER_MODELS_DIR / "synthesizer.pt")["model_state"]
+    trained = {k for k, v in voice.weights.items() if not torch.equal(v, base[k].to(torch.float16))}
+    assert trained and all(k.startswith(timbre) for k in trained), sorted(trained)[:5]
+    assert any(k.startswith("decoder.3.") for k in trained)
+    assert any(k.startswith("decoder.0.") for k in voice.weights)  # the file holds the same share, untrained
 
 
 def test_a_tacotron_voice_tunes_its_share_only(tmp_path, tmp_path_factory, seed1_dir):

@@ -179,6 +179,7 @@ def test_a_job_tunes_a_voice_that_clones(studio, trained):
     steps = [step for step, _ in trained["similarities"]]  # a sample before training, then after each piece
     assert steps[0] == 0 and steps[-1] == 2 and all(-1 <= v <= 1 for _, v in trained["similarities"] if v is not None)
     assert trained["kept_step"] in steps[1:]  # the voice is a trained piece, the one that validated best
+    assert trained["timbre_only"] is False  # English takes: the whole speaker's share trains
     saved = studio.library(A).voices.get("Alice")
     assert load_tuned_voice(saved.tuned).training["steps"] == trained["kept_step"]
     assert saved.tuned is not None and saved.consent is not None and abs(saved.consent - time.time()) < 600
@@ -353,6 +354,9 @@ def test_the_done_status_says_which_piece_the_voice_is():
     assert "tuned on 30 takes (400 steps)" in status_text(done)
     drifted = status_text({**done, "kept_step": 180})
     assert "(step 180 of 400, the piece nearest your held-back takes)" in drifted
+    assert "English" not in drifted and "English" not in status_text({**done, "timbre_only": False})
+    russian = status_text({**done, "timbre_only": True})  # takes whose letters are not English ones
+    assert "Your takes are not in English, so only the voice's colour trains" in russian
 
 
 def test_the_recording_advice_follows_what_was_measured():

@@ -416,7 +416,8 @@ class TuningJobs:
         """What a job's owner may know of it: state, place in line (0: running), step, seconds
         spent and left, losses [[step, loss], ...], the latest sample's path, each sample's
         [step, similarity to the takes] (step 0: before training; None where unknown), the step of
-        the piece that validated best (the voice's, once done), error, voice."""
+        the piece that validated best (the voice's, once done), whether only the voice's colour
+        trains (takes in another language than English), error, voice."""
         queued = [j for j in jobs if j.state == "queued"]
         place = 0 if job.state == "running" else (queued.index(job) + 1 if job in queued else None)
         progress = read_progress(self.data_dir / job.folder / "work") if job.state != "queued" else {}
@@ -437,6 +438,7 @@ class TuningJobs:
                 "sample": samples[-1]["path"] if samples else None, "samples": len(samples),
                 "similarities": [[int(s.get("step", 0)), s.get("similarity")] for s in samples],
                 "kept_step": (progress.get("kept") or {}).get("step"),  # the piece the voice is, when done
+                "timbre_only": progress.get("timbre_only"),  # takes not in English: only the voice's colour trains
                 "takes": job.takes, "recorded_s": job.recorded_s, "minutes": job.minutes,
                 "created": job.created, "started": job.started, "finished": job.finished,
                 "error": job.error, "voice": job.voice}

@@ -18,6 +18,10 @@ on, wherever a voice is asked for (`clone --voice me.tuned.pt`, the studio, the 
 
     sv2tts-finetune my_voice/ --out work/me --tuned-voice me.tuned.pt --minutes 10
 
+Takes in another language than English train only the parts that colour the voice
+(`--takes-language other`; `auto`, the default, decides so when most letters of the
+transcripts are not English ones), so that the voice's English words stay clear.
+
 The studio's "Train a voice" runs exactly this command (`training.voice_tuning`).
 """
 from __future__ import annotations
@@ -65,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-text", default=None, metavar="TEXT",
                         help="with --tuned-voice: the sentence spoken with the voice every few minutes "
                              "(<out>/samples/)")
+    parser.add_argument("--takes-language", choices=("auto", "english", "other"), default="auto",
+                        help="with --tuned-voice: the language of the takes. other: only the parts of the "
+                             "synthesizer that colour the voice train, so that its English words stay as clear "
+                             "as before (takes in another language would teach the model their sounds for "
+                             "English letters); english: the whole speaker's share trains; auto (default): "
+                             "other when most letters of the transcripts are not English (A-Z) ones")
     parser.add_argument("--steps", type=int, default=None,
                         help="synthesizer fine-tuning steps (default 1000; with --tuned-voice: as many as "
                              "the budget allows)")
@@ -126,6 +136,8 @@ def main(argv: list[str] | None = None) -> Path:
         return _tune(args, synth_ckpt, models)
     if args.minutes is not None:
         raise TrainingError("--minutes is the budget of --tuned-voice; a models folder trains for --steps.")
+    if args.takes_language != "auto":
+        raise TrainingError("--takes-language is for --tuned-voice: a models folder trains the whole synthesizer.")
     args.steps = 1000 if args.steps is None else args.steps
     args.lr = 3e-5 if args.lr is None else args.lr
     args.batch_size = 8 if args.batch_size is None else args.batch_size
@@ -199,7 +211,8 @@ def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
     name = args.name or args.tuned_voice.name.removesuffix(SUFFIX).removesuffix(".pt")
     job = TuningJob(Path(args.voice), args.out, args.tuned_voice, synthesizer, name, minutes * 60, encoder=args.encoder, models=models,
                     lr=args.lr, batch_size=args.batch_size or 16, steps=args.steps,
-                    sample_text=args.sample_text or SAMPLE_TEXT, seed=args.seed, quiet=args.quiet)
+                    sample_text=args.sample_text or SAMPLE_TEXT, seed=args.seed, quiet=args.quiet,
+                    timbre_only={"auto": None, "english": False, "other": True}[args.takes_language])
     path = tune_voice(job)
     if not args.quiet:
         print(f"tuned voice in {path}: python -m deepfake_audio clone --voice {path} --text <text> --out speech.wav")

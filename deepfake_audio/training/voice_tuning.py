@@ -14,13 +14,17 @@ clones of the sample and of `VALIDATION_TEXTS` (sentences no take has) are score
 the embeddings of validation takes, a share of the takes held out of training
 (`validation_split`; with few takes, all of them). When the job ends, the tuned voice file
 is the kept piece.
+Takes in another language than English (`timbre_only`; by default when most letters of their
+transcripts are not English ones: Cyrillic, Greek, ...) train only the parts that colour the
+voice (`synthesizer.tuning.timbre_prefixes`), so that the voice's English words stay as clear
+as the base model says them.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
 counted across restarts: running the same command again resumes where it stopped.
 
 `<work>/progress.json` says where the job is, for the studio and for scripts:
 
     {"state": "preparing" | "training" | "done" | "failed", "budget_s", "spent_s",
-     "step", "recorded_s", "takes", "validation_takes" (0: all takes validate),
+     "step", "recorded_s", "takes", "validation_takes" (0: all takes validate), "timbre_only",
      "samples": [{"step", "spent_s", "path", "similarity", "validation"}],
      "kept": {"step", "validation"} (the piece kept so far), "tuned_voice": path or null,
      "error": message or null}
@@ -86,6 +90,15 @@ class TuningJob:
     quiet: bool = False
     snapshots: bool = False  # keep each piece's tuned voice in <work>/snapshots/ (to measure a curve)
     consistency: float = CONSISTENCY  # weight of the speaker-consistency loss (starter only)
+    timbre_only: bool | None = None  # train only the voice's colour; None: when the takes are not in English
+
+
+def other_language(texts: list[str]) -> bool:
+    """Whether transcripts are mostly in another language than English, as far as their letters
+    tell: more than half of their letters are not English (A-Z) ones (Cyrillic, Greek, Arabic,
+    CJK, ...). A language written in English letters (Spanish, German) is not caught."""
+    letters = [c for text in texts for c in text if c.isalpha()]
+    return bool(letters) and sum(not c.isascii() for c in letters) > len(letters) / 2
 
 
 class _Progress:
@@ -145,8 +158,10 @@ def tune_voice(job: TuningJob) -> Path:
     from synthesizer.inference import Synthesizer
     progress = _Progress(job.work, job.budget)  # a finished job run again goes on while budget or steps are left
     try:
+        from synthesizer.tuning import TUNABLE_PREFIXES, timbre_prefixes
         base = Synthesizer(job.synthesizer)
         architecture, fingerprint = base.architecture, base.fingerprint
+        timbre = timbre_prefixes(base.model, architecture)
         del base
         # A resumed run keeps the frozen weights it started beside; its share fits only that base.
         started_on = progress.data.get("base")
@@ -163,8 +178,9 @@ def tune_voice(job: TuningJob) -> Path:
         if validation is not training:  # the held-out takes leave the training data
             held = {r["id"] for r in validation}
             write_jsonl(data / METADATA, [r for r in read_jsonl(data / METADATA) if r["id"] not in held])
+        timbre_only = job.timbre_only if job.timbre_only is not None else other_language([r["text"] for r in records])
         progress.update(recorded_s=round(recorded, 1), takes=len(records),
-                        validation_takes=0 if validation is training else len(validation))
+                        validation_takes=0 if validation is training else len(validation), timbre_only=timbre_only)
         targets = np.stack([np.load(r["embed"]) for r in validation]).astype(np.float32)
         speaker = _SampleSpeaker(job, embedding, pitch, level, targets)
         if not progress.data["samples"]:  # before any training: the voice as the base model speaks it
@@ -179,9 +195,10 @@ def tune_voice(job: TuningJob) -> Path:
             progress.update(state="training")
             # A short job gets shorter pieces, so that there are pieces to keep from (few takes drift soon).
             piece = min(job.piece, max(SHORT_JOB_PIECE_SECONDS, job.budget / 4))
-            step = _train_piece(job, data, architecture, min(piece, left - speaker.cost))
+            step = _train_piece(job, data, architecture, min(piece, left - speaker.cost),
+                                timbre if timbre_only else TUNABLE_PREFIXES[architecture])
             voice = _export(job, architecture, fingerprint, embedding, pitch, step, recorded, len(records),
-                            progress.spent)
+                            progress.spent, timbre_only)
             sample, similarity, score = speaker.speak(voice, step)
             if job.snapshots:
                 (job.work / "snapshots").mkdir(exist_ok=True)
@@ -255,16 +272,16 @@ def _voice_of(records: list[dict]) -> tuple[np.ndarray, tuple[float, float] | No
             float(np.median(levels)) if levels else None)
 
 
-def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float) -> int:
-    """Train the tuned share for `seconds` (or to the step cap); returns the step reached."""
+def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float, prefixes: tuple[str, ...]) -> int:
+    """Train the parameters named by `prefixes` (the tuned share, or the part of it that colours the
+    voice) for `seconds` (or to the step cap); returns the step reached."""
     from deepfake_audio.training.loop import OPEN_ENDED
-    from synthesizer.tuning import TUNABLE_PREFIXES
     run = job.work / "run"
     lr = job.lr if job.lr is not None else LEARNING_RATES[architecture]
     args = [str(data), "--run-dir", str(run), "--init", str(job.synthesizer), "--time-limit", f"{max(seconds, 1.0):.1f}",
             "--steps", str(job.steps if job.steps is not None else OPEN_ENDED), "--save-every", "50",
             "--sample-every", "0", "--log-every", "5", "--workers", "0", "--seed", str(job.seed),
-            "--progress-file", str(job.work / TRAINING), "--train-only", *TUNABLE_PREFIXES[architecture]]
+            "--progress-file", str(job.work / TRAINING), "--train-only", *prefixes]
     args += ["--quiet"] if job.quiet else []
     if architecture == "fastspeech":
         from deepfake_audio.training import fastspeech_train
@@ -283,7 +300,7 @@ def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float) 
 
 
 def _export(job: TuningJob, architecture: str, fingerprint: str, embedding: np.ndarray, pitch, step: int,
-            recorded: float, takes: int, spent: float):
+            recorded: float, takes: int, spent: float, timbre_only: bool = False):
     """Write the run's tuned share as the tuned voice file; returns the `TunedVoice`."""
     import torch
     from deepfake_audio_core.checkpoint import read_checkpoint
@@ -294,7 +311,8 @@ def _export(job: TuningJob, architecture: str, fingerprint: str, embedding: np.n
     voice = TunedVoice(job.name, architecture, fingerprint, embedding, weights,
                        None if pitch is None else pitch[0], None if pitch is None else pitch[1],
                        {"steps": step, "seconds": round(spent, 1), "recorded_seconds": round(recorded, 1),
-                        "takes": takes, "base_path": str(job.synthesizer), "made": time.time()})
+                        "takes": takes, "base_path": str(job.synthesizer), "made": time.time(),
+                        "timbre_only": timbre_only})
     voice.save(job.out)
     voice.path = job.out
     return voice

@@ -73,16 +73,24 @@ def status_text(status: dict | None) -> str:
             return f"**Preparing** the {status['takes']} takes of *{name}*…"
         samples = f" {status['samples']} samples so far: listen below.{_likeness(status)}" if status["samples"] else ""
         return (f"**Training** *{name}*: step {status['step']}, {_minutes(status['left_s'])} left of "
-                f"{_minutes(status['budget_s'])}.{samples}")
+                f"{_minutes(status['budget_s'])}.{samples}{_language(status)}")
     if state == "done":
         kept = status.get("kept_step")
         steps = (f"{status['step']} steps" if kept in (None, status["step"]) else
                  f"step {kept} of {status['step']}, the piece nearest your held-back takes")
         return (f"**Done:** *{status['voice']}* is saved in your voices, tuned on {status['takes']} takes "
-                f"({steps}). Pick it on the Clone tab.")
+                f"({steps}). Pick it on the Clone tab.{_language(status)}")
     if state == "failed":
         return f"**Failed:** {hide_server_paths(status['error'] or 'the training stopped.')}"
     return f"**Cancelled:** *{name}* was not trained."
+
+
+def _language(status: dict) -> str:
+    """A word on takes in another language than English (their letters tell)."""
+    if not status.get("timbre_only"):
+        return ""
+    return (" Your takes are not in English, so only the voice's colour trains: its English words stay as "
+            "clear as before, and the likeness grows less than with English takes.")
 
 
 def _likeness(status: dict) -> str:
