@@ -369,3 +369,23 @@ def test_the_recording_advice_follows_what_was_measured():
     assert "Enough to bring the voice closer" in progress_text(TakeProgress(3, 10.0, 0, 3, 3))
     assert "plenty" in progress_text(TakeProgress(70, 320.0, 0, 70, 70))
     assert [minutes for _, minutes in BUDGET_CHOICES][:2] == [3, 10] and tuning_jobs.BUDGETS[0] == 3
+
+
+def test_takes_in_another_language_reach_the_command(studio, audio, monkeypatch):
+    """The Train tab's "another language" box becomes the job's `--takes-language other`; unticked,
+    the command decides by the transcripts' letters (`auto`, its default)."""
+    from dataclasses import replace
+    from deepfake_audio.training import finetune
+    record(studio, audio, "Olga", B, prompts=range(3))
+    seen = {}
+    monkeypatch.setattr(studio.training.jobs, "submit", lambda *a, **k: seen.update(k) or {"id": "x"})
+    studio.start_training("Olga", True, 10, B, other_language=True)
+    assert seen["takes_language"] == "other"
+    studio.start_training("Olga", True, 10, B)
+    assert seen["takes_language"] == "auto"
+    job = tuning_jobs.TuningJob("j1", "lib", "Olga", 10, 1.0, 1.0, "jobs/j1", takes_language="other")
+    command = studio.training.jobs.command(job)
+    assert command[command.index("--takes-language") + 1] == "other"
+    assert finetune.build_parser().parse_args(command[3:]).takes_language == "other"  # the CLI takes it
+    assert "--takes-language" not in studio.training.jobs.command(replace(job, takes_language="auto"))
+    studio.training.discard_takes("Olga", B)

@@ -87,6 +87,7 @@ class TuningJob:
     voice: str | None = None  # the saved voice, once done
     pid: int | None = None  # the running process
     steps: int | None = None  # a cap on the steps besides the time budget
+    takes_language: str = "auto"  # "auto", "english" or "other": `sv2tts-finetune --takes-language`
 
     @classmethod
     def from_dict(cls, data: dict) -> "TuningJob":
@@ -123,12 +124,12 @@ class TuningJobs:
     # Requests
 
     def submit(self, library: Path, name: str, takes_dir: Path, *, minutes: float, consent: float, takes: int,
-               recorded_s: float, preview: str, steps: int | None = None) -> dict:
+               recorded_s: float, preview: str, steps: int | None = None, takes_language: str = "auto") -> dict:
         """Queue a job on the takes already linked into `takes_dir` (inside the job's folder, see `new_folder`)."""
         key = self._key(library)
         job = TuningJob(takes_dir.parent.name, key, name, float(minutes), float(consent), time.time(),
                         str(takes_dir.parent.resolve().relative_to(self.data_dir)), takes, round(recorded_s, 1), preview,
-                        steps=steps if steps is not None else _env_steps())
+                        steps=steps if steps is not None else _env_steps(), takes_language=takes_language)
         with self._lock:
             jobs = self._load()
             active = [j for j in jobs if j.state in ACTIVE]
@@ -320,6 +321,8 @@ class TuningJobs:
             command += ["--encoder", str(Path(encoder).resolve())]
         if job.steps is not None:
             command += ["--steps", str(job.steps)]
+        if job.takes_language != "auto":
+            command += ["--takes-language", job.takes_language]
         return command
 
     def _launch(self, job: TuningJob) -> None:

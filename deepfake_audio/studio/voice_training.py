@@ -220,8 +220,10 @@ class VoiceTraining:
     # Jobs
 
     def start(self, name: str | None, consent=False, minutes=20, owner: str | None = None,
-              steps: int | None = None) -> dict:
-        """Queue a job that tunes the voice `name` on its takes for `minutes` (needs `consent`)."""
+              steps: int | None = None, other_language: bool = False) -> dict:
+        """Queue a job that tunes the voice `name` on its takes for `minutes` (needs `consent`).
+        `other_language`: the takes are not in English, so only the voice's colour trains (takes
+        written in other alphabets are found without it)."""
         store = self.take_set(name, owner)
         check_consent(consent)
         minutes = _minutes(minutes)
@@ -242,7 +244,7 @@ class VoiceTraining:
         preview = next((t for t in used if not t.flagged), used[0])
         return self.jobs.submit(folder, store.name, job_folder / "takes", minutes=minutes, consent=time.time(),
                                 takes=len(used), recorded_s=sum(t.seconds for t in used), preview=preview.wav.name,
-                                steps=steps)
+                                steps=steps, takes_language="other" if other_language else "auto")
 
     def status(self, job_id, owner: str | None = None) -> dict:
         return self.jobs.status(library_folder(self.libraries.of(owner)), job_id)

@@ -76,6 +76,10 @@ class TrainTab:
         self.budget = gr.Radio(BUDGET_CHOICES, value=10, label="Training time", elem_id="train-budget",
                                info="Most of the likeness comes in the first 2 or 3 minutes, and you get the piece "
                                     "that sounded most like your takes; the studio stays usable meanwhile")
+        self.other_language = gr.Checkbox(
+            label="My takes are in another language than English", value=False, elem_id="train-other-language",
+            info="Then only the voice's colour trains, so that it keeps its English words clear (takes in Russian, "
+                 "Greek and other alphabets are found without this)")
         with gr.Row():
             self.start_button = gr.Button("Start training", variant="primary", elem_id="train-start")
             self.cancel_button = gr.Button("Cancel training", variant="stop", elem_id="train-cancel")
@@ -134,7 +138,7 @@ class TrainTab:
 
     def _wire_job(self, owner_token: gr.BrowserState, voice_picker: gr.Dropdown) -> None:
         h = self.handlers
-        self.start_button.click(h.start, [self.name, self.consent, self.budget, owner_token],
+        self.start_button.click(h.start, [self.name, self.consent, self.budget, self.other_language, owner_token],
                                 [self.status, self.job_id], api_name="train_start"
                                 ).success(lambda: gr.Timer(active=True), None, self.timer, **QUIET)
         self.cancel_button.click(h.cancel, [self.job_id, owner_token], self.status, api_name="train_cancel")
