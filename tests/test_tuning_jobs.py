@@ -356,7 +356,10 @@ def test_the_done_status_says_which_piece_the_voice_is():
     assert "(step 180 of 400, the piece nearest your held-back takes)" in drifted
     assert "English" not in drifted and "English" not in status_text({**done, "timbre_only": False})
     russian = status_text({**done, "timbre_only": True})  # takes whose letters are not English ones
-    assert "Your takes are not in English, so only the voice's colour trains" in russian
+    assert "Only the voice's colour was trained (your takes are not in English)" in russian
+    training = status_text({"name": "Olga", "state": "running", "phase": "training", "step": 40, "left_s": 60,
+                            "budget_s": 180, "samples": 0, "timbre_only": True})
+    assert "Your takes are not in English, so only the voice's colour trains" in training
 
 
 def test_the_recording_advice_follows_what_was_measured():

@@ -86,11 +86,12 @@ def status_text(status: dict | None) -> str:
 
 
 def _language(status: dict) -> str:
-    """A word on takes in another language than English (their letters tell)."""
+    """A word on takes in another language than English (said, or told by their letters)."""
     if not status.get("timbre_only"):
         return ""
-    return (" Your takes are not in English, so only the voice's colour trains: its English words stay as "
-            "clear as before, and the likeness grows less than with English takes.")
+    if status.get("state") == "done":
+        return " Only the voice's colour was trained (your takes are not in English), which keeps its English words clear."
+    return " Your takes are not in English, so only the voice's colour trains, which keeps its English words clear."
 
 
 def _likeness(status: dict) -> str:
