@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from deepfake_audio.pipeline import Pipeline
     from deepfake_audio.training.measures import dnsmos, pitch_of
-    manifest = json.loads((args.corpus / "manifest.json").read_text())
+    if args.texts < 1:
+        parser.error(f"--texts must be at least 1, got {args.texts}")
+    manifest_path = args.corpus / "manifest.json"
+    if not manifest_path.is_file():
+        print(f"error: {manifest_path} not found: build the corpus with `python -m deepfake_audio.training.corpus`.")
+        return 2
+    manifest = json.loads(manifest_path.read_text())
     texts = manifest["eval_sentences"][:args.texts]
     voices = real_voices(args.seed, args.nsh, args.alsa)
     if not voices:

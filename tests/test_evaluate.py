@@ -129,3 +129,5 @@ def test_the_real_voices_bench_judges_clones_of_two_voices(tmp_path, capsys):
     assert bench.main(["--corpus", str(tmp_path / "corpus"), "--nsh", str(tmp_path / "none"),
                        "--alsa", str(tmp_path / "none")]) == 1
     assert "apt-get install festvox-ru" in capsys.readouterr().out
+    assert bench.main(["--corpus", str(tmp_path / "none")]) == 2  # no corpus: a sentence, not a traceback
+    assert "manifest.json not found" in capsys.readouterr().out

@@ -90,7 +90,8 @@ def _language(status: dict) -> str:
     if not status.get("timbre_only"):
         return ""
     if status.get("state") == "done":
-        return " Only the voice's colour was trained (your takes are not in English), which keeps its English words clear."
+        return (" Only the voice's colour was trained (your takes are not in English), which keeps its English "
+                "words clear.")
     return " Your takes are not in English, so only the voice's colour trains, which keeps its English words clear."
 
 
