@@ -164,6 +164,23 @@ def test_words_missing_or_added(take):
     assert added.problems == ("words",) and "added" in added.note
 
 
+# Takes in scripts whose characters are syllables or morae: espeak-ng's Mandarin, Korean and Japanese.
+SYLLABIC = {"cmn": "今天天气很好，我们去公园散步吧。", "ko": "오늘은 날씨가 아주 좋아서 공원에 산책하러 갑니다.",
+            "ja": "きょうはとてもいいてんきですね。"}
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng speaks the takes: run scripts/setup.sh --dev")
+@pytest.mark.parametrize("voice", sorted(SYLLABIC))
+def test_a_take_in_chinese_korean_or_japanese_is_read_at_its_own_pace(voice, work):
+    path = work / f"{voice}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), SYLLABIC[voice]], check=True, capture_output=True)
+    wav, sr = read_audio(path)
+    whole = check_take(wav, sr, SYLLABIC[voice])
+    assert "words" not in whole.problems, whole  # counted as letters, every such take was "missing words"
+    missing = check_take(wav, sr, SYLLABIC[voice] * 4)
+    assert "words" in missing.problems and "left out" in missing.note
+
+
 @needs_flite
 def test_take_at_another_rate_and_in_stereo(take):
     import librosa
@@ -255,6 +272,26 @@ def test_transcript_that_does_not_fit(reading):
         split_long_recording(wav, SR, " ".join(sentences * 5))
     with pytest.raises(AudioError, match="words but the recording has"):
         split_long_recording(wav, SR, "Too few words.")
+
+
+CHINESE_READING = ["今天天气很好，我们去公园散步吧。", "这本书我已经看了三遍，每次都有新的想法。",
+                   "明天早上七点，我们在火车站门口见面。", "他说这个问题不难，只要多练习就能学会。"]
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng reads the text: run scripts/setup.sh --dev")
+def test_long_recording_in_chinese_is_cut_between_characters(work):
+    """Chinese has no spaces between words: each character is a word of the transcript, so the
+    cuts fall between characters, at the reading's pauses (its commas and full stops)."""
+    path = work / "chinese.wav"
+    transcript = "".join(CHINESE_READING)
+    subprocess.run(["espeak-ng", "-v", "cmn", "-g", "30", "-w", str(path), transcript], check=True,
+                   capture_output=True)
+    wav, sr = read_audio(path)
+    segments = split_long_recording(wav, sr, transcript)
+    assert len(segments) >= len(CHINESE_READING)
+    assert "".join(s.text for s in segments) == transcript and all(" " not in s.text for s in segments)
+    assert all(s.text.endswith(("，", "。")) for s in segments), [s.text for s in segments]
+    assert sum(s.text.endswith("。") for s in segments) == len(CHINESE_READING)
 
 
 # ZIP import

@@ -10,6 +10,7 @@ then shared out so that every segment is spoken at about the recording's average
 programme finds the best sharing over all segments at once, so a slow passage early on
 does not shift every later cut. With an `aligner` (the starter synthesizer's), each cut is
 then moved by up to `MAX_SHIFT_WORDS` words to where the audio matches the texts best.
+In Chinese and Japanese, written without spaces, each character counts as a word.
 
 `write_segments` writes the layout `sv2tts-finetune` reads: a flat folder of <name>.wav +
 <name>.txt (as `takes_zip.unpack_takes_zip` does for a ZIP of takes).
@@ -17,6 +18,7 @@ then moved by up to `MAX_SHIFT_WORDS` words to where the audio matches the texts
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +83,7 @@ def split_long_recording(wav: np.ndarray, sample_rate: int, transcript: str,
     spans = pause_spans(mask, frame_energies(wav16))
     if not spans:
         raise AudioError("No speech was heard in the recording: check the file and the microphone.")
-    words = transcript.split()
+    words = transcript_words(transcript)
     speech = np.array([mask[a:b].sum() * VAD_FRAME_S for a, b in spans])
     _check_transcript(words, speech, len(spans))
     cuts = assign_words(words, speech)
@@ -91,10 +93,33 @@ def split_long_recording(wav: np.ndarray, sample_rate: int, transcript: str,
         # a word's weak first or last sound was often lost and the aligner misplaced short words
         pieces = [wav16[int(round(a * VAD_RATE)):int(round(b * VAD_RATE))] for a, b in bounds]
         cuts = aligner.refine(pieces, words, cuts, speech)
-    return [Segment(start, end, " ".join(words[cuts[k]:cuts[k + 1]]),
+    return [Segment(start, end, join_words(words[cuts[k]:cuts[k + 1]]),
                     wav[int(round(start * sample_rate)):int(round(end * sample_rate))].copy(), sample_rate,
                     round(float(speech[k]), 3))
             for k, (start, end) in enumerate(bounds)]
+
+
+# Chinese and Japanese are written without spaces between words: there, each character (a
+# syllable or a mora, with the punctuation after it) is a word of the transcript.
+_UNSPACED = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3041-\u3096\u30a1-\u30fa\u30fc"
+_OPENING = "「『（【《〈“‘(\\["  # punctuation that belongs to the next word
+_TOKEN = re.compile(rf"[^\w\s]*[{_UNSPACED}][^\w\s{_UNSPACED}{_OPENING}]*|[^\s{_UNSPACED}]+")
+_HAS_UNSPACED = re.compile(rf"[{_UNSPACED}]")
+
+
+def transcript_words(transcript: str) -> list[str]:
+    """The transcript's words: what spaces separate, and each Chinese character or kana apart."""
+    return _TOKEN.findall(transcript)
+
+
+def join_words(words: Sequence[str]) -> str:
+    """`words` as text again: a space between two words unless both are Chinese or Japanese."""
+    out = ""
+    for word in words:
+        if out and not (_HAS_UNSPACED.search(out[-3:]) and _HAS_UNSPACED.search(word)):
+            out += " "
+        out += word
+    return out
 
 
 def _check_transcript(words: Sequence[str], speech: np.ndarray, n_spans: int) -> None:
@@ -182,10 +207,10 @@ def _bonus(words: Sequence[str]) -> np.ndarray:
     """Bonus for a cut after each word: a sentence end, a clause end, or none."""
     out = np.zeros(len(words))
     for k, word in enumerate(words):
-        tail = word.rstrip("\"')]}»”’")
-        if tail.endswith((".", "!", "?", "…")):
+        tail = word.rstrip("\"')]}»”’」』）】》〉")
+        if tail.endswith((".", "!", "?", "…", "。", "！", "？")):
             out[k] = SENTENCE_BONUS
-        elif tail.endswith((",", ";", ":", "-", "–", "—")):
+        elif tail.endswith((",", ";", ":", "-", "–", "—", "，", "、", "；", "：")):
             out[k] = CLAUSE_BONUS
     return out
 
@@ -309,7 +334,7 @@ class BoundaryAligner:
 
         def fit(k: int, start: int, stop: int) -> float:
             if (k, start, stop) not in known:
-                known[k, start, stop] = self.score(mels[k], " ".join(words[start:stop]), speaker) \
+                known[k, start, stop] = self.score(mels[k], join_words(words[start:stop]), speaker) \
                     - ALIGNER_NATS_PER_COST * sharing.cost(k, start, stop)
             return known[k, start, stop]
 
