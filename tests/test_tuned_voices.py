@@ -178,12 +178,27 @@ def test_finetune_refuses_budget_mistakes(tmp_path):
         finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--takes-language", "other"])
 
 
-def test_takes_in_another_language_tell_by_their_letters():
-    from deepfake_audio.training.voice_tuning import other_language
+def test_takes_in_another_language_tell_by_their_letters_or_words():
+    from deepfake_audio.training.prompts import load_prompts
+    from deepfake_audio.training.takes_language import other_language
     assert other_language(["Она завела прядь волос за ухо.", "И пошла через улицу."])
     assert other_language(["Η γάτα κάθεται.", "東京は大きい都市です。"])
     assert not other_language(["The canoe slid over the calm water.", "Crème brûlée, naïve café."])
     assert not other_language(["", "1234"])  # no letters: nothing says it is another language
+    # In English letters, by their words: hardly any are English function words.
+    assert other_language(["El viejo farero miraba la tormenta que llegaba del oeste.",
+                           "Nadie esperaba que el tren llegara tan temprano un domingo.",
+                           "Por favor, recuerda traer tu cuaderno a la reunión de mañana."])
+    assert other_language(["Der alte Leuchtturmwärter sah den Sturm von Westen kommen.",
+                           "Niemand hat erwartet, dass der Zug an einem Sonntag so früh ankommt.",
+                           "Bitte denk daran, morgen früh dein Notizbuch mitzubringen."])
+    assert other_language(["De oude vuurtorenwachter zag de storm vanuit het westen naderen.",
+                           "Ik ben in de tuin en het is mooi weer vandaag.",
+                           "Niemand had verwacht dat de trein op zondag zo vroeg zou komen."])
+    assert not other_language(["Quantum chromodynamics describes gluons binding quarks.",
+                               "Photosynthesis converts sunlight into chemical energy."])  # a few words: unsure
+    prompts = load_prompts()
+    assert not any(other_language(prompts[i:i + 5]) for i in range(0, len(prompts) - 4, 5))
 
 
 def test_takes_in_another_language_train_only_the_voice_colour(tmp_path, tmp_path_factory):

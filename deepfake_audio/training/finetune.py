@@ -19,8 +19,8 @@ on, wherever a voice is asked for (`clone --voice me.tuned.pt`, the studio, the 
     sv2tts-finetune my_voice/ --out work/me --tuned-voice me.tuned.pt --minutes 10
 
 Takes in another language than English train only the parts that colour the voice
-(`--takes-language other`; `auto`, the default, decides so when most letters of the
-transcripts are not English ones), so that the voice's English words stay clear.
+(`--takes-language other`; `auto`, the default, decides so when the transcripts are not English:
+`training.takes_language`), so that the voice's English words stay clear.
 
 The studio's "Train a voice" runs exactly this command (`training.voice_tuning`).
 """
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "synthesizer that colour the voice train, so that its English words stay as clear "
                              "as before (takes in another language would teach the model their sounds for "
                              "English letters); english: the whole speaker's share trains; auto (default): "
-                             "other when most letters of the transcripts are not English (A-Z) ones")
+                             "other when most letters of the transcripts are not English (A-Z) ones, or hardly "
+                             "any of their words are English function words (the, of, you, ...)")
     parser.add_argument("--steps", type=int, default=None,
                         help="synthesizer fine-tuning steps (default 1000; with --tuned-voice: as many as "
                              "the budget allows)")

@@ -14,8 +14,8 @@ clones of the sample and of `VALIDATION_TEXTS` (sentences no take has) are score
 the embeddings of validation takes, a share of the takes held out of training
 (`validation_split`; with few takes, all of them). When the job ends, the tuned voice file
 is the kept piece.
-Takes in another language than English (`timbre_only`; by default when most letters of their
-transcripts are not English ones: Cyrillic, Greek, ...) train only the parts that colour the
+Takes in another language than English (`timbre_only`; by default when their transcripts are
+not English by their letters or their words: `training.takes_language`) train only the parts that colour the
 voice (`synthesizer.tuning.timbre_prefixes`), so that the voice's English words stay as clear
 as the base model says them.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
@@ -43,6 +43,7 @@ import numpy as np
 
 from deepfake_audio.training import TrainingError
 from deepfake_audio.training.files import METADATA, atomic_write, read_jsonl, read_metadata, write_jsonl
+from deepfake_audio.training.takes_language import other_language
 
 PROGRESS = "progress.json"
 TRAINING = "training.json"
@@ -91,14 +92,6 @@ class TuningJob:
     snapshots: bool = False  # keep each piece's tuned voice in <work>/snapshots/ (to measure a curve)
     consistency: float = CONSISTENCY  # weight of the speaker-consistency loss (starter only)
     timbre_only: bool | None = None  # train only the voice's colour; None: when the takes are not in English
-
-
-def other_language(texts: list[str]) -> bool:
-    """Whether transcripts are mostly in another language than English, as far as their letters
-    tell: more than half of their letters are not English (A-Z) ones (Cyrillic, Greek, Arabic,
-    CJK, ...). A language written in English letters (Spanish, German) is not caught."""
-    letters = [c for text in texts for c in text if c.isalpha()]
-    return bool(letters) and sum(not c.isascii() for c in letters) > len(letters) / 2
 
 
 class _Progress:
