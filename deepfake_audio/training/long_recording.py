@@ -27,8 +27,8 @@ import numpy as np
 
 from deepfake_audio_core.audio_io import resample, write_wav
 from deepfake_audio_core.errors import AudioError, WeightsError
-from deepfake_audio.training.takes import (LETTERS_PER_SECOND, VAD_FRAME_S, VAD_RATE, frame_energies, letter_count,
-                                           safe_name, speech_frames)
+from deepfake_audio.training.takes import (HAN, KANA, LETTERS_PER_SECOND, VAD_FRAME_S, VAD_RATE, frame_energies,
+                                           letter_count, safe_name, speech_frames)
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def split_long_recording(wav: np.ndarray, sample_rate: int, transcript: str,
 
 # Chinese and Japanese are written without spaces between words: there, each character (a
 # syllable or a mora, with the punctuation after it) is a word of the transcript.
-_UNSPACED = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3041-\u3096\u30a1-\u30fa\u30fc"
+_UNSPACED = HAN + KANA + "\u30fc"  # and the long-vowel mark
 _OPENING = "「『（【《〈“‘(\\["  # punctuation that belongs to the next word
 _TOKEN = re.compile(rf"[^\w\s]*[{_UNSPACED}][^\w\s{_UNSPACED}{_OPENING}]*|[^\s{_UNSPACED}]+")
 _HAS_UNSPACED = re.compile(rf"[{_UNSPACED}]")

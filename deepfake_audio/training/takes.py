@@ -196,8 +196,11 @@ def _db(power: float) -> float:
 # on espeak-ng's cmn, ko and ja voices, which read slowly: 7.8, 16.8 and 16.6 "letters" a second.
 SYLLABLE_LETTERS = 3
 MORA_LETTERS = 2
-_SYLLABLES = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-_MORAE = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Chinese characters (also Japanese kanji), as a regex class
+HANGUL = "\uac00-\ud7af"  # Korean syllables
+KANA = "\u3041-\u3096\u30a1-\u30fa"  # Japanese hiragana and katakana
+_SYLLABLES = re.compile(f"[{HAN}{HANGUL}]")
+_MORAE = re.compile(f"[{KANA}]")
 
 
 def letter_count(text: str) -> int:
