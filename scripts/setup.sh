@@ -46,6 +46,10 @@ fi
 # The project itself, editable, for the training console commands (sv2tts-*); no new dependencies.
 .venv/bin/python -m pip install -q --no-deps -e .
 .venv/bin/python -c "import webrtcvad, torch, librosa; import encoder.inference as e; e.default_weights_path()"
+# librosa compiles its numba kernels (pitch tracking among them) into a cache on first use. Two
+# processes compiling them at once can leave a cache that crashes the next reader (numba issue
+# 10128), so one process compiles them here, before any studio, job or test runs.
+.venv/bin/python -c "from deepfake_audio.training.measures import warm_numba_cache; warm_numba_cache()"
 # The fast vocoder's C loop, built now rather than on the first clone (it falls back to
 # its TorchScript loop where there is no C compiler: the reason is printed).
 .venv/bin/python -m vocoder.native || true

@@ -53,3 +53,14 @@ def pitch_of(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, trim_db: float = 3
     f0, voiced, _ = librosa.pyin(speech, fmin=50, fmax=600, sr=sample_rate, frame_length=1024,
                                  hop_length=sample_rate // 80)
     return Pitch(float(np.nanmedian(f0)) if voiced.any() else float("nan"), float(voiced.mean()))
+
+
+def warm_numba_cache() -> None:
+    """Compile the librosa kernels the project runs (`librosa.pyin`'s, `librosa.istft`'s) in this one
+    process. librosa caches them on disk on first use, and two processes compiling the same kernel at
+    once can leave a cache that crashes its next reader (numba issue 10128): setup calls this first."""
+    import librosa
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32)
+    pitch_of(tone)
+    librosa.istft(librosa.stft(tone, n_fft=800, hop_length=200), hop_length=200)
