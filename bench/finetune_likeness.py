@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="also draw the curves into this PNG")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the command's)")
     parser.add_argument("--consistency", type=float, default=None, help="speaker-consistency loss weight")
+    parser.add_argument("--vocoder-share", type=float, default=None,
+                        help="share of the budget for the voice's own starter vocoder (default: the command's)")
     args = parser.parse_args(argv)
     from deepfake_audio.download import STARTER_MODELS_DIR, models_folder
     from deepfake_audio.pipeline import Pipeline
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             began = time.time()
             tune_voice(TuningJob(folder, work, work / f"{slug}.tuned.pt", synthesizer, slug, args.minutes * 60,
                                  models=models, piece=args.piece, quiet=True, snapshots=True, lr=args.lr,
-                                 **({} if args.consistency is None else {"consistency": args.consistency})))
+                                 **({} if args.consistency is None else {"consistency": args.consistency}),
+                                 **({} if args.vocoder_share is None else {"vocoder_share": args.vocoder_share})))
             curve = []
             for snap in judged_snapshots(work / "snapshots"):
                 step, spent = snap.name.split("_")[1], snap.name.split("_")[2].removesuffix("s.tuned.pt")
@@ -233,14 +236,22 @@ def main(argv: list[str] | None = None) -> int:
                 curve.append(row)
                 print(voice, key, row, flush=True)
             # the job's file is the piece that validated best (voice_tuning's "kept"), not always the last
-            kept_step = json.loads((work / "progress.json").read_text())["kept"]["step"]
+            progress = json.loads((work / "progress.json").read_text())
+            kept_step = progress["kept"]["step"]
             kept = next((row for row in curve if row["step"] == kept_step), None)
+            final = load_tuned_voice(work / f"{slug}.tuned.pt")
             if kept is None:
-                kept = {"step": kept_step, **judge.score(tuned=load_tuned_voice(work / f"{slug}.tuned.pt"),
-                                                         vocoder=args.vocoder)}
+                final_synthesizer = load_tuned_voice(work / f"{slug}.tuned.pt")
+                final_synthesizer.vocoder = None
+                kept = {"step": kept_step, **judge.score(tuned=final_synthesizer, vocoder=args.vocoder)}
                 print(voice, key, "kept", kept, flush=True)
             entry[key] = {"curve": curve, "final": kept, "last": curve[-1] if curve else None, "complete": True,
-                          "job_seconds": round(time.time() - began, 1)}
+                          "job_seconds": round(time.time() - began, 1), "vocoder": progress.get("vocoder")}
+            if final.vocoder is not None:  # the voice as the job left it: with its own vocoder
+                entry[key]["synthesizer_only"] = kept
+                entry[key]["final"] = {"step": kept_step, "vocoder": True,
+                                       **judge.score(tuned=final, vocoder=args.vocoder)}
+                print(voice, key, "with its own vocoder", entry[key]["final"], flush=True)
             report_path.parent.mkdir(parents=True, exist_ok=True)
             report_path.write_text(json.dumps(report, indent=1))
         report_path.write_text(json.dumps(report, indent=1))

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from deepfake_audio_core.errors import AudioError, MissingWeightsError, RequestError, TextError
+from deepfake_audio_core.errors import AudioError, MissingWeightsError, RequestError, TextError, WeightsError
 from deepfake_audio_core.modes import check_mode
 from deepfake_audio_core.rng import make_generator
 from deepfake_audio_core.threads import use_user_threads
@@ -284,6 +284,7 @@ class Pipeline:
         # speech level (dBFS) of the same recordings, so a result is compared with its voice at its level
         self._heard_level: EmbeddingMemory[float] = EmbeddingMemory()
         self._tuned: OrderedDict[int, tuple[TunedVoice, Synthesizer]] = OrderedDict()  # most recent last
+        self._tuned_vocoders: OrderedDict[int, tuple[TunedVoice, StarterVocoder]] = OrderedDict()  # likewise
         self._tuned_lock = threading.Lock()
         # A saved voice's pitch, from its embedding, for the starter vocoder (no recording to measure).
         self.voice_pitch = self._load_if_present(VoicePitch, self._weights(VOICE_PITCH_FILE, starter), None) \
@@ -518,6 +519,10 @@ class Pipeline:
         for voice in [tuned, *named_tuned.values()]:
             if voice is not None:
                 self.tuned_synthesizer(voice)  # refused here if it was tuned on other weights
+                if vocoder == "starter" and voice.vocoder is not None \
+                        and self.starter_vocoder_for(voice) is self.starter_vocoder:
+                    note = " ".join(filter(None, [note, f"The tuned voice {voice.name!r} has its own vocoder, made "
+                                                        "for another starter vocoder, so the loaded one speaks it."]))
         if tuned is not None:
             embedding = tuned.embedding
             voice_pitch_hz = tuned.pitch_hz if voice_pitch_hz is None else voice_pitch_hz
@@ -620,7 +625,7 @@ class Pipeline:
 
     def vocode(self, mel: np.ndarray, vocoder: VocoderName = "wavernn", seed: int | None = None,
                progress: ProgressFn = no_progress, mode: str = "fast", pitch: float = 0.0,
-               pitch_hz: float | None = None) -> np.ndarray:
+               pitch_hz: float | None = None, tuned: TunedVoice | None = None) -> np.ndarray:
         """Waveform (float64, 200 * (frames - 1) samples at 16 kHz) of one mel, unnormalised.
 
         WaveRNN runs the reference's batched generation (folds of 8000 + 2 x 800 samples)
@@ -628,11 +633,13 @@ class Pipeline:
         gives direct control. `mode` is WaveRNN's: "fast" (default; int8), "int8", "fp16",
         or "parity" (the reference's numbers exactly, several times slower); see
         `deepfake_audio_core.modes`. The starter vocoder takes `pitch` (semitones) and
-        `pitch_hz` (a median F0 to speak around).
+        `pitch_hz` (a median F0 to speak around), and speaks a `tuned` voice with the voice's own
+        starter vocoder where it carries one.
         """
         vocoder, _ = self.resolve_vocoder(vocoder)
         if vocoder == "starter":
-            wav = self.starter_vocoder.infer_waveform(mel, seed=seed, pitch_shift=pitch, pitch_target=pitch_hz)
+            wav = self.starter_vocoder_for(tuned).infer_waveform(mel, seed=seed, pitch_shift=pitch,
+                                                                 pitch_target=pitch_hz)
             progress(ProgressEvent("vocoding", 1, 1))
             return wav
         if vocoder == "griffinlim":
@@ -650,7 +657,7 @@ class Pipeline:
     def vocode_sentence(self, plan: ClonePlan, k: int, mel: np.ndarray) -> np.ndarray:
         """Sentence k's audio by a vocoder that goes a sentence at a time (`PER_SENTENCE_VOCODERS`)."""
         return self.vocode(mel, plan.vocoder, plan.sentence_seed(k), mode=plan.mode, pitch=plan.pitch,
-                           pitch_hz=plan.pitch_hz_of(k))
+                           pitch_hz=plan.pitch_hz_of(k), tuned=plan.tuned_of(k))
 
     @staticmethod
     def rolling_parts() -> RollingParts:
@@ -760,6 +767,29 @@ class Pipeline:
             while len(self._tuned) > TUNED_SYNTHESIZERS_KEPT:
                 self._tuned.popitem(last=False)
         return synthesizer
+
+    def starter_vocoder_for(self, voice: TunedVoice | None) -> StarterVocoder:
+        """The starter vocoder that speaks `voice`: the loaded one with the voice's own share in place
+        where its tuning made one (made once and kept for the `TUNED_SYNTHESIZERS_KEPT` voices used
+        last), else the loaded one; also the loaded one where the share does not fit it (tuned on
+        another starter vocoder), with a warning in the log (`plan` says so in its note)."""
+        if voice is None or voice.vocoder is None or self.starter_vocoder is None:
+            return self.starter_vocoder
+        with self._tuned_lock:
+            if id(voice) in self._tuned_vocoders:
+                self._tuned_vocoders.move_to_end(id(voice))
+                return self._tuned_vocoders[id(voice)][1]
+        label = f"The vocoder of the tuned voice {voice.name!r}" + (f" ({voice.path})" if voice.path else "")
+        try:
+            vocoder = self.starter_vocoder.tuned(voice.vocoder["weights"], voice.vocoder["base"], label)
+        except WeightsError as exc:
+            logger.warning("%s; the loaded starter vocoder speaks the voice instead", exc)
+            vocoder = self.starter_vocoder
+        with self._tuned_lock:
+            self._tuned_vocoders[id(voice)] = (voice, vocoder)
+            while len(self._tuned_vocoders) > TUNED_SYNTHESIZERS_KEPT:
+                self._tuned_vocoders.popitem(last=False)
+        return vocoder
 
     def _require_synthesizer(self) -> Synthesizer:
         if self.synthesizer is None:

@@ -101,3 +101,19 @@ def load_model(path: Path | str, build: Callable[[dict], torch.nn.Module], kind:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def frozen_fingerprint(model: torch.nn.Module, salt: str, tuned: Callable[[str], bool]) -> str:
+    """Hex digest (32 characters) of the weights of `model` that a voice's tuning leaves frozen: every
+    state entry whose name `tuned` refuses. A tuned share fits a base with the same digest.
+
+    Computed on the weights as loaded (fp32), rounded to fp16 so that a base exported in fp16
+    and the same base in fp32 agree."""
+    import hashlib
+    digest = hashlib.sha256(salt.encode())
+    for name, value in sorted(model.state_dict().items()):
+        if tuned(name):
+            continue
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float16).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]

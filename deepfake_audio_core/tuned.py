@@ -5,7 +5,9 @@ studio's "Train a voice") changes only a subset of the synthesizer's parameters 
 that draw the mel from the speaker: `synthesizer.tuning`). The file keeps that subset
 in fp16, the voice's embedding and pitch, and a fingerprint of the base synthesizer
 (its frozen parameters), so that the voice is only ever spoken by the model it was
-tuned on. A starter voice is about 7 MB, a Tacotron voice about 6 MB.
+tuned on. A starter voice is about 7 MB, a Tacotron voice about 6 MB. A voice whose job also
+tuned the starter vocoder on its recordings, where that brought the clones nearer the voice,
+carries that vocoder's tuned share too (`vocoder.tuning`, 2.1 MB more): it speaks this voice only.
 
 Layout (a plain `torch.save` dict, read with `weights_only=True` like every checkpoint):
 
@@ -18,6 +20,8 @@ Layout (a plain `torch.save` dict, read with `weights_only=True` like every chec
     pitch         {"median_hz": float, "spread": float} or {} where the pitch is unknown
     weights       {parameter name: fp16 tensor}: the tuned subset
     training      {"steps", "seconds", "recorded_seconds", "takes", "base_path", ...}: for the card
+    vocoder       optional: {"base": fingerprint of the starter vocoder's frozen part, "weights":
+                  {parameter name: fp16 tensor}, "training": {...}}: the voice's own share of it
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class TunedVoice:
     pitch_spread: float | None = None  # spread of their log-F0
     training: dict = field(default_factory=dict)
     path: Path | None = None
+    vocoder: dict | None = None  # {"base", "weights", "training"}: its own share of the starter vocoder, or None
 
     @property
     def parameter_count(self) -> int:
@@ -65,6 +70,11 @@ class TunedVoice:
                 "pitch": pitch, "weights": {k: v.detach().to(torch.float16).cpu().contiguous()
                                             for k, v in self.weights.items()},
                 "training": dict(self.training)}
+        if self.vocoder is not None:
+            data["vocoder"] = {"base": str(self.vocoder["base"]),
+                               "weights": {k: v.detach().to(torch.float16).cpu().contiguous()
+                                           for k, v in self.vocoder["weights"].items()},
+                               "training": dict(self.vocoder.get("training") or {})}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(data, tmp)
@@ -101,11 +111,25 @@ def load_tuned_voice(path: Path | str) -> TunedVoice:
         voice = TunedVoice(str(data["name"]), str(data["architecture"]), str(data["base"]), embedding, weights,
                            None if pitch.get("median_hz") is None else float(pitch["median_hz"]),
                            None if pitch.get("spread") is None else float(pitch["spread"]),
-                           dict(data.get("training") or {}), path)
+                           dict(data.get("training") or {}), path, _vocoder_of(data.get("vocoder")))
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{path} is a damaged tuned voice ({exc}): tune the voice again.") from None
     if embedding.shape != (256,) or not np.all(np.isfinite(embedding)):
         raise WeightsError(f"{path} is a damaged tuned voice (its embedding is not 256 finite numbers).")
     if not weights or not all(isinstance(v, torch.Tensor) and torch.isfinite(v).all() for v in weights.values()):
         raise WeightsError(f"{path} is a damaged tuned voice (its weights are missing or not finite).")
+    if voice.vocoder is not None and not all(isinstance(v, torch.Tensor) and torch.isfinite(v).all()
+                                             for v in voice.vocoder["weights"].values()):
+        raise WeightsError(f"{path} is a damaged tuned voice (its vocoder's weights are not finite).")
     return voice
+
+
+def _vocoder_of(entry) -> dict | None:
+    """A file's "vocoder" entry as `TunedVoice.vocoder` (None where it has none)."""
+    if entry is None:
+        return None
+    entry = dict(entry)
+    weights = {str(k): v for k, v in dict(entry["weights"]).items()}
+    if not weights:
+        raise ValueError("its vocoder has no weights")
+    return {"base": str(entry["base"]), "weights": weights, "training": dict(entry.get("training") or {})}

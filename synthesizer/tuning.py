@@ -22,9 +22,9 @@ official weights are not on this machine).
 """
 from __future__ import annotations
 
-import hashlib
-
 import torch
+
+from deepfake_audio_core.checkpoint import frozen_fingerprint
 
 TUNABLE_PREFIXES: dict[str, tuple[str, ...]] = {
     "fastspeech": ("speaker_proj.", "duration.", "pitch.", "pitch_embed.", "pitch_stats_proj.",
@@ -64,14 +64,6 @@ def tunable_state(model: torch.nn.Module, architecture: str) -> dict[str, torch.
 
 
 def fingerprint(model: torch.nn.Module, architecture: str) -> str:
-    """Hex digest of the parameters fine-tuning leaves frozen: a tuned voice fits a base with the same.
-
-    Computed on the weights as loaded (fp32), rounded to fp16 so that a base exported in fp16
-    and the same base in fp32 agree."""
-    digest = hashlib.sha256(architecture.encode())
-    for name, value in sorted(model.state_dict().items()):
-        if is_tunable(name, architecture) or name in _COUNTERS:
-            continue
-        digest.update(name.encode())
-        digest.update(value.detach().to(torch.float16).cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    """Hex digest of the parameters fine-tuning leaves frozen: a tuned voice fits a base with the same
+    (`core.checkpoint.frozen_fingerprint`)."""
+    return frozen_fingerprint(model, architecture, lambda name: is_tunable(name, architecture) or name in _COUNTERS)

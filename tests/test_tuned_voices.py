@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from deepfake_audio.batch import BatchItem, run_batch
 from deepfake_audio.download import STARTER_MODELS_DIR
 from deepfake_audio.pipeline import Pipeline
 from deepfake_audio.training import finetune
+from deepfake_audio.training import voice_tuning
 from deepfake_audio.training.voice_tuning import read_progress
 from deepfake_audio_core.errors import WeightsError
 from deepfake_audio_core.tuned import MAX_BYTES, load_tuned_voice
 from synthesizer.tuning import TUNABLE_PREFIXES, is_tunable
+from vocoder.tuning import tunable_prefixes
 from training_fixtures import one_thread, speech_corpus, trained_synthesizer  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,7 +47,7 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert voice.name == "slt" and voice.architecture == "fastspeech"
     progress = read_progress(work)
     # the file is the piece that validated best: its step, and the best validation score of the pieces
-    pieces = [s for s in progress["samples"] if s["step"] > 0]
+    pieces = [s for s in progress["samples"] if s["step"] > 0 and not s.get("vocoder")]
     assert voice.training["steps"] == progress["kept"]["step"] and voice.training["takes"] >= 3
     assert progress["kept"]["validation"] == max(s["validation"] for s in pieces)
     assert progress["validation_takes"] == 0  # a few takes: all of them train and validate
@@ -58,9 +61,14 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert first["state"] == "done" and first["step"] == 2
     assert progress["state"] == "done" and progress["step"] == 3 and progress["spent_s"] > first["spent_s"]
     assert progress["tuned_voice"] == str(out) and progress["losses"]
-    samples = progress["samples"]
+    samples = [s for s in progress["samples"] if not s.get("vocoder")]
     # a sample before training (the base model speaking the takes' embedding), then one after each piece
     assert [s["step"] for s in samples] == [0, 2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
+    # then the starter vocoder tuned on the takes, kept in the file only where it validated better
+    tuned_vocoder = progress["vocoder"]
+    assert tuned_vocoder["state"] in ("kept", "not kept") and tuned_vocoder["step"] == 3
+    better = tuned_vocoder["validation"] >= tuned_vocoder["without"] + voice_tuning.VOCODER_MIN_GAIN
+    assert (tuned_vocoder["state"] == "kept") == better == (voice.vocoder is not None)
     # each sample is scored against the takes (at their level): the starter knows slt, so near it already
     assert all(0.6 < s["similarity"] <= 1.0 for s in samples), samples
     assert all(0.5 < s["validation"] <= 1.0 for s in samples), samples
@@ -79,7 +87,7 @@ def test_the_job_keeps_the_piece_that_validates_best(tmp_path, tmp_path_factory,
         path, similarity, _ = speak(self, tuned, step)
         return path, similarity, scripted[step]
     monkeypatch.setattr(voice_tuning._SampleSpeaker, "speak", scored)
-    args = [str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", *QUICK]
+    args = [str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--vocoder-share", "0", *QUICK]
     for steps in (1, 2):
         finetune.main(args + ["--steps", str(steps)])
     assert read_progress(work)["kept"] == {"step": 1, "validation": 0.90}
@@ -88,6 +96,72 @@ def test_the_job_keeps_the_piece_that_validates_best(tmp_path, tmp_path_factory,
     progress = read_progress(work)
     assert progress["step"] == 3 and progress["kept"] == {"step": 3, "validation": 0.95}
     assert load_tuned_voice(out).training["steps"] == 3
+    assert "vocoder" not in progress and load_tuned_voice(out).vocoder is None  # --vocoder-share 0: none tried
+
+
+def test_a_voice_keeps_its_own_vocoder_only_where_it_validates_better(tmp_path, tmp_path_factory, monkeypatch):
+    """After the synthesizer, the job tunes the starter vocoder on the takes; the voice file carries it
+    when the same validation clones score higher with it, and then it speaks that voice (only)."""
+    from deepfake_audio.training import voice_tuning
+    voice = speech_corpus(tmp_path_factory) / "flite_slt"
+    out, work = tmp_path / "slt.tuned.pt", tmp_path / "work"
+    speak = voice_tuning._SampleSpeaker.speak
+    gain = {"value": 0.02}
+
+    def scored(self, tuned, step):  # the real clones, with a scripted score: the vocoder helps by `gain`
+        path, similarity, _ = speak(self, tuned, step)
+        return path, similarity, 0.8 + (gain["value"] if getattr(tuned, "vocoder", None) else 0.0)
+    monkeypatch.setattr(voice_tuning._SampleSpeaker, "speak", scored)
+    finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--steps", "2",
+                   *QUICK])
+    progress = read_progress(work)
+    assert progress["state"] == "done" and progress["vocoder"]["state"] == "kept"
+    assert progress["vocoder"]["step"] == 2 and abs(progress["vocoder"]["validation"] - 0.82) < 1e-9
+    assert progress["samples"][-1]["vocoder"] is True and Path(progress["samples"][-1]["path"]).is_file()
+    assert out.stat().st_size <= MAX_BYTES
+    tuned = load_tuned_voice(out)
+    assert tuned.vocoder is not None and tuned.vocoder["training"]["steps"] == 2
+    assert all(v.dtype == torch.float16 for v in tuned.vocoder["weights"].values() if v.is_floating_point())
+
+    pipe = Pipeline(synthesizer=STARTER_MODELS_DIR / "synthesizer.pt", device="cpu")
+    own = pipe.clone(text=TEXT, tuned=tuned, seed=1, vocoder="starter")
+    plain = load_tuned_voice(out)
+    plain.vocoder = None
+    shipped = pipe.clone(text=TEXT, tuned=plain, seed=1, vocoder="starter")
+    assert np.array_equal(own.mels[0], shipped.mels[0])  # the same synthesizer drew both...
+    assert not np.allclose(own.wav, shipped.wav)  # ...and the voice's own vocoder spoke it
+    mel = own.mels[0]
+    assert np.array_equal(pipe.vocode(mel, "starter", 1), pipe.vocode(mel, "starter", 1, tuned=plain))
+    # in a script, a sentence of another voice goes through the shipped vocoder
+    plan = pipe.plan(text=f"{TEXT}\n[voice: Plain] {TEXT}", tuned=tuned, seed=1, vocoder="starter",
+                     voices={"Plain": plain})
+    assert not np.array_equal(pipe.vocode_sentence(plan, 0, mel), pipe.vocode_sentence(plan, 1, mel))
+    assert np.array_equal(pipe.vocode_sentence(plan, 1, mel),
+                          pipe.vocode(mel, "starter", plan.sentence_seed(1), pitch_hz=plan.pitch_hz_of(1)))
+    assert set(tuned.vocoder["weights"]) == {k for k in pipe.starter_vocoder.model.state_dict()
+                                              if k.startswith(tunable_prefixes(6))}  # its share only
+    # tuned on another starter vocoder: the loaded one speaks it, and the plan says so
+    elsewhere = load_tuned_voice(out)
+    elsewhere.vocoder["base"] = "0" * 32
+    plan = pipe.plan(text=TEXT, tuned=elsewhere, seed=1, vocoder="starter")
+    assert "has its own vocoder, made for another starter vocoder, so the loaded one speaks it" in plan.note
+    assert np.array_equal(pipe.run(plan).wav, shipped.wav)
+    assert pipe.plan(text=TEXT, tuned=elsewhere, vocoder="griffinlim").note == ""  # no matter to another vocoder
+
+    gain["value"] = 0.0  # resumed with more steps: the vocoder is judged again, and now it is not kept
+    finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--steps", "3",
+                   *QUICK])
+    assert read_progress(work)["vocoder"]["state"] == "not kept" and load_tuned_voice(out).vocoder is None
+
+    def broken(argv):  # a vocoder that cannot train (here: a scripted failure) leaves the voice as it is
+        raise voice_tuning.TrainingError("no room left on the disk")
+    monkeypatch.setattr("deepfake_audio.training.starter_vocoder_train.main", broken)
+    finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--steps", "4",
+                   *QUICK])
+    progress = read_progress(work)
+    assert progress["state"] == "done" and progress["step"] == 4
+    assert progress["vocoder"] == {"state": "skipped", "reason": "no room left on the disk"}
+    assert load_tuned_voice(out).vocoder is None
 
 
 def test_the_validation_takes_are_held_out_of_training():
@@ -176,6 +250,12 @@ def test_finetune_refuses_budget_mistakes(tmp_path):
         finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--minutes", "5"])
     with pytest.raises(TrainingError, match="--takes-language is for --tuned-voice"):
         finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--takes-language", "other"])
+    for share in ("1", "-0.1"):
+        with pytest.raises(TrainingError, match="--vocoder-share must be at least 0 and below 1"):
+            finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--tuned-voice", str(tmp_path / "v.tuned.pt"),
+                           "--vocoder-share", share])
+    with pytest.raises(TrainingError, match="--vocoder-share is for --tuned-voice"):
+        finetune.main([str(tmp_path), "--out", str(tmp_path / "w"), "--vocoder-share", "0.2"])
 
 
 def test_takes_in_another_language_tell_by_their_letters_or_words():

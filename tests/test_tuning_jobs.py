@@ -360,6 +360,13 @@ def test_the_done_status_says_which_piece_the_voice_is():
     training = status_text({"name": "Olga", "state": "running", "phase": "training", "step": 40, "left_s": 60,
                             "budget_s": 180, "samples": 0, "timbre_only": True})
     assert "Your takes are not in English, so only the voice's colour trains" in training
+    # the last part of the budget tunes the starter vocoder; the voice says whether it kept it
+    vocoder = status_text({"name": "Alice", "state": "running", "phase": "vocoder", "step": 400, "left_s": 120,
+                           "budget_s": 600, "samples": 5})
+    assert "**Tuning the vocoder** to *Alice*'s takes: 2 min 00 s left of 10 min 00 s" in vocoder
+    assert "kept only if it brings the clones nearer your takes" in vocoder
+    assert "It speaks with its own vocoder" in status_text({**done, "vocoder": "kept"})
+    assert "own vocoder" not in status_text({**done, "vocoder": "not kept"})
 
 
 def test_the_recording_advice_follows_what_was_measured():

@@ -7,6 +7,7 @@ reads off the mel so that a caller can move it (`pitch_shift` in semitones, or
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import fields
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from deepfake_audio_core.audio_config import MEL
 from deepfake_audio_core.checkpoint import MissingMessage, load_model
 from deepfake_audio_core.rng import make_generator
 from vocoder.starter_model import ARCHITECTURE, StarterVocoderHParams, StarterVocoderNet
+from vocoder.tuning import fingerprint, is_tunable
 
 STARTER_VOCODER_FILE = "starter_vocoder.pt"
 
@@ -42,6 +44,34 @@ class StarterVocoder:
         self.device = torch.device(device)
         self.model, _ = load_model(self.weights, _build, "starter vocoder", missing_message)
         self.model.float().to(self.device).eval()
+
+    @property
+    def fingerprint(self) -> str:
+        """The frozen part's digest (`vocoder.tuning.fingerprint`): a voice's own vocoder fits only this base."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def tuned(self, weights: dict[str, torch.Tensor], base: str, label: str = "a tuned voice's vocoder"
+              ) -> "StarterVocoder":
+        """A copy of this vocoder with a voice's tuned share (`vocoder.tuning`) in place. `WeightsError`
+        where the share was tuned on another base, or does not fit this network."""
+        from deepfake_audio_core.errors import WeightsError
+        if base != self.fingerprint:
+            raise WeightsError(f"{label} was tuned on another starter vocoder ({base[:8]}) than the one loaded "
+                               f"({self.fingerprint[:8]}, {self.weights})")
+        state = self.model.state_dict()
+        blocks = len(self.model.backbone.blocks)
+        wrong = [k for k, v in weights.items() if not is_tunable(k, blocks) or k not in state
+                 or state[k].shape != v.shape]
+        if wrong or not weights:
+            raise WeightsError(f"{label} does not fit the loaded starter vocoder (parameter "
+                               f"{wrong[0] if wrong else 'none'})")
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.model.load_state_dict({k: v.to(state[k].dtype) for k, v in weights.items()}, strict=False)
+        twin.model.eval()
+        return twin
 
     @property
     def step(self) -> int:

@@ -47,7 +47,7 @@ TUNING_HINT = ("For a closer likeness, tune a voice on this person in the **Trai
                "short sentences of them (about 10 seconds) and 3 minutes of training help, and a few minutes of "
                "recordings also make the words clearer. In our tests that lifted voices whose clones from one "
                "clip scored about 0.70 to 0.82-0.85.")
-TUNED_VOICES_KEPT = 16  # tuned voices kept loaded by a studio (about 7 MB each)
+TUNED_VOICES_KEPT = 16  # tuned voices kept loaded by a studio (7 to 9 MB each)
 logger = logging.getLogger(__name__)
 
 

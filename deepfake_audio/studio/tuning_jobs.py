@@ -43,7 +43,7 @@ except ImportError:  # Windows: every studio process runs jobs; keep to one proc
 
 from deepfake_audio_core.errors import DeepfakeAudioError, RequestError
 from deepfake_audio.studio.library import FolderLock, VoiceError
-from deepfake_audio.training.voice_tuning import KEPT, read_progress
+from deepfake_audio.training.voice_tuning import KEPT, VOCODER_TRAINING, read_progress
 
 logger = logging.getLogger(__name__)
 
@@ -276,11 +276,13 @@ class TuningJobs:
         no file of its work folder or log changed for STALL_SECONDS, or it ran far past its budget."""
         folder = self.data_dir / job.folder
         now = time.time()
-        signs = [folder / "log.txt", folder / "work" / "progress.json", folder / "work" / "training.json"]
-        try:  # while it prepares the takes, its data folder fills (journal, mels, audio...)
-            signs += list((folder / "work" / "data").iterdir())
-        except OSError:
-            pass
+        signs = [folder / "log.txt", folder / "work" / "progress.json", folder / "work" / "training.json",
+                 folder / "work" / VOCODER_TRAINING]
+        for data in ("data", "vocoder_data"):  # while it prepares the takes, these folders fill (mels, audio...)
+            try:
+                signs += list((folder / "work" / data).iterdir())
+            except OSError:
+                pass
         alive = max([self._launched] + [_mtime(p, 0.0) for p in signs])
         if now - alive > STALL_SECONDS:
             return (f"The training stopped making progress (nothing for {(now - alive) / 60:.0f} minutes) and was "
@@ -426,7 +428,7 @@ class TuningJobs:
         progress = read_progress(self.data_dir / job.folder / "work") if job.state != "queued" else {}
         budget = float(progress.get("budget_s", job.minutes * 60))
         spent = float(progress.get("spent_s", 0.0))
-        if job.state == "running" and progress.get("state") in ("preparing", "training"):
+        if job.state == "running" and progress.get("state") in ("preparing", "training", "vocoder"):
             spent += max(0.0, time.time() - _mtime(self.data_dir / job.folder / "work" / "progress.json"))
         losses = [[int(s), float(v)] for s, v in progress.get("losses", [])]
         step = max([int(progress.get("step", 0))] + [s for s, _ in losses[-1:]])  # progress.json's: per piece
@@ -442,6 +444,8 @@ class TuningJobs:
                 "similarities": [[int(s.get("step", 0)), s.get("similarity")] for s in samples],
                 "kept_step": (progress.get("kept") or {}).get("step"),  # the piece the voice is, when done
                 "timbre_only": progress.get("timbre_only"),  # takes not in English: only the voice's colour trains
+                # the voice's own starter vocoder: "training", "kept", "not kept", "skipped"; None: not tried
+                "vocoder": (progress.get("vocoder") or {}).get("state"),
                 "takes": job.takes, "recorded_s": job.recorded_s, "minutes": job.minutes,
                 "created": job.created, "started": job.started, "finished": job.finished,
                 "error": job.error, "voice": job.voice}

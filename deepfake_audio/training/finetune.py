@@ -18,6 +18,10 @@ on, wherever a voice is asked for (`clone --voice me.tuned.pt`, the studio, the 
 
     sv2tts-finetune my_voice/ --out work/me --tuned-voice me.tuned.pt --minutes 10
 
+Where the starter vocoder speaks the clones, the last quarter of the budget (`--vocoder-share`)
+tunes its last blocks to the takes too; the file keeps that share (about 2 MB) only where it
+brings the validation clones nearer the voice (`vocoder.tuning`).
+
 Takes in another language than English train only the parts that colour the voice
 (`--takes-language other`; `auto`, the default, decides so when the transcripts are not English:
 `training.takes_language`), so that the voice's English words stay clear.
@@ -88,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-vocoder", action="store_true",
                         help="also fine-tune the vocoder on ground-truth-aligned mels of the fine-tuned "
                              "synthesizer")
+    parser.add_argument("--vocoder-share", type=float, default=None, metavar="F",
+                        help="with --tuned-voice: the share of --minutes that tunes the voice's own starter "
+                             "vocoder, where the starter vocoder speaks its clones; kept only where it brings "
+                             "them nearer the voice (default 0.25; 0: the synthesizer only)")
     parser.add_argument("--vocoder-steps", type=int, default=2000, help="vocoder fine-tuning steps (default 2000)")
     parser.add_argument("--vocoder-lr", type=float, default=5e-5, help="vocoder learning rate (default 5e-5)")
     parser.add_argument("--vocoder-batch-size", type=int, default=32, metavar="N",
@@ -139,6 +147,9 @@ def main(argv: list[str] | None = None) -> Path:
         raise TrainingError("--minutes is the budget of --tuned-voice; a models folder trains for --steps.")
     if args.takes_language != "auto":
         raise TrainingError("--takes-language is for --tuned-voice: a models folder trains the whole synthesizer.")
+    if args.vocoder_share is not None:
+        raise TrainingError("--vocoder-share is for --tuned-voice; a models folder tunes its vocoder with "
+                            "--finetune-vocoder.")
     args.steps = 1000 if args.steps is None else args.steps
     args.lr = 3e-5 if args.lr is None else args.lr
     args.batch_size = 8 if args.batch_size is None else args.batch_size
@@ -202,10 +213,13 @@ def _in_use(models: Path) -> Path:
 def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
     """--tuned-voice: one small tuned voice within the time budget (`training.voice_tuning`)."""
     from deepfake_audio_core.tuned import SUFFIX
-    from deepfake_audio.training.voice_tuning import SAMPLE_TEXT, TuningJob, tune_voice
+    from deepfake_audio.training.voice_tuning import SAMPLE_TEXT, VOCODER_SHARE, TuningJob, tune_voice
     if args.finetune_vocoder:
-        raise TrainingError("--finetune-vocoder makes a models folder; a tuned voice holds the synthesizer's share "
-                            "only.")
+        raise TrainingError("--finetune-vocoder makes a models folder; a tuned voice tunes its own starter vocoder "
+                            "by itself (--vocoder-share).")
+    share = VOCODER_SHARE if args.vocoder_share is None else args.vocoder_share
+    if not 0 <= share < 1:
+        raise TrainingError(f"--vocoder-share must be at least 0 and below 1, got {share:g}.")
     minutes = 10.0 if args.minutes is None else args.minutes
     if not 0 < minutes <= 24 * 60:
         raise TrainingError(f"--minutes must be above 0 and at most a day (1440), got {minutes:g}.")
@@ -213,7 +227,8 @@ def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
     job = TuningJob(Path(args.voice), args.out, args.tuned_voice, synthesizer, name, minutes * 60, encoder=args.encoder, models=models,
                     lr=args.lr, batch_size=args.batch_size or 16, steps=args.steps,
                     sample_text=args.sample_text or SAMPLE_TEXT, seed=args.seed, quiet=args.quiet,
-                    timbre_only={"auto": None, "english": False, "other": True}[args.takes_language])
+                    timbre_only={"auto": None, "english": False, "other": True}[args.takes_language],
+                    vocoder_share=share)
     path = tune_voice(job)
     if not args.quiet:
         print(f"tuned voice in {path}: python -m deepfake_audio clone --voice {path} --text <text> --out speech.wav")

@@ -41,7 +41,7 @@ from deepfake_audio.training import TrainingError
 from deepfake_audio.training.checkpoints import record_run, restore, save_checkpoint
 from deepfake_audio.training.commands import TrainCommand, hparams_epilog, start_run, train_parser
 from deepfake_audio.training.distributed import Distributed
-from deepfake_audio.training.loop import TrainSummary, optimise, run_loop, warmup_cosine
+from deepfake_audio.training.loop import TrainSummary, freeze_except, optimise, run_loop, warmup_cosine
 from deepfake_audio.training.sampling import step_seed
 from deepfake_audio.training.starter_vocoder_data import VocoderPack
 from deepfake_audio.training.vocoder_discriminator import (MultiResolutionDiscriminator, discriminator_loss,
@@ -143,6 +143,7 @@ def train(args, dist: Distributed) -> TrainSummary:
         run.init, run.resume = run.resume, None
         args.init = run.checkpoint
     restore(run, args, model, optimizer, "vocoder")
+    freeze_except(model, args.train_only)  # a voice's tuning may train a part only
     critic = Critic(hp, run.resume, dist.device) if hp.adversarial_weight > 0 else None
     if run.resume is None and not weights_only:
         model.step.zero_()

@@ -18,18 +18,26 @@ Takes in another language than English (`timbre_only`; by default when their tra
 not English by their letters or their words: `training.takes_language`) train only the parts that colour the
 voice (`synthesizer.tuning.timbre_prefixes`), so that the voice's English words stay as clear
 as the base model says them.
+Where the clones are spoken by the starter vocoder, the last `vocoder_share` of the budget
+continues that vocoder on the training takes (their true mels and audio) as well: a voice far
+from the voices it learnt from (a high voice, a child's) comes out nearer itself (bench/RESULTS.md).
+The tuned vocoder joins the tuned voice file only where it validates better than the shipped one
+by `VOCODER_MIN_GAIN` (the same clones, scored the same way), and it speaks that voice only.
 The whole job (preparation, training, samples) keeps to `budget` seconds of wall time,
 counted across restarts: running the same command again resumes where it stopped.
 
 `<work>/progress.json` says where the job is, for the studio and for scripts:
 
-    {"state": "preparing" | "training" | "done" | "failed", "budget_s", "spent_s",
+    {"state": "preparing" | "training" | "vocoder" | "done" | "failed", "budget_s", "spent_s",
      "step", "recorded_s", "takes", "validation_takes" (0: all takes validate), "timbre_only",
-     "samples": [{"step", "spent_s", "path", "similarity", "validation"}],
+     "samples": [{"step", "spent_s", "path", "similarity", "validation", "vocoder" (true: the voice's own)}],
      "kept": {"step", "validation"} (the piece kept so far), "tuned_voice": path or null,
+     "vocoder": {"state": "training" | "kept" | "not kept" | "skipped", "step", "validation", "reason"}
+                (absent where the clones are not spoken by the starter vocoder),
      "error": message or null}
 
-and `<work>/training.json` the step and the losses so far (`loop.ProgressFile`).
+and `<work>/training.json` the step and the losses so far (`loop.ProgressFile`);
+`<work>/vocoder_training.json` the same of the vocoder.
 """
 from __future__ import annotations
 
@@ -68,6 +76,14 @@ VALIDATION_SHARE = 0.1
 VALIDATION_TAKES_MAX = 8
 VALIDATION_SPLIT_FROM = 20
 KEPT = "kept.tuned.pt"  # in the work folder: the piece that validated best so far
+VOCODER_TRAINING = "vocoder_training.json"
+# The voice's own starter vocoder: the share of the budget it trains in (after the synthesizer), its
+# constant learning rate (a tenth of its first training's), the least validation gain that keeps it
+# (the same clones with the shipped vocoder and with the tuned one), and the least time worth training.
+VOCODER_SHARE = 0.25
+VOCODER_LR = 2e-4
+VOCODER_MIN_GAIN = 0.005
+MIN_VOCODER_SECONDS = 30.0
 
 
 @dataclass
@@ -92,6 +108,7 @@ class TuningJob:
     snapshots: bool = False  # keep each piece's tuned voice in <work>/snapshots/ (to measure a curve)
     consistency: float = CONSISTENCY  # weight of the speaker-consistency loss (starter only)
     timbre_only: bool | None = None  # train only the voice's colour; None: when the takes are not in English
+    vocoder_share: float = VOCODER_SHARE  # of the budget, for the voice's own starter vocoder (0: none)
 
 
 class _Progress:
@@ -176,13 +193,16 @@ def tune_voice(job: TuningJob) -> Path:
                         validation_takes=0 if validation is training else len(validation), timbre_only=timbre_only)
         targets = np.stack([np.load(r["embed"]) for r in validation]).astype(np.float32)
         speaker = _SampleSpeaker(job, embedding, pitch, level, targets)
+        base_vocoder = speaker.starter_vocoder() if job.vocoder_share > 0 else None
+        reserve = job.vocoder_share * job.budget if base_vocoder is not None else 0.0
         if not progress.data["samples"]:  # before any training: the voice as the base model speaks it
             sample, similarity, score = speaker.speak(None, 0)
             progress.data["samples"].append({"step": 0, "spent_s": round(progress.spent, 1), "path": str(sample),
                                              "similarity": similarity, "validation": score})
             progress.update()
+        trained_now = False  # a piece trained in this run: the voice file changes, so its vocoder is judged anew
         while True:
-            left = job.budget - progress.spent
+            left = job.budget - reserve - progress.spent
             if left < MIN_PIECE_SECONDS or (job.steps is not None and progress.data["step"] >= job.steps):
                 break
             progress.update(state="training")
@@ -202,6 +222,7 @@ def tune_voice(job: TuningJob) -> Path:
                 atomic_write(job.work / KEPT, lambda tmp: shutil.copyfile(job.out, tmp))
                 progress.data["kept"] = {"step": step, "validation": score}
             progress.update(step=step, tuned_voice=str(job.out))
+            trained_now = True
             if step == progress.data.get("last_step"):  # nothing trained (steps reached): stop
                 break
             progress.data["last_step"] = step
@@ -211,6 +232,12 @@ def tune_voice(job: TuningJob) -> Path:
         kept = progress.data.get("kept")
         if (job.work / KEPT).is_file() and kept is not None and kept["step"] != progress.data["step"]:
             atomic_write(job.out, lambda tmp: shutil.copyfile(job.work / KEPT, tmp))  # an earlier piece validated best
+        if base_vocoder is not None and (trained_now or (progress.data.get("vocoder") or {}).get("state")
+                                         in (None, "training")):
+            try:
+                _tune_vocoder(job, data, base_vocoder, speaker, progress)
+            except (TrainingError, OSError, ValueError, RuntimeError) as exc:  # the voice itself is made: keep it
+                progress.update(vocoder={"state": "skipped", "reason": str(exc) or type(exc).__name__})
         progress.update(state="done")
         return job.out
     except Exception as exc:
@@ -292,6 +319,55 @@ def _train_piece(job: TuningJob, data: Path, architecture: str, seconds: float, 
     return int(summary.step)
 
 
+def _tune_vocoder(job: TuningJob, data: Path, base: Path, speaker: "_SampleSpeaker", progress: _Progress) -> None:
+    """Continue the starter vocoder `base` on the training takes for what is left of the budget, then
+    keep it in the tuned voice file where the kept voice's validation clones score higher with it."""
+    from deepfake_audio.training import starter_vocoder_data, starter_vocoder_train
+    from deepfake_audio.training.loop import OPEN_ENDED
+    from deepfake_audio_core.checkpoint import read_checkpoint
+    from deepfake_audio_core.tuned import load_tuned_voice
+    from vocoder.tuning import is_tunable, tunable_prefixes
+    run, pack = job.work / "vocoder_run", job.work / "vocoder_data"
+    left = job.budget - progress.spent - speaker.cost
+    if left < MIN_VOCODER_SECONDS and not (run / starter_vocoder_train.CHECKPOINT).is_file():
+        progress.update(vocoder={"state": "skipped", "reason": "no time was left for it"})
+        return
+    progress.update(state="vocoder", vocoder={"state": "training", "step": 0})
+    if not (pack / "index.json").is_file():  # the training takes' true mels, audio and F0
+        starter_vocoder_data.build([data], pack, workers=1, quiet=True)
+    left = job.budget - progress.spent - speaker.cost
+    shipped = speaker.pipeline.starter_vocoder  # loaded from `base`
+    blocks = len(shipped.model.backbone.blocks)
+    args = [str(pack), "--run-dir", str(run), "--init", str(base), "--time-limit", f"{max(left, 1.0):.1f}",
+            "--steps", str(job.steps if job.steps is not None else OPEN_ENDED), "--save-every", "50",
+            "--log-every", "10", "--seed", str(job.seed), "--progress-file", str(job.work / VOCODER_TRAINING),
+            "--train-only", *tunable_prefixes(blocks),
+            "--hparams", f"learning_rate={VOCODER_LR!r}", "warmup_steps=1", f"total_steps={10 ** 9}"]
+    summary = starter_vocoder_train.main(args + (["--quiet"] if job.quiet else []))
+    state = read_checkpoint(run / starter_vocoder_train.CHECKPOINT)["model_state"]
+    voice = load_tuned_voice(job.out)
+    had = voice.vocoder is not None  # judged before, on an earlier kept piece
+    voice.vocoder = {"base": shipped.fingerprint,
+                     "weights": {k: v for k, v in state.items() if is_tunable(k, blocks)},
+                     "training": {"steps": int(summary.step), "base_path": str(base), "learning_rate": VOCODER_LR}}
+    without = (progress.data.get("kept") or {}).get("validation")
+    sample, similarity, score = speaker.speak(voice, int(progress.data["step"]))
+    better = score is not None and (without is None or score >= without + VOCODER_MIN_GAIN)
+    if not better:
+        voice.vocoder = None
+    if better or had:  # the kept piece too, so that a resumed job's copy of it keeps what was judged
+        voice.save(job.out)
+        atomic_write(job.work / KEPT, lambda tmp: shutil.copyfile(job.out, tmp))
+    if better:
+        progress.data["samples"].append({"step": int(progress.data["step"]), "spent_s": round(progress.spent, 1),
+                                         "path": str(sample), "similarity": similarity, "validation": score,
+                                         "vocoder": True})
+    else:
+        sample.unlink(missing_ok=True)
+    progress.update(vocoder={"state": "kept" if better else "not kept", "step": int(summary.step),
+                             "validation": score, "without": without})
+
+
 def _export(job: TuningJob, architecture: str, fingerprint: str, embedding: np.ndarray, pitch, step: int,
             recorded: float, takes: int, spent: float, timbre_only: bool = False):
     """Write the run's tuned share as the tuned voice file; returns the `TunedVoice`."""
@@ -325,14 +401,9 @@ class _SampleSpeaker:
         self.pipeline = None
         self.cost = 10.0  # seconds reserved for a sample and its validation until one has been timed
 
-    def speak(self, voice, step: int) -> tuple[Path, float | None, float | None]:
-        """The sample spoken with the tuned `voice` (None: the base model with the takes' embedding and
-        pitch) as a WAV, its speaker similarity to the takes (None for a silent sample), and its
-        validation score: the mean cosine of the sample's and `VALIDATION_TEXTS`' clones (at the
-        takes' level) to each validation take (None if every clone is silent)."""
+    def _open(self) -> None:
+        """The pipeline the samples are spoken with (made once)."""
         from deepfake_audio.pipeline import Pipeline
-        from deepfake_audio_core.audio_io import write_wav
-        began = time.monotonic()
         if self.pipeline is None:
             self.pipeline = Pipeline(self.job.models, synthesizer=self.job.synthesizer, encoder=self.job.encoder,
                                      device="cpu")
@@ -340,9 +411,23 @@ class _SampleSpeaker:
                 self.pipeline.remember_level(self.embedding, self.level)
             if self.pitch is not None:  # the base model speaks the embedding at the takes' pitch
                 self.pipeline.remember_pitch(self.embedding, *self.pitch)
+
+    def starter_vocoder(self) -> Path | None:
+        """The starter vocoder's weights where it is what speaks the samples (no WaveRNN loaded), else None."""
+        self._open()
+        return self.pipeline.starter_vocoder_path if self.pipeline.default_vocoder() == "starter" else None
+
+    def speak(self, voice, step: int) -> tuple[Path, float | None, float | None]:
+        """The sample spoken with the tuned `voice` (None: the base model with the takes' embedding and
+        pitch) as a WAV, its speaker similarity to the takes (None for a silent sample), and its
+        validation score: the mean cosine of the sample's and `VALIDATION_TEXTS`' clones (at the
+        takes' level) to each validation take (None if every clone is silent)."""
+        from deepfake_audio_core.audio_io import write_wav
+        began = time.monotonic()
+        self._open()
         like = self.embedding if self.level is not None else None
         speaking = {"embedding": self.embedding} if voice is None else {"tuned": voice}
-        path = self.job.work / "samples" / f"step_{step:06d}.wav"
+        path = self.job.work / "samples" / f"step_{step:06d}{'_vocoder' if getattr(voice, 'vocoder', None) else ''}.wav"
         similarity, scores = None, []
         for seed, text in enumerate((self.job.sample_text, *VALIDATION_TEXTS)):
             result = self.pipeline.clone(text=text, seed=seed, **speaking)

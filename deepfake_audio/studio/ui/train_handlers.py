@@ -71,6 +71,9 @@ def status_text(status: dict | None) -> str:
     if state == "running":
         if status["phase"] in (None, "preparing"):
             return f"**Preparing** the {status['takes']} takes of *{name}*…"
+        if status["phase"] == "vocoder":
+            return (f"**Tuning the vocoder** to *{name}*'s takes: {_minutes(status['left_s'])} left of "
+                    f"{_minutes(status['budget_s'])}. It is kept only if it brings the clones nearer your takes.")
         samples = f" {status['samples']} samples so far: listen below.{_likeness(status)}" if status["samples"] else ""
         return (f"**Training** *{name}*: step {status['step']}, {_minutes(status['left_s'])} left of "
                 f"{_minutes(status['budget_s'])}.{samples}{_language(status)}")
@@ -78,8 +81,9 @@ def status_text(status: dict | None) -> str:
         kept = status.get("kept_step")
         steps = (f"{status['step']} steps" if kept in (None, status["step"]) else
                  f"step {kept} of {status['step']}, the piece nearest your held-back takes")
+        own = " It speaks with its own vocoder, tuned to your takes as well." if status.get("vocoder") == "kept" else ""
         return (f"**Done:** *{status['voice']}* is saved in your voices, tuned on {status['takes']} takes "
-                f"({steps}). Pick it on the Clone tab.{_language(status)}")
+                f"({steps}).{own} Pick it on the Clone tab.{_language(status)}")
     if state == "failed":
         return f"**Failed:** {hide_server_paths(status['error'] or 'the training stopped.')}"
     return f"**Cancelled:** *{name}* was not trained."
