@@ -59,6 +59,19 @@ def test_example_voices_are_short_licensed_and_listed():
     assert sorted(p.name for p in folder.glob("*.wav")) == sorted(e["file"] for e in listing)
 
 
+def test_a_clone_started_as_an_example_loads_gets_the_example():
+    """Clicking an example sets the page's audio to the example's file name before the file itself
+    (seen once in a browser test, on a phone layout with Ctrl+Enter): that name means the example,
+    and only an exact shipped name does."""
+    from deepfake_audio.studio.examples import example_reference, example_voices
+    first = example_voices()[0]
+    assert example_reference(first.path.name) == first.path
+    for other in ("unknown.wav", f"../{first.path.name}", f"voices/{first.path.name}", "", None):
+        assert example_reference(other) == other
+    real = str(first.path)  # a file that exists stays itself
+    assert example_reference(real) == real
+
+
 def test_the_package_list_names_every_package():
     # pyproject.toml lists the packages by hand: one left out installs without its modules
     # (a plain `pip install .`, or the editable install's static map, would not find it).

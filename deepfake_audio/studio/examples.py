@@ -32,3 +32,15 @@ def example_voices(folder: Path = EXAMPLES_DIR) -> list[ExampleVoice]:
     entries = json.loads(listing.read_text(encoding="utf-8"))
     return [ExampleVoice(folder / e["file"], e["voice"], e["licence"], EXAMPLE_TEXTS[k % len(EXAMPLE_TEXTS)])
             for k, e in enumerate(entries) if (folder / e["file"]).is_file()]
+
+
+def example_reference(reference, folder: Path = EXAMPLES_DIR):
+    """`reference` as given, or the example voice it names. A click on an example sets the page's
+    audio to the example's file name first (Gradio's display value of an example, `Audio.process_example`)
+    and to the file itself a moment later: a clone started in between sends only the name. A
+    bare name that is exactly a shipped example's file name (and no file) is that example."""
+    if not isinstance(reference, (str, Path)) or not str(reference) or Path(reference).exists():
+        return reference
+    if Path(reference).name != str(reference):
+        return reference  # only a bare file name, never a path
+    return next((e.path for e in example_voices(folder) if e.path.name == str(reference)), reference)

@@ -20,6 +20,7 @@ from deepfake_audio_core.errors import AudioError, DeepfakeAudioError, RequestEr
 from deepfake_audio.pipeline import SAMPLE_RATE
 from deepfake_audio_core.requests import MAX_PITCH_SEMITONES
 from deepfake_audio.studio import owners
+from deepfake_audio.studio.examples import example_reference
 from deepfake_audio.studio.library import VoiceError
 from deepfake_audio.studio.service import MAX_SEED, Studio
 from deepfake_audio.studio.ui.errors import as_user_error, user_errors
@@ -80,6 +81,7 @@ class Handlers:
         request = dict(report=lambda fraction, desc: progress(fraction, desc=desc), consent=consent,
                        owner=self.owner_of(owner_token, profile), pace=pace, file_format=file_format,
                        loudness=loudness, clean=clean, pitch=pitch)
+        reference = example_reference(reference)  # an example clicked a moment ago: its name, not yet its file
         if stream and self.studio.can_stream:
             live = LiveBuffer(SAMPLE_RATE)
             for item in self.studio.clone_stream(reference, voice, text, seed, vocoder, **request):
