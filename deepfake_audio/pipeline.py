@@ -521,8 +521,8 @@ class Pipeline:
                 self.tuned_synthesizer(voice)  # refused here if it was tuned on other weights
                 if vocoder == "starter" and voice.vocoder is not None \
                         and self.starter_vocoder_for(voice) is self.starter_vocoder:
-                    note = " ".join(filter(None, [note, f"The tuned voice {voice.name!r} has its own vocoder, made "
-                                                        "for another starter vocoder, so the loaded one speaks it."]))
+                    note = " ".join(filter(None, [note, f"The tuned voice {voice.name!r} has its own vocoder, which "
+                                                        "does not fit the loaded starter vocoder, so that one speaks it."]))
         if tuned is not None:
             embedding = tuned.embedding
             voice_pitch_hz = tuned.pitch_hz if voice_pitch_hz is None else voice_pitch_hz

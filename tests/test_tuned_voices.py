@@ -144,7 +144,7 @@ def test_a_voice_keeps_its_own_vocoder_only_where_it_validates_better(tmp_path, 
     elsewhere = load_tuned_voice(out)
     elsewhere.vocoder["base"] = "0" * 32
     plan = pipe.plan(text=TEXT, tuned=elsewhere, seed=1, vocoder="starter")
-    assert "has its own vocoder, made for another starter vocoder, so the loaded one speaks it" in plan.note
+    assert "has its own vocoder, which does not fit the loaded starter vocoder, so that one speaks it" in plan.note
     assert np.array_equal(pipe.run(plan).wav, shipped.wav)
     assert pipe.plan(text=TEXT, tuned=elsewhere, vocoder="griffinlim").note == ""  # no matter to another vocoder
 
