@@ -80,6 +80,40 @@ def wait_for_result(page) -> str:
     return page.inner_text("#run-status")
 
 
+def give_file(page, widget: str, path: Path, tries: int = 3) -> None:
+    """Upload `path` into the gr.File `widget` (a CSS id) and wait until the widget lists it.
+
+    While Gradio uploads, the widget's file input leaves the page; it comes back only if the
+    upload is dropped. So the file is given again only when the input is back without the file
+    listed. (In full runs under load, in CI stop 35's session and in stop 39, the name took longer
+    than a minute to show, and a retry then waited for an input that was gone.) A widget that
+    neither lists the file nor takes it again fails with what it shows and what the uploads got."""
+    answers: list[int] = []
+
+    def on_response(response) -> None:
+        if "/gradio_api/upload?" in response.url:
+            answers.append(response.status)
+
+    page.on("response", on_response)
+    try:
+        for _ in range(tries):
+            page.set_input_files(f"{widget} input[type=file]", str(path))
+            given = page.evaluate("performance.now()")
+            state = page.wait_for_function(
+                """([widget, name, given]) => {
+                       const box = document.querySelector(widget);
+                       if (!box) return null;
+                       if (box.innerText.replace(/\\s+/g, '').includes(name)) return 'listed';
+                       const dropped = box.querySelector('input[type=file]') && performance.now() > given + 5000;
+                       return dropped ? 'dropped' : null;
+                   }""", arg=[widget, path.name, given], timeout=240_000, polling=500)
+            if state.json_value() == "listed":
+                return
+        raise AssertionError(f"{widget} never listed {path.name} in {tries} tries (the uploads got "
+                             f"{answers or 'no answer'}); it shows {page.inner_text(widget)!r}")
+    finally:
+        page.remove_listener("response", on_response)
+
 def test_a_voice_from_several_recordings(page, server, files):
     open_studio(page, server)
     save_voice(page, files, "Take", files["takes"][0], files["takes"][1:])
@@ -135,17 +169,7 @@ def test_a_batch_becomes_a_zip(page, server, files):
     ensure_take(page, server, files)
     page.get_by_role("tab", name="Batch").click()
     page.wait_for_function("() => document.querySelector('#batch-voice input')?.value")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    # Once in a full run under load (CI stop 35's session) the upload widget took the file and never
-    # showed it: give it the file again rather than wait the whole timeout on one try.
-    for attempt in range(3):
-        page.set_input_files("#batch-file input[type=file]", str(files["csv"]))
-        try:
-            page.wait_for_selector("#batch-file :text('lines.csv')", timeout=60_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
+    give_file(page, "#batch-file", files["csv"])
     page.click("#batch-run")
     page.wait_for_selector("#batch-status :text('is ready')")
     with page.expect_download() as download:
