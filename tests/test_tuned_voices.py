@@ -64,11 +64,10 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     samples = [s for s in progress["samples"] if not s.get("vocoder")]
     # a sample before training (the base model speaking the takes' embedding), then one after each piece
     assert [s["step"] for s in samples] == [0, 2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
-    # then the starter vocoder tuned on the takes, kept in the file only where it validated better
-    tuned_vocoder = progress["vocoder"]
-    assert tuned_vocoder["state"] in ("kept", "not kept") and tuned_vocoder["step"] == 3
-    better = tuned_vocoder["validation"] >= tuned_vocoder["without"] + voice_tuning.VOCODER_MIN_GAIN
-    assert (tuned_vocoder["state"] == "kept") == better == (voice.vocoder is not None)
+    # no voice's own vocoder: with every take training, none is held out to judge it on
+    assert progress["vocoder"]["state"] == "skipped" and voice.vocoder is None
+    assert progress["vocoder"]["reason"].startswith("too few takes to judge a vocoder on (4;")
+    assert finetune._vocoder_outcome(progress["vocoder"]).startswith("Its own vocoder: skipped (too few takes")
     # each sample is scored against the takes (at their level): the starter knows slt, so near it already
     assert all(0.6 < s["similarity"] <= 1.0 for s in samples), samples
     assert all(0.5 < s["validation"] <= 1.0 for s in samples), samples
@@ -106,17 +105,33 @@ def test_a_voice_keeps_its_own_vocoder_only_where_it_validates_better(tmp_path, 
     voice = speech_corpus(tmp_path_factory) / "flite_slt"
     out, work = tmp_path / "slt.tuned.pt", tmp_path / "work"
     speak = voice_tuning._SampleSpeaker.speak
-    gain = {"value": 0.02}
+    gain = {"value": 0.02, "further": 0.02}
 
     def scored(self, tuned, step):  # the real clones, with a scripted score: the vocoder helps by `gain`
         path, similarity, _ = speak(self, tuned, step)
         return path, similarity, 0.8 + (gain["value"] if getattr(tuned, "vocoder", None) else 0.0)
+    # takes held out to validate on (2 of these 4; from 20 takes on in use): the vocoder is judged on them
+    monkeypatch.setattr(voice_tuning, "VALIDATION_SPLIT_FROM", 4)
+    validate = voice_tuning._SampleSpeaker.validation_scores
+    judged = []
+
+    def validated(self, tuned, texts, first_seed):  # the vocoder's further clones, real, scored the same way
+        own = bool(getattr(tuned, "vocoder", None))
+        judged.append((own, len(validate(self, tuned, texts, first_seed)), first_seed))
+        return [0.8 + (gain["further"] if own else 0.0)] * len(texts)
     monkeypatch.setattr(voice_tuning._SampleSpeaker, "speak", scored)
+    monkeypatch.setattr(voice_tuning._SampleSpeaker, "validation_scores", validated)
     finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--steps", "2",
                    *QUICK])
     progress = read_progress(work)
     assert progress["state"] == "done" and progress["vocoder"]["state"] == "kept"
     assert progress["vocoder"]["step"] == 2 and abs(progress["vocoder"]["validation"] - 0.82) < 1e-9
+    # judged on six clones each way: the validation's three and three more sentences after their seeds
+    texts = len(voice_tuning.VOCODER_VALIDATION_TEXTS)
+    assert [j for j in judged if j[2] == 3] == [(False, texts, 3), (True, texts, 3)]  # (speak's own start at 1)
+    assert progress["vocoder"]["clones"] == 6
+    assert abs(progress["vocoder"]["without"] - 0.8) < 1e-9
+    assert finetune._vocoder_outcome(progress["vocoder"]) == "Its own vocoder: kept (validation 0.82 with it, 0.8 without)."
     assert progress["samples"][-1]["vocoder"] is True and Path(progress["samples"][-1]["path"]).is_file()
     assert out.stat().st_size <= MAX_BYTES
     tuned = load_tuned_voice(out)
@@ -148,10 +163,13 @@ def test_a_voice_keeps_its_own_vocoder_only_where_it_validates_better(tmp_path, 
     assert np.array_equal(pipe.run(plan).wav, shipped.wav)
     assert pipe.plan(text=TEXT, tuned=elsewhere, vocoder="griffinlim").note == ""  # no matter to another vocoder
 
-    gain["value"] = 0.0  # resumed with more steps: the vocoder is judged again, and now it is not kept
+    # resumed with more steps: the vocoder is judged again; better on the validation's three clones but
+    # worse on the further three, it is not kept
+    gain["further"] = -0.02
     finetune.main([str(voice), "--out", str(work), "--tuned-voice", str(out), "--minutes", "3", "--steps", "3",
                    *QUICK])
     assert read_progress(work)["vocoder"]["state"] == "not kept" and load_tuned_voice(out).vocoder is None
+    assert finetune._vocoder_outcome(read_progress(work)["vocoder"]).startswith("Its own vocoder: not kept (validation")
 
     def broken(argv):  # a vocoder that cannot train (here: a scripted failure) leaves the voice as it is
         raise voice_tuning.TrainingError("no room left on the disk")

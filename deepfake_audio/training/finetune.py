@@ -213,7 +213,7 @@ def _in_use(models: Path) -> Path:
 def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
     """--tuned-voice: one small tuned voice within the time budget (`training.voice_tuning`)."""
     from deepfake_audio_core.tuned import SUFFIX
-    from deepfake_audio.training.voice_tuning import SAMPLE_TEXT, VOCODER_SHARE, TuningJob, tune_voice
+    from deepfake_audio.training.voice_tuning import SAMPLE_TEXT, VOCODER_SHARE, TuningJob, read_progress, tune_voice
     if args.finetune_vocoder:
         raise TrainingError("--finetune-vocoder makes a models folder; a tuned voice tunes its own starter vocoder "
                             "by itself (--vocoder-share).")
@@ -232,7 +232,19 @@ def _tune(args: argparse.Namespace, synthesizer: Path, models: Path) -> Path:
     path = tune_voice(job)
     if not args.quiet:
         print(f"tuned voice in {path}: python -m deepfake_audio clone --voice {path} --text <text> --out speech.wav")
+        print(_vocoder_outcome(read_progress(args.out).get("vocoder")))
     return path
+
+
+def _vocoder_outcome(vocoder: dict | None) -> str:
+    """One line on the voice's own starter vocoder, from the job's progress.json entry."""
+    if not vocoder:
+        return "Its own vocoder: none (the starter vocoder does not speak its clones, or --vocoder-share 0)."
+    state = vocoder.get("state")
+    if state in ("kept", "not kept"):
+        scores = f"validation {vocoder.get('validation')} with it, {vocoder.get('without')} without"
+        return f"Its own vocoder: {state} ({scores})."
+    return f"Its own vocoder: {state}" + (f" ({vocoder['reason']})." if vocoder.get("reason") else ".")
 
 
 cli = console_entry(main)
