@@ -19,6 +19,13 @@ length by sox as `training.evaluate` does: "low" is about 80 Hz, "high" about 29
    twice: with each clone as it comes out (a 0.97 peak), and at the held-out recordings' own
    speech level (`*_at_level`), as the studio compares results (the encoder hears level).
 
+`--voices nsh` is a real man instead: festival's Russian voice's recordings (package
+`festvox-ru`, 620 studio clips read in one session; `apt-get install festvox-ru`). His takes are his
+first clips, in Russian with their transcripts (so the job trains the voice's colour only); his
+held-out recordings are 8 clips from the same part of the session (`NSH_HELD_OUT`: his pitch rose
+over it, from about 120 Hz to 158 Hz at the end); the zero-shot reference is the clip after them
+(its first 8 s); the clones speak the corpus's held-out English sentences.
+
 Writes `<out>/report.json` and prints a table. Minutes of training are wall time on this
 machine, so they depend on the CPU and on what else runs.
 """
@@ -40,6 +47,72 @@ from deepfake_audio.training.evaluate import (OTHER_VOICES, TWIN_SEMITONES, VOIC
                                               _prepared_array, _sox, word_error_rate)
 
 SAMPLE_RATE = 16000
+NSH = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")  # festvox-ru: a real man's recordings
+NSH_HELD_OUT = 40  # his clips from this one on: 8 held-out recordings, then the zero-shot reference
+REFERENCE_SECONDS = 8.0  # a reference is cut to this, like a clip a user records
+
+
+def nsh_clips(folder: Path = NSH) -> list[tuple[Path, str]]:
+    """(wav, transcript) of the real man `nsh`'s clips in recording order, stress marks removed."""
+    import re
+    data = folder / "etc" / "txt.done.data"
+    if not data.is_file():
+        raise SystemExit(f"nsh needs festival's Russian voice: {data} not found (apt-get install festvox-ru)")
+    clips = []
+    for line in data.read_text(encoding="utf-8").splitlines():
+        found = re.match(r'\(\s*(\S+)\s+"(.*)"\s*\)', line.strip())
+        if found and (folder / "wav" / f"{found.group(1)}.wav").is_file():
+            clips.append((folder / "wav" / f"{found.group(1)}.wav", found.group(2).replace("+", "")))
+    return clips
+
+
+def _load_16k(path: Path) -> np.ndarray:
+    import soxr
+    wav, rate = sf.read(path, dtype="float32", always_2d=True)
+    wav = wav.mean(axis=1)
+    return soxr.resample(wav, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else wav
+
+
+def nsh_corpus(corpus: Path, folder: Path) -> Path:
+    """A corpus-shaped folder for `Judge` on `nsh`: train/ is the corpus's (its distractors), eval/nsh
+    his 8 held-out clips and then silent stand-ins carrying the corpus's held-out English sentences
+    (what the clones say), eval_ref/nsh the zero-shot reference."""
+    if (folder / "eval_ref" / "nsh").is_dir():
+        return folder
+    clips = nsh_clips()
+    held = folder / "eval" / "nsh"
+    held.mkdir(parents=True, exist_ok=True)
+    (folder / "train").symlink_to((corpus / "train").resolve())
+    for k, (path, text) in enumerate(clips[NSH_HELD_OUT:NSH_HELD_OUT + 8]):
+        sf.write(held / f"{k:04d}.wav", _load_16k(path), SAMPLE_RATE)
+        (held / f"{k:04d}.txt").write_text(text + "\n", encoding="utf-8")
+    english = sorted((corpus / "eval" / "flite_rms").glob("*.txt"))[8:8 + 32]
+    for k, path in enumerate(english, start=8):
+        sf.write(held / f"{k:04d}.wav", np.zeros(SAMPLE_RATE // 10, np.float32), SAMPLE_RATE)
+        (held / f"{k:04d}.txt").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    reference = folder / "eval_ref" / "nsh"
+    reference.mkdir(parents=True)
+    wav = _load_16k(clips[NSH_HELD_OUT + 8][0])
+    sf.write(reference / "0000.wav", wav[:int(REFERENCE_SECONDS * SAMPLE_RATE)], SAMPLE_RATE)
+    return folder
+
+
+def nsh_takes(folder: Path, minutes: float) -> list[Path]:
+    """`minutes` of `nsh`'s first clips as takes (wav + Russian transcript), before his held-out ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    takes, total = [], 0.0
+    for path, text in nsh_clips()[:NSH_HELD_OUT]:
+        if total >= minutes * 60:
+            return takes
+        take = folder / path.name
+        if not take.is_file():
+            sf.write(take, _load_16k(path), SAMPLE_RATE)
+            take.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+        takes.append(take)
+        total += sf.info(take).duration
+    if total >= minutes * 60:
+        return takes
+    raise SystemExit(f"nsh has {total / 60:.1f} minutes of clips before his held-out ones: ask for fewer")
 
 
 def make_takes(voice: str, corpus: Path, folder: Path, minutes: float) -> list[Path]:
@@ -209,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     pipe = Pipeline(device="cpu")
     for voice in args.voices:
         slug = voice.replace(" ", "_")
-        judge = Judge(pipe, voice, args.corpus, args.texts)
+        corpus = nsh_corpus(args.corpus, args.out / "nsh_corpus") if voice == "nsh" else args.corpus
+        judge = Judge(pipe, voice, corpus, args.texts)
         entry = report.setdefault(voice, {"reference_f0": round(judge.f0, 1)})
         if "zero_shot" not in entry:
             entry["zero_shot"] = judge.score(reference_audio=judge.references[0], sample_rate=SAMPLE_RATE,
                                              vocoder=args.vocoder)
             print(voice, "zero-shot", entry["zero_shot"], flush=True)
-        takes = make_takes(voice, args.corpus, args.out / slug / "takes", max(args.recorded))
+        takes = (nsh_takes(args.out / slug / "takes", max(args.recorded)) if voice == "nsh"
+                 else make_takes(voice, args.corpus, args.out / slug / "takes", max(args.recorded)))
         for minutes in args.recorded:
             key = f"recorded_{minutes:g}min"
             if key in entry and entry[key].get("complete"):
