@@ -66,7 +66,7 @@ def test_a_starter_voice_is_a_small_file_of_the_tuned_share(starter_voice):
     assert [s["step"] for s in samples] == [0, 2, 3] and all(__import__("os").path.isfile(s["path"]) for s in samples)
     # no voice's own vocoder: with every take training, none is held out to judge it on
     assert progress["vocoder"]["state"] == "skipped" and voice.vocoder is None
-    assert progress["vocoder"]["reason"].startswith("too few takes to judge a vocoder on (4;")
+    assert progress["vocoder"]["reason"].startswith("too few takes to judge its own vocoder: 4 (with 20 or more")
     assert finetune._vocoder_outcome(progress["vocoder"]).startswith("Its own vocoder: skipped (too few takes")
     # each sample is scored against the takes (at their level): the starter knows slt, so near it already
     assert all(0.6 < s["similarity"] <= 1.0 for s in samples), samples

@@ -208,8 +208,9 @@ def tune_voice(job: TuningJob) -> Path:
         if base_vocoder is not None and validation is training:
             # Judged on the takes it learnt, a voice's vocoder would always seem better: with two minutes
             # of a real man (9 takes) it validated +0.024 and his held-out recordings found it worse.
-            progress.update(vocoder={"state": "skipped", "reason": f"too few takes to judge a vocoder on "
-                                     f"({len(records)}; from {VALIDATION_SPLIT_FROM}, some are held out to judge it)"})
+            progress.update(vocoder={"state": "skipped", "reason": f"too few takes to judge its own vocoder: "
+                                     f"{len(records)} (with {VALIDATION_SPLIT_FROM} or more, some are held out "
+                                     "to judge it on)"})
             base_vocoder = None
         reserve = job.vocoder_share * job.budget if base_vocoder is not None else 0.0
         if not progress.data["samples"]:  # before any training: the voice as the base model speaks it
