@@ -82,7 +82,8 @@ def nsh_corpus(corpus: Path, folder: Path) -> Path:
     clips = nsh_clips()
     held = folder / "eval" / "nsh"
     held.mkdir(parents=True, exist_ok=True)
-    (folder / "train").symlink_to((corpus / "train").resolve())
+    if not (folder / "train").exists():
+        (folder / "train").symlink_to((corpus / "train").resolve())
     for k, (path, text) in enumerate(clips[NSH_HELD_OUT:NSH_HELD_OUT + 8]):
         sf.write(held / f"{k:04d}.wav", _load_16k(path), SAMPLE_RATE)
         (held / f"{k:04d}.txt").write_text(text + "\n", encoding="utf-8")
@@ -91,7 +92,7 @@ def nsh_corpus(corpus: Path, folder: Path) -> Path:
         sf.write(held / f"{k:04d}.wav", np.zeros(SAMPLE_RATE // 10, np.float32), SAMPLE_RATE)
         (held / f"{k:04d}.txt").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     reference = folder / "eval_ref" / "nsh"
-    reference.mkdir(parents=True)
+    reference.mkdir(parents=True, exist_ok=True)
     wav = _load_16k(clips[NSH_HELD_OUT + 8][0])
     sf.write(reference / "0000.wav", wav[:int(REFERENCE_SECONDS * SAMPLE_RATE)], SAMPLE_RATE)
     return folder

@@ -19,8 +19,9 @@ on, wherever a voice is asked for (`clone --voice me.tuned.pt`, the studio, the 
     sv2tts-finetune my_voice/ --out work/me --tuned-voice me.tuned.pt --minutes 10
 
 Where the starter vocoder speaks the clones, the last quarter of the budget (`--vocoder-share`)
-tunes its last blocks to the takes too; the file keeps that share (about 2 MB) only where it
-brings the validation clones nearer the voice (`vocoder.tuning`).
+tunes its last blocks to the takes too, where 20 takes or more leave some to judge it on; the
+file keeps that share (about 2 MB) only where it brings six validation clones nearer the voice
+by 0.01 or more (`vocoder.tuning`); the command's last line says which.
 
 Takes in another language than English train only the parts that colour the voice
 (`--takes-language other`; `auto`, the default, decides so when the transcripts are not English:

@@ -45,6 +45,7 @@ and `<work>/training.json` the step and the losses so far (`loop.ProgressFile`);
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -346,14 +347,15 @@ def _tune_vocoder(job: TuningJob, data: Path, base: Path, speaker: "_SampleSpeak
     from deepfake_audio_core.tuned import load_tuned_voice
     from vocoder.tuning import is_tunable, tunable_prefixes
     run, pack = job.work / "vocoder_run", job.work / "vocoder_data"
-    left = job.budget - progress.spent - speaker.cost
+    judging = 3 * speaker.cost  # its judgement: 12 clones, about 3 samples' time
+    left = job.budget - progress.spent - judging
     if left < MIN_VOCODER_SECONDS and not (run / starter_vocoder_train.CHECKPOINT).is_file():
         progress.update(vocoder={"state": "skipped", "reason": "no time was left for it"})
         return
     progress.update(state="vocoder", vocoder={"state": "training", "step": 0})
     if not (pack / "index.json").is_file():  # the training takes' true mels, audio and F0
         starter_vocoder_data.build([data], pack, workers=1, quiet=True)
-    left = job.budget - progress.spent - 3 * speaker.cost  # its judgement: 12 clones, about 3 samples' time
+    left = job.budget - progress.spent - judging
     shipped = speaker.pipeline.starter_vocoder  # loaded from `base`
     blocks = len(shipped.model.backbone.blocks)
     args = [str(pack), "--run-dir", str(run), "--init", str(base), "--time-limit", f"{max(left, 1.0):.1f}",
@@ -365,8 +367,7 @@ def _tune_vocoder(job: TuningJob, data: Path, base: Path, speaker: "_SampleSpeak
     state = read_checkpoint(run / starter_vocoder_train.CHECKPOINT)["model_state"]
     voice = load_tuned_voice(job.out)
     had = voice.vocoder is not None  # judged before, on an earlier kept piece
-    plain = load_tuned_voice(job.out)
-    plain.vocoder = None
+    plain = dataclasses.replace(voice, vocoder=None)  # the same voice with the shipped vocoder
     voice.vocoder = {"base": shipped.fingerprint,
                      "weights": {k: v for k, v in state.items() if is_tunable(k, blocks)},
                      "training": {"steps": int(summary.step), "base_path": str(base), "learning_rate": VOCODER_LR}}
