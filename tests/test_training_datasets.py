@@ -152,6 +152,25 @@ def test_preprocess_skips_bad_files_and_resumes(corpus, tmp_path):
     assert lost.read_bytes() == before
 
 
+def test_a_folder_with_nothing_usable_says_why(corpus, tmp_path):
+    """When every file is skipped, the training command's error names the files and their reasons
+    rather than only pointing at skipped.txt."""
+    from deepfake_audio.training import encoder_preprocess as preprocess
+    from deepfake_audio.training import TrainingError
+    from deepfake_audio.training.files import read_metadata
+    data = tmp_path / "corpus" / "me"
+    data.mkdir(parents=True)
+    for k in range(4):
+        (data / f"take{k}.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk")
+    out = tmp_path / "out"
+    assert preprocess.main([str(data.parent), "--out", str(out), "--workers", "1", "--quiet"]) == []
+    with pytest.raises(TrainingError) as failure:
+        read_metadata(out)
+    message = str(failure.value)
+    assert "kept nothing" in message and "4 file(s) were skipped" in message
+    assert "take0.wav: unreadable audio" in message and "(and 1 more)" in message
+
+
 def test_in_process_preprocessing_leaves_torch_threads_alone():
     """With one worker the pool's initializer (one torch thread per worker process) runs in this
     process: it must not leave a notebook or a server at one thread."""

@@ -58,7 +58,7 @@ def read_metadata(folder: Path, required: tuple[str, ...] = ()) -> list[dict]:
         raise TrainingError(f"{folder} has no {METADATA}: run the preprocessing command for it first.")
     records = read_jsonl(path)
     if not records:
-        raise TrainingError(f"{path} lists no utterances: the preprocessing kept nothing (see {SKIPPED}).")
+        raise TrainingError(f"{path} lists no utterances: the preprocessing kept nothing. {skipped_summary(folder)}")
     for record in records:
         for key in required:
             if key not in record:
@@ -67,6 +67,20 @@ def read_metadata(folder: Path, required: tuple[str, ...] = ()) -> list[dict]:
             if key in record:
                 record[key] = str((folder / record[key]).resolve())
     return records
+
+
+def skipped_summary(folder: Path, shown: int = 3) -> str:
+    """Why the preprocessing of `folder` left files out, from its skipped.txt, in one or two
+    sentences: the first `shown` files with their reasons, and how many more there are."""
+    path = Path(folder) / SKIPPED
+    lines = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip()] if path.is_file() else []
+    if not lines:
+        return f"No file was listed as skipped in {path}: was the input folder empty?"
+    reasons = "; ".join(f"{Path(entry[0]).name}: {entry[1].rstrip('. ') if len(entry) > 1 else 'no reason given'}"
+                        for entry in lines[:shown])
+    more = f" (and {len(lines) - shown} more)" if len(lines) > shown else ""
+    return f"{len(lines)} file(s) were skipped ({path}): {reasons}{more}."
 
 
 def relative(path: Path, folder: Path) -> str:
