@@ -42,6 +42,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepfake_audio_core.audio_io import load_audio  # noqa: E402
 from deepfake_audio.training.corpus import VOICES, load_sentences, synthesize  # noqa: E402
 from deepfake_audio.training.evaluate import (OTHER_VOICES, TWIN_SEMITONES, VOICE_TRANSFORMS, Recogniser,  # noqa: E402
                                               _prepared_array, _sox, word_error_rate)
@@ -52,9 +53,11 @@ NSH_HELD_OUT = 40  # his clips from this one on: 8 held-out recordings, then the
 REFERENCE_SECONDS = 8.0  # a reference is cut to this, like a clip a user records
 
 
-def nsh_clips(folder: Path = NSH) -> list[tuple[Path, str]]:
-    """(wav, transcript) of the real man `nsh`'s clips in recording order, stress marks removed."""
+def nsh_clips(folder: Path | None = None) -> list[tuple[Path, str]]:
+    """(wav, transcript) of the real man `nsh`'s clips in recording order (default folder: `NSH`),
+    stress marks removed."""
     import re
+    folder = NSH if folder is None else folder
     data = folder / "etc" / "txt.done.data"
     if not data.is_file():
         raise SystemExit(f"nsh needs festival's Russian voice: {data} not found (apt-get install festvox-ru)")
@@ -64,13 +67,6 @@ def nsh_clips(folder: Path = NSH) -> list[tuple[Path, str]]:
         if found and (folder / "wav" / f"{found.group(1)}.wav").is_file():
             clips.append((folder / "wav" / f"{found.group(1)}.wav", found.group(2).replace("+", "")))
     return clips
-
-
-def _load_16k(path: Path) -> np.ndarray:
-    import soxr
-    wav, rate = sf.read(path, dtype="float32", always_2d=True)
-    wav = wav.mean(axis=1)
-    return soxr.resample(wav, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else wav
 
 
 def nsh_corpus(corpus: Path, folder: Path) -> Path:
@@ -85,7 +81,7 @@ def nsh_corpus(corpus: Path, folder: Path) -> Path:
     if not (folder / "train").exists():
         (folder / "train").symlink_to((corpus / "train").resolve())
     for k, (path, text) in enumerate(clips[NSH_HELD_OUT:NSH_HELD_OUT + 8]):
-        sf.write(held / f"{k:04d}.wav", _load_16k(path), SAMPLE_RATE)
+        sf.write(held / f"{k:04d}.wav", load_audio(path, SAMPLE_RATE), SAMPLE_RATE)
         (held / f"{k:04d}.txt").write_text(text + "\n", encoding="utf-8")
     english = sorted((corpus / "eval" / "flite_rms").glob("*.txt"))[8:8 + 32]
     for k, path in enumerate(english, start=8):
@@ -93,7 +89,7 @@ def nsh_corpus(corpus: Path, folder: Path) -> Path:
         (held / f"{k:04d}.txt").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     reference = folder / "eval_ref" / "nsh"
     reference.mkdir(parents=True, exist_ok=True)
-    wav = _load_16k(clips[NSH_HELD_OUT + 8][0])
+    wav = load_audio(clips[NSH_HELD_OUT + 8][0], SAMPLE_RATE)
     sf.write(reference / "0000.wav", wav[:int(REFERENCE_SECONDS * SAMPLE_RATE)], SAMPLE_RATE)
     return folder
 
@@ -107,7 +103,7 @@ def nsh_takes(folder: Path, minutes: float) -> list[Path]:
             return takes
         take = folder / path.name
         if not take.is_file():
-            sf.write(take, _load_16k(path), SAMPLE_RATE)
+            sf.write(take, load_audio(path, SAMPLE_RATE), SAMPLE_RATE)
             take.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
         takes.append(take)
         total += sf.info(take).duration

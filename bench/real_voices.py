@@ -32,10 +32,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepfake_audio_core.audio_io import load_audio  # noqa: E402
 from deepfake_audio.training.evaluate import (TWIN_SEMITONES, Recogniser, _prepared_array, _sox,  # noqa: E402
                                               word_error_rate)
 
@@ -46,10 +46,7 @@ LONGEST_REFERENCE_S = 8.0  # a reference is cut to this, like a clip a user reco
 
 
 def _load(path: Path) -> np.ndarray:
-    import soxr
-    wav, rate = sf.read(path, dtype="float32", always_2d=True)
-    wav = wav.mean(axis=1)
-    return soxr.resample(wav, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else wav
+    return load_audio(path, SAMPLE_RATE)
 
 
 def real_voices(seed: int = 0, nsh: Path = NSH, alsa: Path = ALSA

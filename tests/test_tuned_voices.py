@@ -366,3 +366,50 @@ def test_a_script_spoken_only_by_another_voice_uses_that_voice(starter_voice):
     assert plan.tuned_of(0) is None and np.array_equal(plan.voice_of(0), other)
     plan = pipe.plan(text=f"[voice: Me] {TEXT}", embedding=other, voices={"Me": voice})
     assert plan.tuned_of(0) is voice
+
+
+def test_the_likeness_bench_splits_a_real_mans_recordings(tmp_path, monkeypatch):
+    """`bench/finetune_likeness.py --voices nsh` (README): festival's Russian recordings become takes
+    from his first clips, 8 held-out recordings after them and a zero-shot reference after those,
+    none shared; a missing package is a sentence."""
+    import importlib.util
+    import soundfile as sf
+    spec = importlib.util.spec_from_file_location("finetune_likeness",
+                                                  Path(__file__).parents[1] / "bench" / "finetune_likeness.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    nsh = tmp_path / "msu_ru_nsh_clunits"
+    (nsh / "wav").mkdir(parents=True)
+    (nsh / "etc").mkdir()
+    lines = []
+    for k in range(50):  # festival's layout: 22.05 kHz clips, transcripts with stress marks (+)
+        seconds = 10.0 if k == bench.NSH_HELD_OUT + 8 else 1.0
+        t = np.arange(int(22050 * seconds)) / 22050
+        sf.write(nsh / "wav" / f"nsh_{k:04d}.wav", 0.3 * np.sin(2 * np.pi * (120 + k) * t), 22050)
+        lines.append(f'( nsh_{k:04d} "Пр+ивет номер {k}" )')
+    (nsh / "etc" / "txt.done.data").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = tmp_path / "corpus"
+    (corpus / "train").mkdir(parents=True)
+    (corpus / "eval" / "flite_rms").mkdir(parents=True)
+    for k in range(40):
+        (corpus / "eval" / "flite_rms" / f"{k:04d}.txt").write_text(f"English sentence {k}.\n")
+    monkeypatch.setattr(bench, "NSH", nsh)
+
+    clips = bench.nsh_clips()
+    assert len(clips) == 50 and clips[3][1] == "Привет номер 3"
+    takes = bench.nsh_takes(tmp_path / "takes", minutes=5 / 60)
+    assert [t.name for t in takes] == [f"nsh_{k:04d}.wav" for k in range(5)]
+    assert sf.info(takes[0]).samplerate == 16000 and takes[0].with_suffix(".txt").read_text() == "Привет номер 0\n"
+    with pytest.raises(SystemExit, match="ask for fewer"):  # only 40 s come before the held-out clips
+        bench.nsh_takes(tmp_path / "takes", minutes=1.0)
+
+    folder = bench.nsh_corpus(corpus, tmp_path / "nsh_corpus")
+    held = sorted((folder / "eval" / "nsh").glob("*.txt"))
+    assert [p.read_text().strip() for p in held[:8]] == [f"Привет номер {k}" for k in range(40, 48)]
+    assert held[8].read_text().strip() == "English sentence 8."  # then what the clones say
+    reference = folder / "eval_ref" / "nsh" / "0000.wav"
+    assert sf.info(reference).samplerate == 16000 and abs(sf.info(reference).duration - bench.REFERENCE_SECONDS) < 0.01
+
+    monkeypatch.setattr(bench, "NSH", tmp_path / "none")
+    with pytest.raises(SystemExit, match="apt-get install festvox-ru"):
+        bench.nsh_clips()

@@ -347,7 +347,7 @@ def _tune_vocoder(job: TuningJob, data: Path, base: Path, speaker: "_SampleSpeak
     from deepfake_audio_core.tuned import load_tuned_voice
     from vocoder.tuning import is_tunable, tunable_prefixes
     run, pack = job.work / "vocoder_run", job.work / "vocoder_data"
-    judging = 3 * speaker.cost  # its judgement: 12 clones, about 3 samples' time
+    judging = 3 * speaker.cost  # its judgement: 9 clones (a sample with it, 3 more each way), 3 samples' time
     left = job.budget - progress.spent - judging
     if left < MIN_VOCODER_SECONDS and not (run / starter_vocoder_train.CHECKPOINT).is_file():
         progress.update(vocoder={"state": "skipped", "reason": "no time was left for it"})
