@@ -33,6 +33,12 @@ FRAMES_PER_BLOCK = 2048  # frames measured together (about 35 MB per array at 16
 VOICED_APERIODICITY = 0.5  # a frame is voiced when its best dip is under this ...
 VOICED_LEVEL_DB = -45.0  # ... and it is no more than this far below the loudest frame
 SILENCE_DB = -70.0  # ... and above this (mean square, dB relative to full scale)
+LOW_BAND_HZ = (60.0, 250.0)  # where a man's lowest harmonics are ...
+SPEECH_BAND_HZ = (300.0, 3400.0)  # ... against a telephone's band
+MISSING_LOW_BAND_DB = -15.0  # low band this far under the speech band: no lowest harmonics (telephone: -23 to -37
+# dB; full-band recordings of men and women: -10 to +5 dB; a voice at 290 Hz has none either)
+RESTORED_BAND_HZ = (50.0, 400.0)  # what YIN reads of a rectified low voice: its F0 and lowest harmonics
+RESTORE_BELOW_HZ = 180.0  # a voice without a low band read under this is restored (a man's range)
 MAINS_HZ = (50.0, 60.0)
 HUM_PROMINENCE_DB = 15.0  # a mains line this far above the spectrum beside it is a hum, not a voice
 HUM_NOTCH_UP_TO = 420.0  # Hz: the hum's harmonics notched (the ones that reach YIN's lags)
@@ -202,12 +208,47 @@ def remove_hum(wav: np.ndarray, mains: float, sample_rate: int = MEL.sample_rate
     return out
 
 
+def lacks_low_band(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> bool:
+    """Whether `wav` has (almost) nothing in LOW_BAND_HZ against SPEECH_BAND_HZ: a telephone band, or
+    a voice too high to have harmonics there. Long-term spectrum, MISSING_LOW_BAND_DB apart."""
+    from scipy.signal import welch
+    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
+    if wav.size < 2048 or sample_rate < 2 * SPEECH_BAND_HZ[1]:
+        return False
+    freqs, power = welch(wav, sample_rate, nperseg=2048)
+    low = power[(freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1])].sum()
+    speech = power[(freqs >= SPEECH_BAND_HZ[0]) & (freqs < SPEECH_BAND_HZ[1])].sum()
+    return speech > 0 and 10 * np.log10(max(low, 1e-30) / speech) < MISSING_LOW_BAND_DB
+
+
+def restore_fundamental(wav: np.ndarray, sample_rate: int = MEL.sample_rate) -> np.ndarray:
+    """`wav` half-wave rectified and band-passed to RESTORED_BAND_HZ: a voice's harmonics beat at
+    its F0, and rectifying them puts that beat back in as a component of its own, with the lowest
+    harmonics, where YIN finds the whole period."""
+    from scipy.signal import butter, sosfiltfilt
+    wav = np.asarray(wav, dtype=np.float64).reshape(-1)
+    sos = butter(2, RESTORED_BAND_HZ, btype="band", fs=sample_rate, output="sos")
+    return sosfiltfilt(sos, np.maximum(wav, 0.0))
+
+
 def track_voice_f0(wav: np.ndarray, sample_rate: int = MEL.sample_rate, hop: int = MEL.hop_size) -> F0Track:
     """`track_f0` of a recording of a voice, with any mains hum (`mains_hum`) notched out first:
-    what every measure of a voice's pitch uses (references, takes, training data)."""
+    what every measure of a voice's pitch uses (references, takes, training data).
+
+    A low voice recorded without its low band (`lacks_low_band`: a telephone line passes 300-3,400
+    Hz; read under RESTORE_BELOW_HZ) is tracked on `restore_fundamental` of it. Without its lowest
+    harmonics a voice can repeat nearly at a third or a quarter of its period when one harmonic
+    dominates, and YIN takes the first such dip: an 82 Hz voice over a telephone band read 99 Hz
+    (40 % of its frames at 3-5 times its F0), restored 85 Hz (16 %). Higher voices lose only
+    their fundamental there and read right as they are, while the rectified signal would halve
+    their pitch in a fifth of their frames. Everything else is tracked as before, to the bit."""
     hum = mains_hum(wav, sample_rate)
     if hum is None:
-        return track_f0(wav, sample_rate, hop)
+        track = track_f0(wav, sample_rate, hop)
+        if lacks_low_band(wav, sample_rate) and track.voiced.any() \
+                and np.median(track.f0[track.voiced]) < RESTORE_BELOW_HZ:
+            return track_f0(restore_fundamental(wav, sample_rate), sample_rate, hop)
+        return track
     return track_f0(remove_hum(wav, hum, sample_rate), sample_rate, hop, level_db=HUM_VOICED_LEVEL_DB)
 
 
