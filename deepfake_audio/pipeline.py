@@ -34,6 +34,7 @@ from deepfake_audio.watermark import embed_watermark, load_watermarker, watermar
 from encoder.audio import at_power_dbfs, power_dbfs, preprocess_wav
 from encoder.hparams import hparams as encoder_hp
 from encoder.inference import Encoder, default_weights_path, prepare_reference
+from encoder.speaker_turns import main_speaker
 from encoder.voice_pitch import VOICE_PITCH_FILE, VoicePitch
 from deepfake_audio_core.requests import check_pace, check_pitch, check_vocoder
 from deepfake_audio_core.embedding_memory import EmbeddingMemory
@@ -283,6 +284,8 @@ class Pipeline:
         self._heard_pitch = PitchMemory()  # pitch of the recordings behind the embeddings `embed` made
         # speech level (dBFS) of the same recordings, so a result is compared with its voice at its level
         self._heard_level: EmbeddingMemory[float] = EmbeddingMemory()
+        # what a caller should know of the recordings behind them (`embed`: a second voice in it)
+        self._reference_notes: EmbeddingMemory[str] = EmbeddingMemory()
         self._tuned: OrderedDict[int, tuple[TunedVoice, Synthesizer]] = OrderedDict()  # most recent last
         self._tuned_vocoders: OrderedDict[int, tuple[TunedVoice, StarterVocoder]] = OrderedDict()  # likewise
         self._tuned_lock = threading.Lock()
@@ -362,15 +365,28 @@ class Pipeline:
 
         Raises `AudioError` for missing, corrupt, silent or too short audio, and for audio that is
         not speech (`core.pitch.not_speech`: noise, whispering, a steady tone). `clean` reduces
-        noise and band-limits the recording first (for microphone recordings). With
-        `return_wav`, also the prepared 16 kHz audio the encoder heard.
+        noise and band-limits the recording first (for microphone recordings). A recording with a
+        second voice in it (`encoder.speaker_turns`) gives the embedding and pitch of the voice heard
+        most, with a warning in the log and in the note of a plan made from it. With `return_wav`,
+        also the prepared 16 kHz audio the encoder heard (of that voice alone, where there were two).
         """
+        name = Path(audio).name if isinstance(audio, (str, Path)) else "The reference audio"
         wav = prepare_reference(audio, sample_rate, clean=clean)
         stats = pitch_stats(wav)  # also what a clone from this embedding speaks at (`_heard_pitch`)
-        problem = not_speech(stats, Path(audio).name if isinstance(audio, (str, Path)) else "The reference audio")
+        problem = not_speech(stats, name)
         if problem is not None:
             raise AudioError(problem)
-        embedding = self.encoder.embed_utterance(wav)
+        embedding, partials, slices = self.encoder.embed_utterance(wav, return_partials=True)
+        main = main_speaker(partials, slices, len(wav))
+        if main is not None:  # two voices: clone the one heard most, at its own pitch
+            rate = encoder_hp.sampling_rate
+            note = (f"{name} seems to hold two voices (or its sound changes part-way): the clone follows the "
+                    f"one heard most ({np.count_nonzero(main.keep) / rate:.0f} s of {len(wav) / rate:.0f} s of "
+                    f"speech are that voice alone). A recording of one person gives the best likeness.")
+            logger.warning(note)
+            wav, embedding = wav[main.keep], main.embedding
+            stats = pitch_stats(wav) or stats
+            self._reference_notes.put(embedding, note)
         self._heard_pitch.store(embedding, stats.median_hz, stats.log_f0_spread)
         self._heard_level.put(embedding, power_dbfs(wav))
         return (embedding, wav) if return_wav else embedding
@@ -542,6 +558,8 @@ class Pipeline:
             if pitched:  # `embed` measured the pitch of the audio the encoder heard
                 pitch_hz, spread = self._heard_pitch.recall(embedding)
             progress(ProgressEvent("encoding", 1, 1))
+        if embedding is not None:  # one `embed` made from a recording with a second voice says so
+            note = " ".join(filter(None, [note, self._reference_notes.get(embedding)]))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         tuned_per_sentence = tuple(named_tuned.get(v) if v is not None else tuned for v in script.voices)
         if embedding is None:
