@@ -391,6 +391,11 @@ class Pipeline:
         self._heard_level.put(embedding, power_dbfs(wav))
         return (embedding, wav) if return_wav else embedding
 
+    def reference_note(self, embedding: np.ndarray) -> str | None:
+        """What `embed` noticed in the recording behind `embedding` that the user should know (a second
+        voice in it: see `embed`), or None."""
+        return self._reference_notes.get(check_embedding(embedding))
+
     def reference_level(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> float:
         """Speech level (dBFS, mean power) of a recording as the encoder hears it (prepared as
         `embed` prepares it: raised to -30 dBFS if quieter, silences trimmed). `AudioError` as `embed`."""
@@ -559,7 +564,7 @@ class Pipeline:
                 pitch_hz, spread = self._heard_pitch.recall(embedding)
             progress(ProgressEvent("encoding", 1, 1))
         if embedding is not None:  # one `embed` made from a recording with a second voice says so
-            note = " ".join(filter(None, [note, self._reference_notes.get(embedding)]))
+            note = " ".join(filter(None, [note, self.reference_note(embedding)]))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         tuned_per_sentence = tuple(named_tuned.get(v) if v is not None else tuned for v in script.voices)
         if embedding is None:

@@ -1,12 +1,15 @@
 """Voices from several recordings, the reference clean-up, exports and history, through the studio."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from deepfake_audio_core.errors import AudioError, RequestError
 from deepfake_audio.studio.library import MAX_CLIPS, VoiceError, mean_embedding
+from deepfake_audio.studio.voices import saved_voice_pitch
 from test_studio_api import models_folder, speechlike_wav
 
 
@@ -86,3 +89,30 @@ def test_the_studio_mode_reaches_every_plan_of_a_saved_voice(studio, clips, tmp_
     saved = studio.voices.get(name)
     assert precise.clones.plan_saved_voice(saved, "Hello there.").mode == "fp16"
     assert studio.clones.plan_saved_voice(saved, "Hello there.").mode == "fast"
+
+
+@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")), reason="flite and sox make the speech")
+def test_saving_an_interview_clip_says_it_kept_the_voice_heard_most(studio, tmp_path):
+    """The studio's Save and Add tell the user when a recording held a second voice, and the saved
+    voice (its embedding, its preview and so its pitch) is that of the voice heard most."""
+    from deepfake_audio.studio.ui.handlers import Handlers
+    from test_speaker_turns import QUESTIONS, SENTENCES, _say
+    gap = np.zeros(8000, np.float32)
+    his = [_say(tmp_path, "rms", s) for s in SENTENCES]
+    hers = [_say(tmp_path, "slt", q) for q in QUESTIONS]
+    interview, alone = tmp_path / "interview.wav", tmp_path / "alone.wav"
+    sf.write(str(interview), np.concatenate([x for w in [his[0], hers[0], his[1], his[2], hers[1], his[3]]
+                                             for x in (w, gap)]), 16000)
+    sf.write(str(alone), np.concatenate([x for w in his for x in (w, gap)]), 16000)
+    handlers = Handlers(studio)
+    said = handlers.save_voice("Interviewee", str(interview), consent=True)[1]
+    assert said.startswith("Saved **Interviewee** from 1 recording.") and "two voices" in said
+    assert handlers.save_voice("Alone", str(alone), consent=True)[1] == "Saved **Alone** from 1 recording."
+    assert studio.recording_notes("Alone") == []
+    interviewee, his_alone = studio.voices.get("Interviewee"), studio.voices.get("Alone")
+    assert float(interviewee.embedding @ his_alone.embedding) > 0.95
+    assert saved_voice_pitch(interviewee.preview) == pytest.approx(saved_voice_pitch(his_alone.preview), rel=0.05)
+    out = studio.clone(str(interview), None, "Hello there.", 1, "griffinlim", consent=True)
+    assert "two voices" in out.status  # a clone from the recording says it too
+    said = handlers.add_clip("Alone", str(interview), consent=True)[0]
+    assert said.startswith("Added a recording to **Alone** (2 now).") and "Recording 2:" in said

@@ -153,6 +153,7 @@ class Studio:
     save_voice = _Forward("saved_voices")
     add_clip = _Forward("saved_voices")
     voice_clips = _Forward("saved_voices")
+    recording_notes = _Forward("saved_voices")
     delete_voice = _Forward("saved_voices")
     voice_names = _Forward("saved_voices")
     voice_preview = _Forward("saved_voices")

@@ -95,6 +95,14 @@ class VoiceService:
         check_consent(consent)
         return voices.add_clip(name, self.pipeline.embed(reference, clean=clean)).name
 
+    def recording_notes(self, name: str, owner: str | None = None, last: bool = False) -> list[str]:
+        """What the pipeline noticed in the saved voice's recordings (`last`: in its latest one) as they
+        were embedded (a second voice in one: `Pipeline.embed`), a sentence each; empty for clean ones."""
+        clips = self.libraries.of(owner).voices.get(name).clip_embeddings
+        numbered = list(enumerate(clips, start=1))[-1:] if last else enumerate(clips, start=1)
+        notes = [(k, self.pipeline.reference_note(clip)) for k, clip in numbered]
+        return [f"Recording {k}: {note}" if len(clips) > 1 else note for k, note in notes if note]
+
     def voice_clips(self, name: str | None, owner: str | None = None) -> list[list]:
         """Rows (clip, similarity to the voice) of a saved voice: an odd clip stands out with a low score."""
         if not (name or "").strip():

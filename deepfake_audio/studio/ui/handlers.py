@@ -127,8 +127,9 @@ class Handlers:
         saved = self.studio.save_voice(name, reference, consent=consent, owner=owner, more_clips=more_clips or (),
                                        clean=clean)
         clips = self.studio.voice_clips(saved, owner)
-        return (gr.update(choices=self.voice_choices(owner), value=saved),
-                f"Saved **{saved}** from {len(clips)} recording{'s' if len(clips) != 1 else ''}.", "", None, clips)
+        said = " ".join([f"Saved **{saved}** from {len(clips)} recording{'s' if len(clips) != 1 else ''}.",
+                         *self.studio.recording_notes(saved, owner)])
+        return gr.update(choices=self.voice_choices(owner), value=saved), said, "", None, clips
 
     @user_errors
     def add_clip(self, voice, reference, consent=False, owner_token=None, clean=False,
@@ -137,7 +138,8 @@ class Handlers:
         owner = self.owner_of(owner_token, profile)
         name = self.studio.add_clip(voice, reference, consent=consent, owner=owner, clean=clean)
         clips = self.studio.voice_clips(name, owner)
-        return f"Added a recording to **{name}** ({len(clips)} now).", clips
+        return " ".join([f"Added a recording to **{name}** ({len(clips)} now).",
+                         *self.studio.recording_notes(name, owner, last=True)]), clips
 
     @user_errors
     def voice_clips(self, voice, owner_token=None, profile: gr.OAuthProfile | None = None):
