@@ -166,3 +166,44 @@ def test_a_low_voice_over_a_telephone_band_keeps_its_pitch(tmp_path):
     assert pitch_stats(band).median_hz == pytest.approx(truth, rel=0.06)
     as_before, now = track_f0(full), track_voice_f0(full)
     assert np.array_equal(as_before.f0, now.f0) and np.array_equal(as_before.voiced, now.voiced)
+
+
+def _organ(samples: int, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Chords of square waves, a new one every half second (about 55-330 Hz): a music bed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rate // 2) / rate
+    chords = []
+    for _ in range(samples // len(t) + 1):
+        root = rng.choice([110.0, 123.5, 130.8, 146.8, 164.8, 174.6, 196.0, 220.0])
+        chords.append(sum(0.3 * np.sign(np.sin(2 * np.pi * f * t)) for f in (root, root * 1.26, root * 1.5, root / 2)))
+    return np.concatenate(chords)[:samples].astype(np.float32)
+
+
+@pytest.mark.skipif(bool(tools_missing()), reason="espeak-ng / flite / sox missing")
+def test_music_under_a_voice_does_not_pull_its_pitch(tmp_path):
+    """A woman (flite `slt`, about 170 Hz) with a loud music bed (10 dB under her speech) that plays
+    on alone for a second between her sentences: the chords' held notes are left out of her median,
+    which the plain median over every voiced frame was not. Her speech alone holds its pitch that
+    steadily in a few frames only, and its median stays where it was."""
+    from deepfake_audio_core.pitch import held_notes, track_voice_f0
+    gap = np.zeros(16000, np.float32)
+    parts = []
+    for k, text in enumerate(["The garden was quiet in the early light of the morning.",
+                              "Nobody had expected the letter to arrive so soon after the storm.",
+                              "We will meet again at the station when the last train comes in."]):
+        spoken = tmp_path / f"slt{k}.wav"
+        subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(spoken)], check=True)
+        parts += [_read16k(spoken), gap]
+    voice = np.concatenate(parts)
+    music = _organ(len(voice))
+    speech_power = np.mean(voice[np.abs(voice) > 0.01] ** 2)
+    mixed = voice + music * np.sqrt(speech_power / 10 / np.mean(music ** 2))
+    truth = pitch_stats(voice).median_hz
+    assert 150 < truth < 200
+    track = track_voice_f0(mixed)
+    plain = float(np.exp(np.median(np.log(track.f0[track.voiced]))))
+    assert abs(plain / truth - 1) > 0.25  # what it was (measured: 0.57 of her pitch)
+    assert pitch_stats(mixed).median_hz == pytest.approx(truth, rel=0.08)  # (0.96)
+    alone = track_voice_f0(voice)
+    assert np.mean(held_notes(alone)[alone.voiced]) < 0.05  # her own steadiest stretches, a few frames
+    assert pitch_stats(voice).median_hz == pytest.approx(np.exp(np.median(np.log(alone.f0[alone.voiced]))), rel=0.01)
