@@ -367,7 +367,7 @@ class Pipeline:
         not speech (`core.pitch.not_speech`: noise, whispering, a steady tone). `clean` reduces
         noise and band-limits the recording first (for microphone recordings). A recording with a
         second voice in it (`encoder.speaker_turns`) gives the embedding and pitch of the voice heard
-        most, with a warning in the log and in the note of a plan made from it. With `return_wav`,
+        most, with a warning in the log and in the note of a plan made from the recording. With `return_wav`,
         also the prepared 16 kHz audio the encoder heard (of that voice alone, where there were two).
         """
         name = Path(audio).name if isinstance(audio, (str, Path)) else "The reference audio"
@@ -562,9 +562,8 @@ class Pipeline:
             embedding = self.embed(reference_audio, sample_rate, clean=clean)
             if pitched:  # `embed` measured the pitch of the audio the encoder heard
                 pitch_hz, spread = self._heard_pitch.recall(embedding)
+            note = " ".join(filter(None, [note, self.reference_note(embedding)]))  # a second voice in it
             progress(ProgressEvent("encoding", 1, 1))
-        if embedding is not None:  # one `embed` made from a recording with a second voice says so
-            note = " ".join(filter(None, [note, self.reference_note(embedding)]))
         per_sentence = tuple(named[v] if v is not None else embedding for v in script.voices)
         tuned_per_sentence = tuple(named_tuned.get(v) if v is not None else tuned for v in script.voices)
         if embedding is None:
