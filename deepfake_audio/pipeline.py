@@ -367,8 +367,8 @@ class Pipeline:
         not speech (`core.pitch.not_speech`: noise, whispering, a steady tone). `clean` reduces
         noise and band-limits the recording first (for microphone recordings). A recording with a
         second voice in it (`encoder.speaker_turns`) gives the embedding and pitch of the voice heard
-        most, with a warning in the log and in the note of a plan made from the recording. With `return_wav`,
-        also the prepared 16 kHz audio the encoder heard (of that voice alone, where there were two).
+        most, with a warning in the log and in the note of a plan made from the recording. With
+        `return_wav`, also the prepared 16 kHz audio the encoder heard (that voice's alone, where two).
         """
         name = Path(audio).name if isinstance(audio, (str, Path)) else "The reference audio"
         wav = prepare_reference(audio, sample_rate, clean=clean)
