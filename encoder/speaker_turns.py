@@ -52,9 +52,11 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 def two_groups(partials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2-means of (n, d) partial embeddings by cosine: (labels (n,) in {0, 1}, centroids (2, d) unit).
 
-    Starts from the two least similar partials, so the result is deterministic."""
+    Starts from the partial least like their mean and the one least like that (deterministic, and
+    linear in n: a 20-minute reference has 1,500 partials)."""
     unit = _unit(np.asarray(partials, dtype=np.float64))
-    first, second = np.unravel_index(np.argmin(unit @ unit.T), (len(unit), len(unit)))
+    first = int(np.argmin(unit @ _unit(unit.mean(axis=0))))
+    second = int(np.argmin(unit @ unit[first]))
     centroids = unit[[first, second]]
     labels = np.argmax(unit @ centroids.T, axis=1)
     for _ in range(KMEANS_ITERATIONS):
