@@ -380,9 +380,9 @@ class Pipeline:
         main = main_speaker(partials, slices, len(wav))
         if main is not None:  # two voices: clone the one heard most, at its own pitch
             rate = encoder_hp.sampling_rate
-            note = (f"{name} seems to hold two voices (or its sound changes part-way): the clone follows the "
-                    f"one heard most ({np.count_nonzero(main.keep) / rate:.0f} s of {len(wav) / rate:.0f} s of "
-                    f"speech are that voice alone). A recording of one person gives the best likeness.")
+            note = (f"{name} seems to hold two voices (or its sound changes part-way): only the one heard most "
+                    f"is kept ({np.count_nonzero(main.keep) / rate:.0f} s of {len(wav) / rate:.0f} s of speech are "
+                    f"that voice alone). A recording of one person gives the best likeness.")
             logger.warning(note)
             wav, embedding = wav[main.keep], main.embedding
             stats = pitch_stats(wav) or stats

@@ -110,7 +110,7 @@ def test_an_interview_clip_is_cloned_as_the_voice_heard_most(tmp_path):
     assert pipe._heard_pitch.recall(embedding)[0] == pytest.approx(his_pitch, rel=0.05)
     assert len(heard) < len(prepare_reference(interview, SR))  # her turns are not what it heard
     note = pipe.plan(interview, "Hello.", sample_rate=SR).note
-    assert "two voices" in note and "one person" in note
+    assert "two voices" in note and "only the one heard most is kept" in note and "one person" in note
 
 
 @needs_flite

@@ -292,7 +292,7 @@ def test_save_voice_and_see_it_on_the_map(page, server, files):
 @pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")), reason="flite and sox make the speech")
 def test_an_interview_clip_says_whose_voice_it_keeps(page, server, tmp_path):
     """A clip of a man's answers with a woman's questions between them: Save and Synthesize both say
-    that it held two voices and that the clone follows the one heard most."""
+    that it held two voices and that only the one heard most is kept."""
     from test_speaker_turns import QUESTIONS, SENTENCES, _say
     gap = np.zeros(8000, np.float32)
     turns = [_say(tmp_path, "rms", SENTENCES[0]), _say(tmp_path, "slt", QUESTIONS[0]),
