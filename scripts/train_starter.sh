@@ -20,7 +20,8 @@
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
 # and voice_pitch (1 min: a voice's F0 from its embedding, for saved voices).
 # Then evaluate (held-out voices and sentences, lower and higher too, written next to the
-# weights) and card (the model card, MODEL_CARD.md, from what the other steps recorded).
+# weights), evaluate_words (10 min: the voices as recorded on every held-out sentence, word
+# errors) and card (the model card, MODEL_CARD.md, from what the other steps recorded).
 # The sizes below can be set from the environment (the tests run the whole recipe on a
 # tiny corpus with tiny models this way).
 #
@@ -51,6 +52,7 @@ VOCODER_RUN="${VOCODER_RUN:-runs/starter_vocoder}"
 VOCODER_STEPS="${VOCODER_STEPS:-20000}"
 EVAL_LIMIT="${EVAL_LIMIT:-}"         # held-out sentences per voice to evaluate (default: all 50)
 EVAL_ARGS="${EVAL_ARGS:-}"           # more options of the evaluation (e.g. --no-transforms: the voices as recorded)
+WORDS_LIMIT="${WORDS_LIMIT:-}"       # held-out sentences per voice for the word errors as recorded (default: all)
 SYNTH_HPARAMS="${SYNTH_HPARAMS:-}"   # extra --hparams of the synthesizer (e.g. a tiny model)
 VOCODER_HPARAMS="${VOCODER_HPARAMS:-}"
 SYNTH_PITCH="${SYNTH_PITCH:-1}"      # 1: the pitch-aware synthesizer, trained with the pseudo-speakers; 0: plain
@@ -143,6 +145,13 @@ fi
 if want evaluate; then
     timed evaluate "$PY" -m deepfake_audio.training.evaluate --corpus "$WORK/corpus" --models "$STARTER" \
         --vocoder starter --compare griffinlim ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"} $EVAL_ARGS --out "$STARTER/evaluation.json"
+fi
+if want evaluate_words; then
+    # the held-out voices as recorded on every held-out sentence (or WORDS_LIMIT): word errors, with the
+    # slow measures off; the card's table above keeps EVAL_LIMIT sentences of all six versions
+    timed evaluate_words "$PY" -m deepfake_audio.training.evaluate --corpus "$WORK/corpus" --models "$STARTER" \
+        --vocoder starter --no-transforms --fast ${WORDS_LIMIT:+--limit "$WORDS_LIMIT"} \
+        --out "$STARTER/evaluation_as_recorded.json"
 fi
 if want card; then
     "$PY" -m deepfake_audio.training.model_card --corpus "$WORK/corpus" --run "$RUN" --models "$STARTER" \

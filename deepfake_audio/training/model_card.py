@@ -117,7 +117,9 @@ def model_card(corpus: Path, run: Path, models: Path, recipe_times: Path | None 
     lines += [f"- {note}" for note in notes]
     if vocoder_run is not None:
         lines += _vocoder_lines(models, vocoder_run, vocoder_data, vocoder_notes)
-    lines += evaluation_lines(report, manifest, limit_notes)
+    words = models / AS_RECORDED
+    lines += evaluation_lines(report, manifest, limit_notes,
+                              _read_json(words, "evaluate the voices as recorded") if words.is_file() else None)
     return "\n".join(lines) + "\n"
 
 
@@ -134,9 +136,14 @@ def _pseudo_lines(folder: Path | None) -> list[str]:
             "held-out voices. Both starter models learn from them."]
 
 
-def evaluation_lines(report: dict, manifest: dict, limit_notes: tuple[str, ...] = ()) -> list[str]:
+AS_RECORDED = "evaluation_as_recorded.json"  # the recipe's word-error evaluation on every held-out sentence
+
+
+def evaluation_lines(report: dict, manifest: dict, limit_notes: tuple[str, ...] = (),
+                     as_recorded: dict | None = None) -> list[str]:
     """The Evaluation and Limits sections, from an evaluation report (`training.evaluate`); `limit_notes`
-    are more lines for Limits."""
+    are more lines for Limits; `as_recorded`, the report of the held-out voices as recorded on every
+    held-out sentence (the recipe's `evaluate_words` step), adds their word errors over all of them."""
     held_out = manifest["held_out_voices"]
     floor = report.get("vocoder_floor_wer")
     lines = [
@@ -156,6 +163,15 @@ def evaluation_lines(report: dict, manifest: dict, limit_notes: tuple[str, ...] 
         "| voice | sentences | WER | floor WER | identified | similarity |", "|---|---|---|---|---|---|"]
     lines += [f"| {v['voice']} | {v['sentences']} | {v['wer']:.1%} | {v['floor_wer']:.1%} | {v['identified']:.0%} "
               f"| {v['similarity']:.3f} |" for v in report["voices"]]
+    if as_recorded is not None:
+        per_voice = "; ".join(f"{v['voice']} {v['wer']:.1%} ({v['floor_wer']:.1%})" for v in as_recorded["voices"])
+        floor = as_recorded.get("vocoder_floor_wer")
+        n, total = as_recorded["voices"][0]["sentences"], manifest["sentences"]["eval"]
+        lines += ["", f"Word errors over {f'all {n}' if n == total else f'{n} of the {total}'} held-out sentences of "
+                  f"the voices as recorded (`{AS_RECORDED}`: `evaluate --no-transforms --fast`, the same models): "
+                  f"**{as_recorded['wer']:.1%}** (the recordings {as_recorded['floor_wer']:.1%}"
+                  + (f", the {as_recorded['vocoder']} vocoder on their own mels {floor:.1%}" if floor is not None else "")
+                  + f"); per voice, the recordings in brackets: {per_voice}."]
     lines += _quality_lines(report)
     lines += ["", "## Limits", "",
               "- English only, trained on synthetic voices: expect a robotic sound and a rough likeness to real "
