@@ -20,7 +20,7 @@
 # vocoder_train (about 0.2 s per step on one core; 20,000 steps), vocoder_export (fp16 weights)
 # and voice_pitch (1 min: a voice's F0 from its embedding, for saved voices).
 # Then evaluate (held-out voices and sentences, lower and higher too, written next to the
-# weights), evaluate_words (10 min: the voices as recorded on every held-out sentence, word
+# weights), evaluate_words (5 min: the voices as recorded on every held-out sentence, word
 # errors) and card (the model card, MODEL_CARD.md, from what the other steps recorded).
 # The sizes below can be set from the environment (the tests run the whole recipe on a
 # tiny corpus with tiny models this way).
