@@ -13,7 +13,11 @@ on clips of one voice, 7 to 30 s, the two groups' centroids lie at cosine 0.87-0
 festival and espeak-ng voices, festival's Russian speaker `nsh` over his whole session, with
 noise and reverberation); on two voices taking turns 0.51-0.79. A voice whose sound changes
 part-way through (a microphone moved away, a telephone band) reads as two as well (0.71-0.73),
-which is why what the caller is told names both causes.
+which is why what the caller is told names both causes. Each group must also be tighter than the
+gap between them (its windows' mean cosine to its centroid at least MIN_GAP above the centroids'
+cosine: one voice -0.07 to +0.02, two voices +0.13 to +0.29) and coherent in itself (0.88-0.93
+here), so that an encoder whose windows scatter (an untrained or a different one) does not split
+every reference.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from encoder.hparams import hparams as hp
 MIN_PARTIALS = 8  # about 7 s of speech: fewer windows cannot tell two voices from the spread of one
 TWO_VOICES_BELOW = 0.80  # cosine of the two groups' centroids under which they are two voices
 MIN_SHARE = 0.2  # a smaller group is a laugh, a cough or a turn too short to matter
+MIN_GAP = 0.1  # each group's coherence (mean cosine to its centroid) above the centroids' cosine ...
+MIN_COHERENCE = 0.8  # ... and at least this (the official encoder: 0.88-0.93 for one voice's windows)
 KMEANS_ITERATIONS = 20
 MIN_KEPT_SECONDS = 1.0  # the main speaker's own audio, where no window of the other reaches it
 
@@ -82,6 +88,10 @@ def main_speaker(partials: np.ndarray, slices: list[slice], n_samples: int) -> M
     share = float(counts[main] / len(labels))
     similarity = float(centroids[0] @ centroids[1])
     if similarity >= TWO_VOICES_BELOW or 1.0 - share < MIN_SHARE:
+        return None
+    unit = _unit(np.asarray(partials, dtype=np.float64))
+    coherence = min(float(np.mean(unit[labels == k] @ centroids[k])) for k in (0, 1))
+    if coherence < max(similarity + MIN_GAP, MIN_COHERENCE):
         return None
     mean = np.mean(np.asarray(partials, dtype=np.float32)[labels == main], axis=0)
     embedding = (mean / np.linalg.norm(mean)).astype(np.float32)

@@ -65,6 +65,9 @@ def test_two_voices_give_the_larger_ones_windows_and_one_voice_gives_none():
     # two voices as alike as one voice's windows stay one voice
     near = _partials([(a, 10), (_centres(0.9)[1], 5)], spread=0.3)
     assert main_speaker(near, _slices(15), n_samples) is None
+    # windows that scatter (an untrained encoder): no group is tighter than the gap between them
+    scattered = _partials([(a, 15)], spread=3.0)
+    assert main_speaker(scattered, _slices(15), n_samples) is None
 
 
 needs_flite = pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
