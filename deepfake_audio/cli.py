@@ -7,10 +7,13 @@ interrupted); `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from deepfake_audio_core.console import run_command
 from deepfake_audio_core.errors import DeepfakeAudioError
@@ -142,6 +145,32 @@ class _StageBars:
         for bar in self._bars.values():
             bar.close()
 
+    def write(self, line: str) -> None:
+        """A line on stderr above the bars, which are drawn again below it."""
+        self._tqdm.write(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _held_warnings() -> Iterator[list[str]]:
+    """The package's log warnings while the block runs, kept instead of printed (they would cut
+    into a progress bar), so that the caller says them once, between the bars."""
+    held: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: held.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("deepfake_audio")
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield held
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _notes(held: list[str], note: str) -> list[str]:
+    """The lines that tell the user what a plan changed or noticed: its note, and warnings it does not repeat."""
+    return [f"warning: {message}" for message in held if message not in note] + ([f"note: {note}"] if note else [])
+
 
 def _read_text(args) -> str:
     if args.text is not None:
@@ -265,9 +294,12 @@ def cmd_clone(args) -> int:
     voices = {name: _voice_file(path, pipe, args.clean) for name, path in speakers.items()}
     bars = _StageBars()
     try:
-        plan = pipe.plan(None if tuned else args.voice, text, args.seed, args.vocoder, embedding=embedding,
-                         mode=args.mode, progress=bars, pace=args.pace, voices=voices, clean=args.clean,
-                         pitch=args.pitch, tuned=tuned)
+        with _held_warnings() as held:
+            plan = pipe.plan(None if tuned else args.voice, text, args.seed, args.vocoder, embedding=embedding,
+                             mode=args.mode, progress=bars, pace=args.pace, voices=voices, clean=args.clean,
+                             pitch=args.pitch, tuned=tuned)
+        for line in _notes(held, plan.note):  # e.g. a second voice in the recording, a pitch control unused
+            bars.write(line)
         if args.stream:
             return _clone_streaming(pipe, args, plan)
         result = pipe.run(plan, bars)

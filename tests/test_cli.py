@@ -1,6 +1,7 @@
 """The command line as a user runs it: real processes, real files, one-line errors."""
 import concurrent.futures
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,30 @@ def test_an_npy_voice_keeps_its_recording_pitch(tmp_path):
     assert medians[0] == pytest.approx(pitch["median_hz"], rel=0.15)
     assert medians[1] / medians[0] == pytest.approx(1.5, rel=0.1)
     assert procs["broken"].returncode == 0 and "unreadable" in procs["broken"].stderr
+
+
+def test_clone_says_what_its_plan_noticed_once(quick_dir, tmp_path):
+    """A plan's note reaches the command line as one `note:` line on stderr: a pitch control that the
+    loaded models cannot follow, and (where flite makes one) a recording with two voices, whose log
+    warning is not said a second time."""
+    proc = run("clone", "--voice", DATA / "ref.wav", "--text", "Hi there.", "--out", tmp_path / "o.wav",
+               "--models", quick_dir, "--vocoder", "griffinlim", "--pitch", "2")
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "note: " in line]
+    assert len(notes) == 1 and "The pitch control needs the starter vocoder" in notes[0], proc.stderr
+    if shutil.which("flite") is None or shutil.which("sox") is None:
+        return
+    from test_speaker_turns import QUESTIONS, SENTENCES, _say
+    gap = np.zeros(8000, np.float32)
+    turns = [_say(tmp_path, "rms", SENTENCES[0]), _say(tmp_path, "slt", QUESTIONS[0]),
+             _say(tmp_path, "rms", SENTENCES[1]), _say(tmp_path, "rms", SENTENCES[2]),
+             _say(tmp_path, "slt", QUESTIONS[1]), _say(tmp_path, "rms", SENTENCES[3])]
+    interview = tmp_path / "interview.wav"
+    sf.write(interview, np.concatenate([x for w in turns for x in (w, gap)]), 16000)
+    fresh = tmp_path / "models"  # a fresh install: the official encoder, with the starter models
+    fresh.mkdir()
+    proc = run("clone", "--voice", interview, "--text", "Hi there.", "--out", tmp_path / "o.wav",
+               "--models", fresh, "--vocoder", "griffinlim")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("seems to hold two voices") == 1 and "note: interview.wav seems to hold" in proc.stderr
+    assert "warning:" not in proc.stderr
