@@ -225,6 +225,7 @@ class CloneResult:
     sentences: list[str]
     vocoder: str
     seconds: dict[str, float] = field(default_factory=dict)  # compute time per stage
+    note: str = ""  # what the plan changed or noticed (`ClonePlan.note`: a vocoder stood in, a second voice), or ""
 
     @property
     def duration(self) -> float:
@@ -744,7 +745,8 @@ class Pipeline:
             start = time.perf_counter()
             wav = timeline.normalize(embed_watermark(wav, SAMPLE_RATE))  # a uniform scale keeps the mark
             seconds["watermarking"] = time.perf_counter() - start
-        return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds)
+        return CloneResult(wav, SAMPLE_RATE, plan.embedding, mels, list(plan.sentences), plan.vocoder, seconds,
+                           plan.note)
 
     def _vocode_sentences(self, mels: list[np.ndarray], plan: ClonePlan, progress: ProgressFn,
                           rolling: bool = False) -> list[np.ndarray]:

@@ -154,7 +154,7 @@ class CloneStream:
                                + ("(it was closed early)." if self._closed else "(it has not run out yet)."))
         wav = np.concatenate(self._played) if self._played else np.zeros(0, np.float32)
         return CloneResult(wav, SAMPLE_RATE, self.embedding, list(self.mels), self.sentences, self.vocoder,
-                           {"streaming": self._seconds})
+                           {"streaming": self._seconds}, self.plan.note)
 
     def close(self) -> None:
         """Stop early (a listener who has heard enough): no more pieces are made."""

@@ -114,6 +114,8 @@ def test_an_interview_clip_is_cloned_as_the_voice_heard_most(tmp_path):
     assert len(heard) < len(prepare_reference(interview, SR))  # her turns are not what it heard
     note = pipe.plan(interview, "Hello.", sample_rate=SR).note
     assert "two voices" in note and "only the one heard most is kept" in note and "one person" in note
+    assert pipe.clone(interview, "Hello.", sample_rate=SR, vocoder="griffinlim").note == note  # the result says it too
+    assert pipe.clone(alone, "Hello.", sample_rate=SR, vocoder="griffinlim").note == ""
 
 
 @needs_flite
