@@ -24,6 +24,9 @@ MAX_CHANNELS = 8
 MAX_SAMPLE_RATE = 192_000
 MAX_DECODED_SAMPLES = 2 * 48_000 * MAX_FILE_SECONDS
 DECODE_BLOCK_FRAMES = 1 << 18  # frames decoded at a time, mixed down to mono as they come
+# The mean of two channels keeps a quarter of one's power when the other is silent, half or more when
+# they agree; far less means they cancel (one channel's polarity reversed), and one channel is read.
+CANCELLED_MIX = 0.05
 
 
 def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
@@ -31,7 +34,7 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
 
     Returns `(wav, sample_rate)` with wav of shape (samples,). Multi-channel audio is
     averaged to mono (as librosa does), block by block, so memory holds the mono result and
-    one block. PCM16 samples come out as k / 32768. Raises `AudioError` for a missing,
+    one block; channels that cancel in their mean (a reversed polarity) give the loudest one. PCM16 samples come out as k / 32768. Raises `AudioError` for a missing,
     unsupported, corrupt, empty or over-long file, and for one whose header asks for more
     channels, a higher sample rate or more samples than `MAX_CHANNELS`, `MAX_SAMPLE_RATE`
     and `MAX_DECODED_SAMPLES` allow.
@@ -80,16 +83,29 @@ def check_header(name: str, frames: int, channels: int, sample_rate: int) -> Non
                          "recording.")
 
 
-def _decode_mono(audio: sf.SoundFile) -> np.ndarray:
-    """The whole file as mono float32, decoded a block at a time (never more frames than the header said)."""
+def _decode_mono(audio: sf.SoundFile, channel: int | None = None) -> np.ndarray:
+    """The whole file as mono float32, decoded a block at a time (never more frames than the header said):
+    the channels' mean, or `channel` alone. Channels that cancel in their mean (one wired with its
+    polarity reversed: the mean keeps under CANCELLED_MIX of the loudest channel's power) give the
+    loudest channel instead, where the file can be read again from its start."""
     out = np.empty(max(audio.frames, 0), dtype=np.float32)
+    power = np.zeros(audio.channels + 1)  # each channel's, then the mean's (sums of squares)
     filled = 0
     while filled < len(out):
         block = audio.read(min(DECODE_BLOCK_FRAMES, len(out) - filled), dtype="float32", always_2d=True)
         if not len(block):
             break
-        out[filled:filled + len(block)] = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        if block.shape[1] == 1 or channel is not None:
+            out[filled:filled + len(block)] = block[:, channel or 0]
+        else:
+            mixed = block.mean(axis=1, dtype=np.float32)
+            out[filled:filled + len(block)] = mixed
+            power += np.concatenate([np.square(block, dtype=np.float64).sum(axis=0), [np.dot(mixed, mixed)]])
         filled += len(block)
+    loudest = int(np.argmax(power[:-1]))
+    if channel is None and audio.channels > 1 and power[-1] < CANCELLED_MIX * power[loudest] and audio.seekable():
+        audio.seek(0)
+        return _decode_mono(audio, loudest)
     return out[:filled]
 
 

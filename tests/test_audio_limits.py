@@ -37,3 +37,21 @@ def test_multichannel_audio_is_mixed_down_block_by_block(tmp_path, monkeypatch):
     wav, sr = read_audio(tmp_path / "three.wav")
     assert sr == 16000 and wav.dtype == np.float32
     np.testing.assert_allclose(wav, data.mean(axis=1), atol=1e-7)
+
+
+def test_stereo_channels_that_cancel_are_read_from_the_louder_one(tmp_path, monkeypatch):
+    """A stereo recording with one channel's polarity reversed mixes down to near silence (and was
+    refused as silent); its louder channel is read instead. Channels that agree, or one silent
+    channel, are mixed as before."""
+    from conftest import DATA
+    voice, rate = sf.read(DATA / "ref.wav", dtype="float32")
+    monkeypatch.setattr(audio_io, "DECODE_BLOCK_FRAMES", 4096)  # several blocks
+    cases = {"reversed.wav": np.stack([-0.9 * voice, voice], axis=1),
+             "agree.wav": np.stack([voice, 0.9 * voice], axis=1),
+             "one silent.wav": np.stack([voice, np.zeros_like(voice)], axis=1)}
+    for name, data in cases.items():
+        sf.write(tmp_path / name, data, rate, subtype="FLOAT")
+    wav, _ = read_audio(tmp_path / "reversed.wav")
+    np.testing.assert_allclose(wav, voice, atol=1e-7)  # the louder (right) channel
+    np.testing.assert_allclose(read_audio(tmp_path / "agree.wav")[0], 0.95 * voice, atol=1e-6)
+    np.testing.assert_allclose(read_audio(tmp_path / "one silent.wav")[0], 0.5 * voice, atol=1e-7)
