@@ -34,7 +34,8 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
 
     Returns `(wav, sample_rate)` with wav of shape (samples,). Multi-channel audio is
     averaged to mono (as librosa does), block by block, so memory holds the mono result and
-    one block; channels that cancel in their mean (a reversed polarity) give the loudest one. PCM16 samples come out as k / 32768. Raises `AudioError` for a missing,
+    one block; channels that cancel in their mean (a reversed polarity) give the loudest one.
+    PCM16 samples come out as k / 32768. Raises `AudioError` for a missing,
     unsupported, corrupt, empty or over-long file, and for one whose header asks for more
     channels, a higher sample rate or more samples than `MAX_CHANNELS`, `MAX_SAMPLE_RATE`
     and `MAX_DECODED_SAMPLES` allow.
